@@ -1,0 +1,1 @@
+"""The embedded default: a local stand-in for the AWS side of the stack."""

@@ -1,0 +1,382 @@
+"""A local stand-in for the API Gateway HTTP API in front of the Lambda handlers.
+
+It does what the HTTP API does for this stack, no more: route matching
+(404 unknown path, 405 wrong method), the JWT authorizer on protected routes
+(401 without a token, 403 `invalid_token` otherwise), CORS for the configured
+origins, the payload size limit (413), a JSON access-log line per request, and
+a payload-format-2.0 event handed to the very same handler code that runs in
+Lambda. Each Lambda function gets a pool of handler instances, like warm
+containers: one request at a time per instance, new instances on demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import json
+import os
+import queue
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from tlops.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier, bearer_token
+from tlops.contract import MAX_BODY_BYTES, ErrorCode, error_body
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class FunctionPool:
+    """Warm instances of one Lambda function; each serves one event at a time."""
+
+    def __init__(self, factory: Callable[[], Handler]):
+        self._factory = factory
+        self._idle: queue.SimpleQueue[Handler] = queue.SimpleQueue()
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            handler = self._idle.get_nowait()
+        except queue.Empty:
+            handler = self._factory()
+        try:
+            return handler(event)
+        finally:
+            self._idle.put(handler)
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # may hold one `{name}` segment
+    function: str
+    authorized: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def match(self, path: str) -> dict[str, str] | None:
+        want, got = self.path.strip("/").split("/"), path.strip("/").split("/")
+        if len(want) != len(got):
+            return None
+        params = {}
+        for pattern, part in zip(want, got, strict=True):
+            if pattern.startswith("{") and pattern.endswith("}"):
+                if not part:
+                    return None
+                params[pattern[1:-1]] = part
+            elif pattern != part:
+                return None
+        return params
+
+
+ROUTES = (
+    Route("POST", "/infer", "router", authorized=True),
+    Route("POST", "/stop", "router", authorized=True),
+    Route("GET", "/ping", "router", authorized=False),
+    Route("GET", "/health", "router", authorized=False),
+    Route("GET", "/queue-health", "queue_health", authorized=False),
+)
+
+CORS_METHODS = "GET,POST,OPTIONS"
+CORS_HEADERS = "authorization,content-type"
+CORS_EXPOSE = "x-request-id,retry-after,x-gpu-coldboot"
+
+
+def default_functions() -> dict[str, FunctionPool]:
+    """The Lambda handlers of this stack, configured from the environment as in Lambda."""
+    from tlops.queue_health import QueueHealth
+    from tlops.router import Router, RouterConfig
+
+    return {
+        "router": FunctionPool(lambda: Router(RouterConfig.from_env()).handle),
+        "queue_health": FunctionPool(lambda: QueueHealth.from_env().handle),
+    }
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        functions: dict[str, FunctionPool],
+        allowed_origins: list[str],
+        routes: tuple[Route, ...] = ROUTES,
+        access_log=None,
+    ):
+        self.verifier = verifier
+        self.functions = functions
+        self.allowed_origins = set(allowed_origins)
+        self.routes = routes
+        self.access_log = access_log or sys.stdout
+
+    # --- the pieces the request handler calls -------------------------------
+    def find_route(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
+        """The matching route and its path parameters; or the methods the path allows."""
+        allowed = []
+        for route in self.routes:
+            params = route.match(path)
+            if params is None:
+                continue
+            if route.method == method:
+                return route, params, []
+            allowed.append(route.method)
+        return None, {}, allowed
+
+    def authorize(self, headers: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
+        token = bearer_token(headers)
+        if token is None:
+            return 401, None
+        try:
+            return 200, self.verifier.verify(token)
+        except InvalidToken:
+            return 403, None
+        except KeysUnavailable:
+            return 503, None
+
+    def cors_headers(self, origin: str | None) -> dict[str, str]:
+        if origin is None or origin not in self.allowed_origins:
+            return {}
+        return {
+            "access-control-allow-origin": origin,
+            "access-control-expose-headers": CORS_EXPOSE,
+            "vary": "origin",
+        }
+
+    def log_access(self, record: dict[str, Any]) -> None:
+        self.access_log.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.access_log.flush()
+
+
+def build_event(
+    *,
+    route: Route,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: dict[str, str],
+    body: bytes,
+    source_ip: str,
+    request_id: str,
+    path_params: dict[str, str],
+    claims: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A payload-format-2.0 event as the HTTP API would send it to a Lambda integration."""
+    now = datetime.now(UTC)
+    try:
+        text, is_b64 = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, is_b64 = base64.b64encode(body).decode(), True
+    request_context: dict[str, Any] = {
+        "accountId": "000000000000",
+        "apiId": "local",
+        "domainName": headers.get("host", "localhost"),
+        "http": {
+            "method": method,
+            "path": raw_path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": source_ip,
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": route.key,
+        "stage": "$default",
+        "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "timeEpoch": int(now.timestamp() * 1000),
+    }
+    if claims is not None:
+        request_context["authorizer"] = {
+            "jwt": {"claims": {k: str(v) for k, v in claims.items()}, "scopes": None}
+        }
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": request_context,
+        "isBase64Encoded": is_b64,
+    }
+    if raw_query:
+        event["queryStringParameters"] = dict(parse_qsl(raw_query))
+    if path_params:
+        event["pathParameters"] = path_params
+    if body:
+        event["body"] = text
+    return event
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "tlops-local-gateway"
+    gateway: Gateway  # set on the subclass made by make_server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silenced: the JSON access log replaces http.server's own lines."""
+
+    # Every method goes through one path; http.server dispatches on do_<METHOD>.
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        gateway = self.gateway
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        parts = urlsplit(self.path)
+        method = self.command
+        origin = headers.get("origin")
+        record = {
+            "requestId": request_id,
+            "ip": self.client_address[0],
+            "route": "-",
+            "status": 0,
+            "jwtSub": "-",
+            "latencyMs": 0.0,
+            "userAgent": headers.get("user-agent", "-"),
+        }
+        try:
+            status, out_headers, body = self._dispatch(
+                gateway, method, parts, headers, origin, request_id, record
+            )
+        except Exception as exc:  # noqa: BLE001 - the edge answers 500 and logs, like the HTTP API
+            gateway.log_access({**record, "error": f"{type(exc).__name__}: {exc}"})
+            status, out_headers, body = 500, {}, {"message": "Internal Server Error"}
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        out_headers.setdefault("content-type", "application/json")
+        out_headers["apigw-requestid"] = request_id
+        out_headers.update(gateway.cors_headers(origin))
+        self.send_response(status)
+        for name, value in out_headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(payload)
+        record["status"] = status
+        record["latencyMs"] = round((time.perf_counter() - started) * 1000, 3)
+        gateway.log_access(record)
+
+    def _read_body(self, headers: dict[str, str]) -> bytes | None:
+        """The body, or None when it exceeds the limit (the connection is then closed)."""
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            self.close_connection = True
+            return None  # HTTP API needs a length too; refuse rather than buffer unbounded input
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self, gateway, method, parts, headers, origin, request_id, record):
+        path = parts.path or "/"
+        if method == "OPTIONS" and "access-control-request-method" in headers:
+            if origin not in gateway.allowed_origins:
+                return 403, {}, error_body(ErrorCode.FORBIDDEN, message="origin not allowed")
+            return (
+                204,
+                {
+                    "access-control-allow-methods": CORS_METHODS,
+                    "access-control-allow-headers": CORS_HEADERS,
+                    "access-control-max-age": "600",
+                },
+                b"",
+            )
+        route, params, allowed = gateway.find_route(method, path)
+        if route is None:
+            if allowed:
+                return (
+                    405,
+                    {"allow": ", ".join(sorted(set(allowed)))},
+                    error_body(ErrorCode.METHOD_NOT_ALLOWED, allow=sorted(set(allowed))),
+                )
+            return 404, {}, {"message": "Not Found"}
+        record["route"] = route.key
+        body = self._read_body(headers)
+        if body is None:
+            return 413, {}, error_body(ErrorCode.PAYLOAD_TOO_LARGE, limit=MAX_BODY_BYTES)
+        claims = None
+        if route.authorized:
+            status, claims = gateway.authorize(headers)
+            if status == 401:
+                return 401, {}, {"message": "Unauthorized"}
+            if status == 403:
+                return 403, {}, error_body(ErrorCode.INVALID_TOKEN)
+            if status == 503:
+                return 503, {}, error_body(ErrorCode.AUTH_UNAVAILABLE)
+            record["jwtSub"] = claims.get("sub", "-")
+        event = build_event(
+            route=route,
+            method=method,
+            raw_path=path,
+            raw_query=parts.query,
+            headers=headers,
+            body=body,
+            source_ip=self.client_address[0],
+            request_id=request_id,
+            path_params=params,
+            claims=claims,
+        )
+        result = gateway.functions[route.function].invoke(event)
+        out_body = result.get("body") or ""
+        payload = base64.b64decode(out_body) if result.get("isBase64Encoded") else out_body.encode()
+        return int(result.get("statusCode", 200)), dict(result.get("headers") or {}), payload
+
+
+def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
+    handler = type("GatewayRequestHandler", (_RequestHandler,), {"gateway": gateway})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def allowed_origins(ports: str) -> list[str]:
+    origins = [f"http://localhost:{p.strip()}" for p in ports.split(",") if p.strip()]
+    return [*origins, "capacitor://localhost"]
+
+
+def gateway_from_env(access_log=None) -> Gateway:
+    issuer = os.environ["TL_JWT_ISSUER"].rstrip("/")
+    verifier = TokenVerifier(
+        issuer=issuer,
+        audience=os.environ["TL_JWT_AUDIENCE"],
+        jwks=JwksCache(os.environ.get("TL_JWKS_URL") or f"{issuer}/.well-known/jwks.json"),
+        token_use=None,  # the HTTP API authorizer accepts ID and access tokens alike
+    )
+    return Gateway(
+        verifier=verifier,
+        functions=default_functions(),
+        allowed_origins=allowed_origins(os.environ.get("TL_CORS_PORTS", "3000,5173,8080")),
+        access_log=access_log,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Local stand-in for the HTTP API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787)
+    args = parser.parse_args(argv)
+    server = make_server(gateway_from_env(), args.host, args.port)
+    print(f"local gateway listening on http://{args.host}:{args.port}", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

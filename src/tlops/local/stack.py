@@ -1,0 +1,296 @@
+"""`tlops local up | down | status | env`: the AWS stand-in, Redis and the gateway on loopback.
+
+Each service is a real process started in its own session (so `down` can end
+it and everything it spawned), with its pid, port and log under the state
+directory (`TLOPS_STATE_DIR`, default `~/.local/state/tlops/local`). `up` is
+idempotent: a service whose pid is alive and whose port answers is kept.
+The stand-in holds no state across restarts, so the resource ids recorded in
+`stack.json` are dropped when moto is (re)started.
+
+Nothing secret is written: the only credentials are the stand-in's dummy keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tlops.resp import RedisUnavailable, RespClient
+
+DEFAULT_PORTS = {"moto": 5055, "redis": 6390, "gateway": 8787}
+REGION = "eu-west-1"
+PROJECT = "tinyllama"
+# The stand-in accepts any key; these are placeholders, not credentials.
+STAND_IN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+SERVICES = ("moto", "redis", "gateway")
+READY_TIMEOUT_S = 30.0
+
+
+class StackError(RuntimeError):
+    """Something the operator must fix; the message says what."""
+
+
+def default_state_dir() -> Path:
+    if configured := os.environ.get("TLOPS_STATE_DIR"):
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "tlops" / "local"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still "exists"; reap it and call it dead.
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    return True
+
+
+@dataclasses.dataclass
+class LocalStack:
+    state_dir: Path = dataclasses.field(default_factory=default_state_dir)
+    ports: dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PORTS))
+    region: str = REGION
+
+    # --- state ----------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    def load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        tmp.replace(self.state_file)
+
+    def _adopt_ports(self, state: dict[str, Any]) -> None:
+        """A running stack keeps the ports it was started on."""
+        for name, port in state.get("ports", {}).items():
+            if _pid_alive(state.get("pids", {}).get(name)):
+                self.ports[name] = port
+
+    # --- endpoints --------------------------------------------------------
+    @property
+    def moto_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['moto']}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def aws_env(self) -> dict[str, str]:
+        return {
+            "TL_AWS_ENDPOINT_URL": self.moto_url,
+            "TL_AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            **STAND_IN_CREDENTIALS,
+        }
+
+    def env(self, state: dict[str, Any] | None = None) -> dict[str, str]:
+        """Everything a script (or the gateway) needs to talk to this stack."""
+        state = self.load() if state is None else state
+        resources_ = state.get("resources", {})
+        out = {
+            "TL_API_URL": self.api_url,
+            "TL_REDIS_URL": self.redis_url,
+            "TL_PROJECT": PROJECT,
+            **self.aws_env(),
+        }
+        if pool := resources_.get("user_pool_id"):
+            issuer = f"https://cognito-idp.{self.region}.amazonaws.com/{pool}"
+            out |= {
+                "TL_USER_POOL_ID": pool,
+                "TL_JWT_ISSUER": issuer,
+                "TL_JWT_AUDIENCE": resources_["client_id"],
+                # moto signs with the real issuer name but serves the keys itself
+                "TL_JWKS_URL": f"{self.moto_url}/{pool}/.well-known/jwks.json",
+                "TL_REPLY_BUCKET": resources_["reply_bucket"],
+            }
+        return out
+
+    # --- processes -------------------------------------------------------
+    def _command(self, name: str) -> list[str]:
+        if name == "moto":
+            moto = Path(sys.executable).with_name("moto_server")
+            if not moto.exists():
+                raise StackError(f"{moto} is missing: run `make setup` to install moto[server]")
+            return [str(moto), "-H", "127.0.0.1", "-p", str(self.ports["moto"])]
+        if name == "redis":
+            redis = shutil.which("redis-server")
+            if redis is None:
+                raise StackError("redis-server is not installed: run `make setup`")
+            data = self.state_dir / "redis"
+            data.mkdir(parents=True, exist_ok=True)
+            return [
+                redis,
+                "--bind", "127.0.0.1",
+                "--port", str(self.ports["redis"]),
+                "--dir", str(data),
+                "--save", "",
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--daemonize", "no",
+            ]  # fmt: skip
+        return [
+            sys.executable, "-m", "tlops.local.gateway",
+            "--port", str(self.ports["gateway"]),
+        ]  # fmt: skip
+
+    def _service_env(self, name: str, state: dict[str, Any]) -> dict[str, str]:
+        env = dict(os.environ)
+        if name == "moto":
+            amis = self.state_dir / "ubuntu_amis.json"
+            amis.write_text(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
+            env |= {
+                "MOTO_AMIS_PATH": str(amis),
+                "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
+                "MOTO_ENABLE_AMI_VALIDATION": "true",
+            }
+        if name == "gateway":
+            env |= self.env(state)
+        return env
+
+    def _ready(self, name: str) -> bool:
+        try:
+            if name == "redis":
+                client = RespClient(self.redis_url, connect_timeout=0.2, timeout=0.5)
+                try:
+                    return client.ping()
+                finally:
+                    client.close()
+            url = self.moto_url + "/moto-api/" if name == "moto" else self.api_url + "/ping"
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+                return response.status == 200
+        except (OSError, RedisUnavailable, urllib.error.URLError):
+            return False
+
+    def _start(self, name: str, state: dict[str, Any]) -> int:
+        log = (self.state_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            self._command(name),
+            env=self._service_env(name, state),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            if self._ready(name):
+                return process.pid
+            time.sleep(0.1)
+        self._terminate(process.pid)
+        tail = (self.state_dir / f"{name}.log").read_text(errors="replace")[-1500:]
+        raise StackError(
+            f"{name} did not become ready on port {self.ports[name]} "
+            f"(is the port taken?). Last log lines:\n{tail}"
+        )
+
+    @staticmethod
+    def _terminate(pid: int, timeout: float = 10.0) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+    # --- the verbs --------------------------------------------------------
+    def up(self) -> dict[str, Any]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        state = self.load()
+        self._adopt_ports(state)
+        pids = state.setdefault("pids", {})
+        state["ports"] = dict(self.ports)
+        os.environ.update(self.aws_env())  # this process talks to the stand-in from here on
+        moto_restarted = False
+        for name in SERVICES:
+            alive = _pid_alive(pids.get(name))
+            if alive and name == "gateway" and moto_restarted:
+                self._terminate(pids[name])  # it holds the old stand-in's pool and client ids
+            elif alive and self._ready(name):
+                continue
+            if name == "moto":
+                moto_restarted = True
+                state.pop("resources", None)  # a fresh stand-in knows none of them
+            if name == "gateway":
+                self._ensure_resources(state)
+            pids[name] = self._start(name, state)
+            self.save(state)
+        return state
+
+    def down(self) -> list[str]:
+        state = self.load()
+        stopped = []
+        for name in reversed(SERVICES):
+            pid = state.get("pids", {}).get(name)
+            if _pid_alive(pid):
+                self._terminate(pid)
+                stopped.append(name)
+        self.state_file.unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / "redis", ignore_errors=True)
+        return stopped
+
+    def status(self) -> dict[str, Any]:
+        state = self.load()
+        self._adopt_ports(state)
+        services = {}
+        for name in SERVICES:
+            pid = state.get("pids", {}).get(name)
+            alive = _pid_alive(pid)
+            services[name] = {
+                "pid": pid if alive else None,
+                "port": self.ports[name],
+                "up": alive and self._ready(name),
+            }
+        return {"services": services, "resources": state.get("resources", {})}
+
+    # --- stand-in resources (until deploy.yml creates them) -------------
+    def _ensure_resources(self, state: dict[str, Any]) -> None:
+        if state.get("resources"):
+            return
+        from tlops.local import bootstrap
+
+        state["resources"] = bootstrap.ensure(project=PROJECT)

@@ -1,0 +1,82 @@
+"""`GET /queue-health`: is Redis reachable, and how fast does it answer a PING?
+
+No JWT (operators and monitors call it), but only from configured source
+networks: by default the VPC (10.20.0.0/22) and loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from typing import Any
+
+from tlops import lambda_http
+from tlops.contract import ErrorCode, error_body
+from tlops.resp import RedisReplyError, RedisUnavailable, RespClient
+from tlops.telemetry import Telemetry
+
+DEFAULT_ALLOWED_CIDRS = "10.20.0.0/22,127.0.0.0/8,::1/128"
+SLOW_MS = 200.0
+
+telemetry = Telemetry("queue_health")
+
+
+def parse_cidrs(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise RuntimeError(f"TL_QUEUE_HEALTH_CIDRS is not a list of CIDRs: {exc}") from None
+
+
+class QueueHealth:
+    def __init__(self, redis_url: str, allowed_cidrs: str = DEFAULT_ALLOWED_CIDRS):
+        self.redis = RespClient(redis_url, connect_timeout=0.2, timeout=0.2)
+        self.allowed = parse_cidrs(allowed_cidrs)
+
+    @classmethod
+    def from_env(cls) -> QueueHealth:
+        url = os.environ.get("TL_REDIS_URL")
+        if not url:
+            raise RuntimeError("queue_health configuration incomplete, set: TL_REDIS_URL")
+        return cls(url, os.environ.get("TL_QUEUE_HEALTH_CIDRS", DEFAULT_ALLOWED_CIDRS))
+
+    def _allowed(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.allowed)
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        rid = lambda_http.request_id(event)
+        ip = lambda_http.source_ip(event)
+        if not self._allowed(ip):
+            return lambda_http.response(
+                403, error_body(ErrorCode.FORBIDDEN, message="source address not allowed"),
+                request_id=rid,
+            )
+        started = time.perf_counter()
+        try:
+            self.redis.ping()
+        except (RedisUnavailable, RedisReplyError) as exc:
+            telemetry.log("ERROR", "redis ping failed", requestId=rid, reason=str(exc))
+            return lambda_http.response(503, {"redis": "fail", "error": str(exc)}, request_id=rid)
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        if latency_ms >= SLOW_MS:
+            return lambda_http.response(
+                503,
+                {"redis": "fail", "error": f"PING took {latency_ms} ms (limit {SLOW_MS:g} ms)"},
+                request_id=rid,
+            )
+        return lambda_http.response(200, {"redis": "ok", "latencyMs": latency_ms}, request_id=rid)
+
+
+_health: QueueHealth | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    global _health  # noqa: PLW0603 - one client per warm Lambda container
+    if _health is None:
+        _health = QueueHealth.from_env()
+    return _health.handle(event)
