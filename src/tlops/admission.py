@@ -14,8 +14,8 @@ here. A Lua script does everything atomically with Redis' own clock:
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from typing import NamedTuple
 
 from tlops import contract
 from tlops.resp import RespClient, Script
@@ -65,16 +65,14 @@ return {'queued', redis.call('EXISTS', heartbeat), now}
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class RateLimits:
+class RateLimits(NamedTuple):
     burst: int = 5
     burst_window_ms: int = 1000
     sustained: int = 20
     sustained_window_ms: int = 60_000
 
 
-@dataclasses.dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     outcome: str  # "queued", "limited" or "collision"
     retry_after_s: int = 0  # whole seconds until a request would pass, when limited
     node_alive: bool = False  # a watcher heartbeat was present when queued

@@ -37,12 +37,16 @@ def find(project: str) -> Node | None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        pages = aws.client("ec2").get_paginator("describe_instances").paginate(
-            Filters=[
-                {"Name": "tag:Project", "Values": [project]},
-                {"Name": "tag:Role", "Values": [NODE_ROLE]},
-                {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
-            ]
+        pages = (
+            aws.client("ec2")
+            .get_paginator("describe_instances")
+            .paginate(
+                Filters=[
+                    {"Name": "tag:Project", "Values": [project]},
+                    {"Name": "tag:Role", "Values": [NODE_ROLE]},
+                    {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+                ]
+            )
         )
         instances = [
             instance

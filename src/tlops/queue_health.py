@@ -53,7 +53,8 @@ class QueueHealth:
         ip = lambda_http.source_ip(event)
         if not self._allowed(ip):
             return lambda_http.response(
-                403, error_body(ErrorCode.FORBIDDEN, message="source address not allowed"),
+                403,
+                error_body(ErrorCode.FORBIDDEN, message="source address not allowed"),
                 request_id=rid,
             )
         started = time.perf_counter()

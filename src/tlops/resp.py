@@ -73,7 +73,9 @@ class RespClient:
             raise RedisUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._sock, self._buf = sock, b""
         if self.password is not None:
-            auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+            auth = (
+                ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+            )
             self._roundtrip(auth)
         if self.db:
             self._roundtrip(("SELECT", self.db))

@@ -10,11 +10,10 @@ redis-py, no native crypto.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from tlops import admission, contract, lambda_http
 from tlops.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier, bearer_token
@@ -25,8 +24,7 @@ from tlops.telemetry import Telemetry
 telemetry = Telemetry("router")
 
 
-@dataclasses.dataclass(frozen=True)
-class RouterConfig:
+class RouterConfig(NamedTuple):
     redis_url: str
     issuer: str
     audience: str
@@ -112,7 +110,9 @@ class Router:
         """The verified claims; raises _Refusal with the response to send otherwise."""
         token = bearer_token(lambda_http.headers(event))
         if token is None:
-            raise _Refusal(lambda_http.response(401, error_body(ErrorCode.UNAUTHORIZED), request_id=rid))
+            raise _Refusal(
+                lambda_http.response(401, error_body(ErrorCode.UNAUTHORIZED), request_id=rid)
+            )
         try:
             return self.verifier.verify(token)
         except InvalidToken as exc:
@@ -123,9 +123,7 @@ class Router:
         except KeysUnavailable as exc:
             telemetry.log("ERROR", "jwks unavailable", requestId=rid, reason=str(exc))
             raise _Refusal(
-                lambda_http.response(
-                    503, error_body(ErrorCode.AUTH_UNAVAILABLE), request_id=rid
-                )
+                lambda_http.response(503, error_body(ErrorCode.AUTH_UNAVAILABLE), request_id=rid)
             ) from None
 
     # --- routes ---------------------------------------------------------
@@ -216,9 +214,7 @@ class Router:
             400, error_body(ErrorCode.INVALID_REQUEST, field=field, message=message), request_id=rid
         )
 
-    def _admit(
-        self, request: contract.InferRequest, sub: str
-    ) -> tuple[str, admission.Admission]:
+    def _admit(self, request: contract.InferRequest, sub: str) -> tuple[str, admission.Admission]:
         for _ in range(3):  # a UUIDv4 collision is astronomically rare; never loop forever
             job_id = contract.new_job_id()
             admitted = admission.admit(
@@ -257,9 +253,7 @@ class Router:
             return lambda_http.response(202, contract.queued_body(job_id), request_id=rid)
         if decision.started:
             telemetry.metric("EC2Starts", Reason="ColdBoot")
-            telemetry.log(
-                "INFO", "node started", requestId=rid, instance=decision.node.instance_id
-            )
+            telemetry.log("INFO", "node started", requestId=rid, instance=decision.node.instance_id)
         return lambda_http.response(
             202,
             contract.starting_body(job_id, self.config.cold_boot_eta_s),

@@ -6,6 +6,7 @@ Talks to whatever `tlops.aws` points at; `tlops local up` points it at moto.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from importlib import resources
@@ -53,10 +54,8 @@ def _app_client(pool_id: str) -> str:
 
 def _admins_group(pool_id: str) -> None:
     idp = aws.client("cognito-idp")
-    try:
+    with contextlib.suppress(idp.exceptions.GroupExistsException):
         idp.create_group(UserPoolId=pool_id, GroupName=ADMINS_GROUP)
-    except idp.exceptions.GroupExistsException:
-        pass
 
 
 def _reply_bucket(project: str) -> str:
@@ -78,7 +77,10 @@ def _gpu_node(project: str) -> str:
         Filters=[
             {"Name": "tag:Project", "Values": [project]},
             {"Name": "tag:Role", "Values": ["gpu"]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+            {
+                "Name": "instance-state-name",
+                "Values": ["pending", "running", "stopping", "stopped"],
+            },
         ]
     )
     for reservation in found["Reservations"]:

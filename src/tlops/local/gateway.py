@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -218,7 +217,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server_version = "tlops-local-gateway"
     gateway: Gateway  # set on the subclass made by make_server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the JSON access log replaces http.server's own lines."""
 
     # Every method goes through one path; http.server dispatches on do_<METHOD>.
@@ -248,7 +247,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             status, out_headers, body = self._dispatch(
                 gateway, method, parts, headers, origin, request_id, record
             )
-        except Exception as exc:  # noqa: BLE001 - the edge answers 500 and logs, like the HTTP API
+        except Exception as exc:
             gateway.log_access({**record, "error": f"{type(exc).__name__}: {exc}"})
             status, out_headers, body = 500, {}, {"message": "Internal Server Error"}
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -1,18 +1,22 @@
 """The job contract: the one definition shared by the router, the watcher and the CLI.
 
 Everything a client sends, everything stored in Redis and every error body a
-client can receive is defined here (ARCHITECTURE §3). Other modules import
-these names; none of them spell a key, a status or an error code themselves.
+client can receive is defined in this package (ARCHITECTURE §3). Other modules
+import these names; none of them spell a key, a status or an error code.
+
+This module is plain Python on purpose: the router imports it on every cold
+start, and pydantic alone costs more than that start's whole 200 ms budget
+(docs/decisions.md). The typed models of what is stored and returned, which
+the watcher and the CLI use, are pydantic models in `tlops.contract.records`.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import re
 import uuid
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any, NamedTuple
 
 # --- limits -----------------------------------------------------------------
 PROMPT_MAX_BYTES = 6 * 1024  # "6 kB" of UTF-8, counted in bytes, not characters
@@ -47,7 +51,7 @@ class ErrorCode(enum.StrEnum):
 
     INVALID_REQUEST = "invalid_request"  # 400
     UNAUTHORIZED = "unauthorized"  # 401, no token at all
-    INVALID_TOKEN = "invalid_token"  # 403
+    INVALID_TOKEN = "invalid_token"  # 403  # noqa: S105 - an error code, not a secret
     NOT_FOUND = "not_found"  # 404
     METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
     PAYLOAD_TOO_LARGE = "payload_too_large"  # 413
@@ -82,33 +86,17 @@ def reply_s3_uri(bucket: str, sub: str, job_id: str) -> str:
 
 
 # --- the request ------------------------------------------------------------
-StrictIdle = Annotated[int, Field(ge=IDLE_MIN_MINUTES, le=IDLE_MAX_MINUTES, strict=True)]
+REQUEST_FIELDS = ("prompt", "idle", "max_tokens", "temperature")
+TEMPERATURE_MAX = 2.0
 
 
-class InferRequest(BaseModel):
-    """Body of `POST /infer`. Unknown fields are refused; numbers are not coerced."""
+class InferRequest(NamedTuple):
+    """Body of `POST /infer`, validated by `parse_infer_request`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    prompt: Annotated[str, Field(strict=True)]
-    idle: StrictIdle = IDLE_DEFAULT_MINUTES
-    max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT, strict=True)] | None = None
-    temperature: (
-        Annotated[float, Field(ge=0.0, le=2.0, strict=True, allow_inf_nan=False)] | None
-    ) = None
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_size(cls, value: str) -> str:
-        try:
-            size = len(value.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise ValueError("must be valid UTF-8 text (no lone surrogates)") from None
-        if size < 1:
-            raise ValueError("must not be empty")
-        if size > PROMPT_MAX_BYTES:
-            raise ValueError(f"must be at most {PROMPT_MAX_BYTES} bytes of UTF-8, got {size}")
-        return value
+    prompt: str
+    idle: int = IDLE_DEFAULT_MINUTES
+    max_tokens: int | None = None
+    temperature: float | None = None
 
 
 class RequestError(Exception):
@@ -123,50 +111,72 @@ class RequestError(Exception):
         return error_body(ErrorCode.INVALID_REQUEST, field=self.field, message=self.message)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bounded_int(payload: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise RequestError(name, f"must be a whole number from {low} to {high}")
+    if not low <= value <= high:
+        raise RequestError(name, f"must be from {low} to {high}, got {value}")
+    return value
+
+
 def parse_infer_request(payload: Any) -> InferRequest:
-    """Validate an already JSON-decoded body; raise RequestError naming the first bad field."""
+    """Validate an already JSON-decoded body; raise RequestError naming the first bad field.
+
+    Numbers are not coerced ("5" and 3.5 are not an idle time), unknown fields
+    are refused, and the prompt is measured in UTF-8 bytes.
+    """
     if not isinstance(payload, dict):
         raise RequestError("body", "must be a JSON object")
+    for name in payload:
+        if name not in REQUEST_FIELDS:
+            raise RequestError(str(name), "unknown field")
+
+    if "prompt" not in payload:
+        raise RequestError("prompt", "is required")
+    prompt = payload["prompt"]
+    if not isinstance(prompt, str):
+        raise RequestError("prompt", "must be a string")
     try:
-        return InferRequest.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        if first["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif first["type"] == "missing":
-            message = "is required"
-        else:
-            message = first["msg"].removeprefix("Value error, ")
-        raise RequestError(field, message) from None
+        size = len(prompt.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise RequestError("prompt", "must be valid UTF-8 text (no lone surrogates)") from None
+    if size < 1:
+        raise RequestError("prompt", "must not be empty")
+    if size > PROMPT_MAX_BYTES:
+        raise RequestError(
+            "prompt", f"must be at most {PROMPT_MAX_BYTES} bytes of UTF-8, got {size}"
+        )
 
+    if "idle" in payload and payload["idle"] is None:
+        raise RequestError(
+            "idle", f"must be a whole number from {IDLE_MIN_MINUTES} to {IDLE_MAX_MINUTES}"
+        )
+    idle = _bounded_int(payload, "idle", IDLE_MIN_MINUTES, IDLE_MAX_MINUTES)
+    max_tokens = _bounded_int(payload, "max_tokens", 1, MAX_TOKENS_LIMIT)
 
-# --- what is stored ---------------------------------------------------------
-class JobRecord(BaseModel):
-    """The Redis hash `job:{id}`. Hash values are strings on the wire; this is the typed view."""
+    temperature = payload.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            raise RequestError("temperature", f"must be a number from 0 to {TEMPERATURE_MAX:g}")
+        if not math.isfinite(temperature) or not 0 <= temperature <= TEMPERATURE_MAX:
+            raise RequestError(
+                "temperature", f"must be from 0 to {TEMPERATURE_MAX:g}, got {temperature}"
+            )
+        temperature = float(temperature)
 
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    status: JobStatus
-    sub: str
-    prompt: str
-    idle: int
-    reply_s3: str
-    ts: int = Field(description="enqueue time, ms since the epoch")
-    attempts: int = 0
-    error: str = ""
-    max_tokens: int | None = None
-    temperature: float | None = None
-
-    def to_hash(self) -> dict[str, str]:
-        """Flatten to the string fields Redis stores; optional fields left out when unset."""
-        fields = self.model_dump(exclude={"id"}, exclude_none=True, mode="json")
-        return {name: str(value) for name, value in fields.items()}
-
-    @classmethod
-    def from_hash(cls, job_id: str, fields: dict[str, str]) -> JobRecord:
-        return cls.model_validate({"id": job_id, **fields})
+    return InferRequest(
+        prompt=prompt,
+        idle=IDLE_DEFAULT_MINUTES if idle is None else idle,
+        max_tokens=max_tokens,
+        temperature=temperature,
+    )
 
 
 def queued_job_fields(
@@ -187,21 +197,6 @@ def queued_job_fields(
     if request.temperature is not None:
         fields["temperature"] = repr(request.temperature)
     return fields
-
-
-class JobResult(BaseModel):
-    """The JSON written to `s3://{reply_bucket}/{sub}/{job_id}.json`."""
-
-    id: str
-    status: JobStatus
-    output: str = ""
-    usage: dict[str, int] = Field(default_factory=dict)
-    model: str = ""
-    latency_ms: float = 0.0
-    queued_at_ms: int
-    started_at_ms: int
-    finished_at_ms: int
-    error: str = ""
 
 
 # --- responses --------------------------------------------------------------
