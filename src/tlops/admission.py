@@ -32,12 +32,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 redis.call('ZREMRANGEBYSCORE', rate_key, '-inf', now - sustained_window)
 local retry = 0
-local in_burst = redis.call('ZRANGEBYSCORE', rate_key, '(' .. (now - burst_window), '+inf',
-                            'WITHSCORES')
-local burst_count = #in_burst / 2
+local burst_start = '(' .. (now - burst_window)
+local burst_count = redis.call('ZCOUNT', rate_key, burst_start, '+inf')
 if burst_count >= burst then
-  local oldest = tonumber(in_burst[(burst_count - burst) * 2 + 2])
-  retry = math.max(retry, oldest + burst_window - now)
+  -- the request that must leave the window before one more fits
+  local oldest = redis.call('ZRANGEBYSCORE', rate_key, burst_start, '+inf', 'WITHSCORES',
+                            'LIMIT', burst_count - burst, 1)
+  retry = math.max(retry, tonumber(oldest[2]) + burst_window - now)
 end
 local total = redis.call('ZCARD', rate_key)
 if total >= sustained then

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from tlops.local.services import ServiceError
 from tlops.local.stack import LocalStack, StackError
 
 
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except StackError as exc:
+    except ServiceError as exc:
         print(f"tlops: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,17 +18,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tlops.local import services
+from tlops.local.services import free_port
 from tlops.resp import RedisUnavailable, RespClient
+
+__all__ = ["DEFAULT_PORTS", "LocalStack", "StackError", "free_port"]
 
 DEFAULT_PORTS = {"moto": 5055, "redis": 6390, "gateway": 8787}
 REGION = "eu-west-1"
@@ -39,7 +39,7 @@ SERVICES = ("moto", "redis", "gateway")
 READY_TIMEOUT_S = 30.0
 
 
-class StackError(RuntimeError):
+class StackError(services.ServiceError):
     """Something the operator must fix; the message says what."""
 
 
@@ -48,12 +48,6 @@ def default_state_dir() -> Path:
         return Path(configured)
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "tlops" / "local"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -147,58 +141,32 @@ class LocalStack:
     # --- processes -------------------------------------------------------
     def _command(self, name: str) -> list[str]:
         if name == "moto":
-            moto = Path(sys.executable).with_name("moto_server")
-            if not moto.exists():
-                raise StackError(f"{moto} is missing: run `make setup` to install moto[server]")
-            return [str(moto), "-H", "127.0.0.1", "-p", str(self.ports["moto"])]
+            return services.moto_command(self.ports["moto"])
         if name == "redis":
-            redis = shutil.which("redis-server")
-            if redis is None:
-                raise StackError("redis-server is not installed: run `make setup`")
-            data = self.state_dir / "redis"
-            data.mkdir(parents=True, exist_ok=True)
-            return [
-                redis,
-                "--bind", "127.0.0.1",
-                "--port", str(self.ports["redis"]),
-                "--dir", str(data),
-                "--save", "",
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--daemonize", "no",
-            ]  # fmt: skip
-        return [
-            sys.executable, "-m", "tlops.local.gateway",
-            "--port", str(self.ports["gateway"]),
-        ]  # fmt: skip
+            return services.redis_command(
+                self.ports["redis"], self.state_dir / "redis", persist=True
+            )
+        return [sys.executable, "-m", "tlops.local.gateway", "--port", str(self.ports["gateway"])]
 
     def _service_env(self, name: str, state: dict[str, Any]) -> dict[str, str]:
-        env = dict(os.environ)
         if name == "moto":
-            amis = self.state_dir / "ubuntu_amis.json"
-            amis.write_text(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
-            env |= {
-                "MOTO_AMIS_PATH": str(amis),
-                "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
-                "MOTO_ENABLE_AMI_VALIDATION": "true",
-            }
+            return services.moto_env(self.state_dir)
         if name == "gateway":
-            env |= self.env(state)
-        return env
+            return {**os.environ, **self.env(state)}
+        return dict(os.environ)
 
     def _ready(self, name: str) -> bool:
-        try:
-            if name == "redis":
-                client = RespClient(self.redis_url, connect_timeout=0.2, timeout=0.5)
-                try:
-                    return client.ping()
-                finally:
-                    client.close()
-            url = self.moto_url + "/moto-api/" if name == "moto" else self.api_url + "/ping"
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
-                return response.status == 200
-        except (OSError, RedisUnavailable, urllib.error.URLError):
-            return False
+        if name == "redis":
+            client = RespClient(self.redis_url, connect_timeout=0.2, timeout=0.5)
+            try:
+                return client.ping()
+            except RedisUnavailable:
+                return False
+            finally:
+                client.close()
+        if name == "moto":
+            return services.http_ok(self.moto_url + "/moto-api/")
+        return services.http_ok(self.api_url + "/ping")
 
     def _start(self, name: str, state: dict[str, Any]) -> int:
         log = (self.state_dir / f"{name}.log").open("ab")

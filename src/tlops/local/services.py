@@ -1,0 +1,159 @@
+"""How the local stand-in's processes start: one definition for the stack, tests and benches."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started; the message says what to fix."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll `check` until it returns True; exceptions count as 'not yet'."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.05)
+    raise ServiceError(f"{what} did not become ready within {timeout:g} s")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def redis_command(port: int, data_dir: Path, *, persist: bool) -> list[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError("redis-server is not installed: run `make setup`")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        binary,
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "yes" if persist else "no",
+        "--appendfsync", "everysec",
+        "--daemonize", "no",
+    ]  # fmt: skip
+
+
+def moto_command(port: int) -> list[str]:
+    binary = Path(sys.executable).with_name("moto_server")
+    if not binary.exists():
+        raise ServiceError(f"{binary} is missing: run `make setup` to install moto[server]")
+    return [str(binary), "-H", "127.0.0.1", "-p", str(port)]
+
+
+def moto_env(state_dir: Path) -> dict[str, str]:
+    """moto with Ubuntu 22.04 images and AWS-like validation of instance types and AMIs."""
+    amis = state_dir / "ubuntu_amis.json"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    amis.write_text(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
+    return {
+        **os.environ,
+        "MOTO_AMIS_PATH": str(amis),
+        "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
+        "MOTO_ENABLE_AMI_VALIDATION": "true",
+    }
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class RedisProcess:
+    """A real redis-server on a loopback port that can be stopped and started again."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, persist: bool = False):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.persist = persist
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        from tlops.resp import RespClient
+
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            redis_command(self.port, self.data_dir, persist=self.persist),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: RespClient(self.url).ping(), f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+
+class MotoProcess:
+    """A real moto server (the AWS stand-in) on a loopback port."""
+
+    def __init__(self, state_dir: Path, port: int | None = None):
+        self.state_dir = state_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = moto_env(self.state_dir)
+        with (self.state_dir / "moto.log").open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                moto_command(self.port), stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        wait_until(lambda: http_ok(self.url + "/moto-api/"), f"moto server on port {self.port}")
+
+    def reset(self) -> None:
+        self.reset_url(self.url)
+
+    @staticmethod
+    def reset_url(url: str) -> None:
+        """Wipe a moto server's state (POST /moto-api/reset)."""
+        request = urllib.request.Request(url + "/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - loopback only
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
