@@ -1,0 +1,105 @@
+# tinyllama-ops — developer and CI entry points. `make` lists the targets.
+# Every target is idempotent and works on a fresh Debian/Ubuntu machine,
+# as root or as a user with sudo.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+# --- settings (override on the command line: `make setup PYTHON312=...`) -------
+VENV           ?= .venv
+LOCK           ?= requirements/lock.txt
+UV_VERSION     ?= 0.13.8
+PYTHON_VERSION ?= 3.12.1
+PYENV_ROOT     ?= $(HOME)/.pyenv
+# The interpreter the venv is made from: pyenv's 3.12 when present, else the
+# first python3.12 on PATH (e.g. actions/setup-python).
+PYTHON312      ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/$(PYTHON_VERSION)/bin/python3.12) python3.12)
+# package:command pairs; a package counts as present when either is found.
+APT_PACKAGES   := redis-server:redis-server nginx:nginx supervisor:supervisord packer:packer
+# Distro services those packages start; our stack runs its own on free ports.
+APT_SERVICES   := redis-server nginx supervisor
+
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+BIN  := $(VENV)/bin
+# The environment sets PYTHONDONTWRITEBYTECODE=1: have uv compile instead.
+UV   := UV_COMPILE_BYTECODE=1 $(BIN)/uv
+UV_STAMP      := $(VENV)/.uv-$(UV_VERSION)
+INSTALL_STAMP := $(VENV)/.installed
+# Like an activated venv: ansible-lint and the tests find the venv's tools first.
+IN_VENV       := PATH="$(abspath $(BIN)):$$PATH"
+
+.PHONY: help setup apt-packages lock lint test demo bench clean distclean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- setup ----------------------------------------------------------------
+setup: apt-packages $(INSTALL_STAMP) ## Install apt packages, the venv, the lock file and the project
+
+apt-packages: ## Install redis-server nginx supervisor packer when missing, leave their services off
+	@missing=""; \
+	for pair in $(APT_PACKAGES); do \
+	  pkg=$${pair%%:*}; cmd=$${pair##*:}; \
+	  if dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed"; then continue; fi; \
+	  if PATH="$$PATH:/usr/sbin:/sbin" command -v "$$cmd" >/dev/null 2>&1; then continue; fi; \
+	  missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "Installing apt packages:$$missing"; \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	for svc in $(APT_SERVICES); do \
+	  case " $$missing " in *" $$svc "*) ;; *) continue ;; esac; \
+	  $(SUDO) systemctl disable --now "$$svc" >/dev/null 2>&1 || true; \
+	  $(SUDO) service "$$svc" stop >/dev/null 2>&1 || true; \
+	  $(SUDO) update-rc.d "$$svc" disable >/dev/null 2>&1 || true; \
+	done
+
+$(BIN)/python:
+	$(PYTHON312) -c 'import sys; assert sys.version_info[:2] == (3, 12), sys.version'
+	$(PYTHON312) -m venv $(VENV)
+
+$(UV_STAMP): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	rm -f $(VENV)/.uv-*
+	touch $@
+
+$(INSTALL_STAMP): $(LOCK) pyproject.toml | $(UV_STAMP)
+	$(UV) pip install --quiet --python $(BIN)/python -r $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra control --extra dev \
+	  --python-version 3.12 --python-platform linux \
+	  --custom-compile-command "make lock" -o $(LOCK)
+
+# --- gates ------------------------------------------------------------------
+lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/yamllint -s .
+	$(IN_VENV) $(BIN)/ansible-lint
+
+test: setup lint ## Lint, then pytest with coverage (fails under 90 %)
+	$(IN_VENV) $(BIN)/pytest --cov --cov-report=term-missing
+
+demo: setup ## Bring the local stack up, send a prompt, tear it down
+	$(IN_VENV) $(BIN)/tlops demo
+
+bench: setup ## Run every bench/*.py and print its figures
+	@for script in bench/*.py; do \
+	  echo "== $$script"; \
+	  $(IN_VENV) $(BIN)/python "$$script"; \
+	done
+
+# --- cleaning ---------------------------------------------------------------
+clean: ## Remove build outputs, caches and coverage files (keeps .venv)
+	rm -rf build dist .pytest_cache .ruff_cache htmlcov .coverage .coverage.* coverage.xml
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)
