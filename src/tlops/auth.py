@@ -267,8 +267,15 @@ class TokenVerifier:
             raise InvalidToken("no subject")
 
 
+# 2**53: the largest range where floats hold every integer; far beyond any real date.
+_MAX_NUMERIC_DATE = 2**53
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A usable NumericDate: finite, and small enough to add to a float without overflow."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -_MAX_NUMERIC_DATE < value < _MAX_NUMERIC_DATE  # NaN compares false
 
 
 def bearer_token(headers: dict[str, str]) -> str | None:

@@ -72,13 +72,19 @@ class RespClient:
         except OSError as exc:
             raise RedisUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._sock, self._buf = sock, b""
-        if self.password is not None:
-            auth = (
-                ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
-            )
-            self._roundtrip(auth)
-        if self.db:
-            self._roundtrip(("SELECT", self.db))
+        try:
+            if self.password is not None:
+                auth = ("AUTH", self.password)
+                if self.username:
+                    auth = ("AUTH", self.username, self.password)
+                self._roundtrip(auth)
+            if self.db:
+                self._roundtrip(("SELECT", self.db))
+        except RedisReplyError:
+            # A half-set-up connection (wrong password, no such db) must not be reused:
+            # the next command would run unauthenticated or in db 0.
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._sock is not None:
@@ -132,7 +138,8 @@ class RespClient:
             while len(self._buf) < size + 2:
                 self._fill()
             data, self._buf = self._buf[:size], self._buf[size + 2 :]
-            return data.decode()
+            # Values are text in our keyspace; anything else comes back losslessly.
+            return data.decode(errors="surrogateescape")
         if kind == b"*":
             count = int(rest)
             return None if count < 0 else [self._read() for _ in range(count)]

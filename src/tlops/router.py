@@ -203,6 +203,8 @@ class Router:
             payload = json.loads(raw)
         except ValueError:
             raise _Refusal(self._bad_request(rid, "body", "must be valid JSON")) from None
+        except RecursionError:
+            raise _Refusal(self._bad_request(rid, "body", "is nested too deeply")) from None
         try:
             return contract.parse_infer_request(payload)
         except contract.RequestError as exc:

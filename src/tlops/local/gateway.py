@@ -220,11 +220,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the JSON access log replaces http.server's own lines."""
 
-    # Every method goes through one path; http.server dispatches on do_<METHOD>.
-    def do_GET(self) -> None:
-        self._serve()
+    # A client that stops sending mid-request must not hold a thread forever.
+    timeout = 30
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+    def __getattr__(self, name: str) -> Any:
+        # http.server dispatches on do_<METHOD>; every method, known or not (TRACE,
+        # FOO), takes the one path below, so each gets a JSON answer and a log line.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def _serve(self) -> None:
         started = time.perf_counter()
@@ -243,12 +247,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             "latencyMs": 0.0,
             "userAgent": headers.get("user-agent", "-"),
         }
+        # The body is always consumed first, whatever the answer: left in the socket it
+        # would be parsed as the next request on a keep-alive connection.
+        # None: over the limit (the connection is then closed).
+        body = self._read_body(headers)
         try:
             status, out_headers, body = self._dispatch(
-                gateway, method, parts, headers, origin, request_id, record
+                gateway, method, parts, headers, body, origin, request_id, record
             )
         except Exception as exc:
-            gateway.log_access({**record, "error": f"{type(exc).__name__}: {exc}"})
+            record["error"] = f"{type(exc).__name__}: {exc}"
             status, out_headers, body = 500, {}, {"message": "Internal Server Error"}
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         out_headers.setdefault("content-type", "application/json")
@@ -279,7 +287,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def _dispatch(self, gateway, method, parts, headers, origin, request_id, record):
+    def _dispatch(self, gateway, method, parts, headers, body, origin, request_id, record):
         path = parts.path or "/"
         if method == "OPTIONS" and "access-control-request-method" in headers:
             if origin not in gateway.allowed_origins:
@@ -303,7 +311,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 )
             return 404, {}, {"message": "Not Found"}
         record["route"] = route.key
-        body = self._read_body(headers)
         if body is None:
             return 413, {}, error_body(ErrorCode.PAYLOAD_TOO_LARGE, limit=MAX_BODY_BYTES)
         claims = None

@@ -26,6 +26,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something already accepts connections on host:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     """Poll `check` until it returns True; exceptions count as 'not yet'."""
     deadline = time.monotonic() + timeout

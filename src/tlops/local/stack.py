@@ -169,6 +169,14 @@ class LocalStack:
         return services.http_ok(self.api_url + "/ping")
 
     def _start(self, name: str, state: dict[str, Any]) -> int:
+        port = self.ports[name]
+        if services.port_in_use(port):
+            # Checked before starting: otherwise the readiness probe could be answered by
+            # whatever holds the port while our process dies on bind.
+            raise StackError(
+                f"{name} cannot start: port {port} on 127.0.0.1 is already in use "
+                "(another local stack? `tlops local down`, or pick other ports)"
+            )
         log = (self.state_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             self._command(name),

@@ -1,0 +1,316 @@
+"""`LocalStack` with real processes: moto server, redis-server and the gateway on free ports.
+
+Full up/down cycles cost a few seconds each, so most assertions share one
+module-scoped stack; the restart and teardown checks get a cycle of their own.
+Every stack is brought down in a finally, so no test leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_py
+
+from tlops import aws, contract
+from tlops.cli import post_json
+from tlops.local import bootstrap
+from tlops.local.stack import SERVICES, LocalStack, StackError, free_port
+
+from .gateway_fixtures import ACCESS_LOG_KEYS, jwt_claims
+
+pytestmark = pytest.mark.integration
+
+
+def new_stack(state_dir: Path) -> LocalStack:
+    return LocalStack(
+        state_dir=state_dir,
+        ports={"moto": free_port(), "redis": free_port(), "gateway": free_port()},
+    )
+
+
+@contextlib.contextmanager
+def stack_env(stack: LocalStack) -> Iterator[None]:
+    """TLOPS_STATE_DIR for the stack; `up` points os.environ at its stand-in, undo that after."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TLOPS_STATE_DIR", str(stack.state_dir))
+        for name, value in stack.aws_env().items():
+            mp.setenv(name, value)  # recorded now, so the originals come back on exit
+        yield
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once `pid` and its process group no longer exist (zombies of ours are reaped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            try:
+                os.killpg(pid, 0)  # each service leads its own session, so pgid == pid
+            except ProcessLookupError:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def instance_state(instance_id: str) -> str:
+    answer = aws.client("ec2").describe_instances(InstanceIds=[instance_id])
+    return answer["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+
+def gateway_access_log(stack: LocalStack) -> list[dict[str, Any]]:
+    """The gateway's JSON access lines from its log file (the router's own logs are skipped)."""
+    records = []
+    for line in (stack.state_dir / "gateway.log").read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and set(record) == ACCESS_LOG_KEYS:
+                records.append(record)
+    return records
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
+    local = new_stack(tmp_path_factory.mktemp("stack"))
+    with stack_env(local):
+        try:
+            local.up()
+            yield local
+        finally:
+            local.down()
+
+
+@pytest.fixture
+def redis_of(stack) -> Iterator[redis_py.Redis]:
+    client = redis_py.Redis.from_url(stack.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+# --- one stack, many looks ----------------------------------------------------------------
+def test_up_brings_every_service_up_on_the_given_ports(stack):
+    status = stack.status()
+    assert set(status["services"]) == set(SERVICES)
+    for name, service in status["services"].items():
+        assert service["up"], name
+        assert service["pid"]
+        assert service["port"] == stack.ports[name]
+
+
+def test_stack_json_records_pids_ports_and_resources(stack):
+    state = json.loads(stack.state_file.read_text())
+    assert state["ports"] == stack.ports
+    assert set(state["pids"]) == set(SERVICES)
+    resources = state["resources"]
+    assert set(resources) == {"user_pool_id", "client_id", "reply_bucket", "instance_id"}
+    assert resources["user_pool_id"].startswith("eu-west-1_")
+    assert resources["reply_bucket"] == "tinyllama-replies-local"
+    assert stack.status()["resources"] == resources
+
+
+def test_the_resources_exist_in_the_stand_in(stack):
+    resources = stack.load()["resources"]
+    idp = aws.client("cognito-idp")
+    pool = idp.describe_user_pool(UserPoolId=resources["user_pool_id"])["UserPool"]
+    assert pool["Name"] == bootstrap.POOL_NAME
+    client = idp.describe_user_pool_client(
+        UserPoolId=resources["user_pool_id"], ClientId=resources["client_id"]
+    )["UserPoolClient"]
+    assert client["ClientName"] == bootstrap.CLIENT_NAME
+    aws.client("s3").head_bucket(Bucket=resources["reply_bucket"])
+    instance = aws.client("ec2").describe_instances(InstanceIds=[resources["instance_id"]])
+    [found] = instance["Reservations"][0]["Instances"]
+    tags = {t["Key"]: t["Value"] for t in found["Tags"]}
+    assert (tags["Project"], tags["Role"]) == ("tinyllama", "gpu")
+    assert found["InstanceType"] == bootstrap.NODE_INSTANCE_TYPE
+    # bootstrap is idempotent: asking again finds the same resources
+    assert bootstrap.ensure(project="tinyllama") == resources
+
+
+def test_env_names_every_endpoint(stack):
+    env = stack.env()
+    resources = stack.load()["resources"]
+    assert env["TL_API_URL"] == f"http://127.0.0.1:{stack.ports['gateway']}"
+    assert env["TL_AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{stack.ports['moto']}"
+    assert env["TL_REDIS_URL"] == f"redis://127.0.0.1:{stack.ports['redis']}/0"
+    assert env["TL_JWT_ISSUER"].endswith("/" + resources["user_pool_id"])
+    assert env["TL_JWT_AUDIENCE"] == resources["client_id"]
+    assert env["TL_JWKS_URL"].startswith(env["TL_AWS_ENDPOINT_URL"])
+    with urllib.request.urlopen(env["TL_JWKS_URL"], timeout=5) as response:
+        assert json.load(response)["keys"]
+    with urllib.request.urlopen(env["TL_API_URL"] + "/ping", timeout=5) as response:
+        assert json.load(response) == {"status": "ok"}
+
+
+def test_a_stand_in_token_through_the_gateway_is_queued_in_redis(stack, redis_of):
+    resources = stack.load()["resources"]
+    token = bootstrap.id_token(
+        pool_id=resources["user_pool_id"], client_id=resources["client_id"], username="erin"
+    )
+    status, headers, body = post_json(
+        stack.env()["TL_API_URL"] + "/infer", {"prompt": "hello from the stack"}, token
+    )
+    assert status == 202, body
+    assert body["status"] in ("queued", "starting")
+    job = redis_of.hgetall(contract.job_key(body["id"]))
+    assert job["status"] == "queued"
+    assert job["sub"] == jwt_claims(token)["sub"]
+    assert job["prompt"] == "hello from the stack"
+    assert body["id"] in [f["id"] for _, f in redis_of.xrange(contract.JOB_STREAM)]
+    if body["status"] == "starting":  # the stand-in's node was stopped: the router started it
+        assert instance_state(resources["instance_id"]) in ("pending", "running")
+    request_id = {k.lower(): v for k, v in headers.items()}["x-request-id"]
+    deadline = time.monotonic() + 5
+    while not [r for r in gateway_access_log(stack) if r["requestId"] == request_id]:
+        assert time.monotonic() < deadline, "no access-log line in gateway.log"
+        time.sleep(0.05)
+    [record] = [r for r in gateway_access_log(stack) if r["requestId"] == request_id]
+    assert (record["route"], record["status"]) == ("POST /infer", 202)
+    assert record["jwtSub"] == job["sub"]
+    # nothing secret on disk: the token is nowhere under the state directory
+    for path in stack.state_dir.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_second_up_is_harmless_and_keeps_the_processes(stack):
+    before = stack.load()
+    state = stack.up()
+    assert state["pids"] == before["pids"]
+    assert state["resources"] == before["resources"]
+    assert all(s["up"] for s in stack.status()["services"].values())
+
+
+def test_a_stack_object_without_ports_adopts_the_running_ones(stack):
+    """`tlops local status` in another shell knows nothing but the state dir."""
+    other = LocalStack(state_dir=stack.state_dir)  # default ports
+    status = other.status()
+    assert {n: s["port"] for n, s in status["services"].items()} == stack.ports
+    assert all(s["up"] for s in status["services"].values())
+
+
+# --- restarts and teardown, on a cycle of their own ---------------------------------------
+def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
+    local = new_stack(tmp_path)
+    with stack_env(local):
+        try:
+            first = local.up()
+            pids = dict(first["pids"])
+
+            # the gateway dies hard: `up` starts a new one, the rest is kept
+            os.kill(pids["gateway"], signal.SIGKILL)
+            assert gone(pids["gateway"])
+            assert not local.status()["services"]["gateway"]["up"]
+            second = local.up()
+            assert second["pids"]["gateway"] != pids["gateway"]
+            assert {n: second["pids"][n] for n in ("moto", "redis")} == {
+                n: pids[n] for n in ("moto", "redis")
+            }
+            assert second["resources"] == first["resources"]
+            assert all(s["up"] for s in local.status()["services"].values())
+
+            # the stand-in dies: it forgets everything, so the resources are made again
+            # and the gateway (holding the old pool's ids) is restarted with the new ones
+            os.kill(second["pids"]["moto"], signal.SIGKILL)
+            assert gone(second["pids"]["moto"])
+            third = local.up()
+            assert third["pids"]["redis"] == pids["redis"]
+            assert third["pids"]["moto"] != second["pids"]["moto"]
+            assert third["pids"]["gateway"] != second["pids"]["gateway"]
+            assert gone(second["pids"]["gateway"])
+            resources = third["resources"]
+            token = bootstrap.id_token(
+                pool_id=resources["user_pool_id"], client_id=resources["client_id"], username="f"
+            )
+            status, _, body = post_json(local.api_url + "/infer", {"prompt": "again"}, token)
+            assert status == 202, body
+
+            # down: every recorded process and its group is gone, and the state with it
+            recorded = list(third["pids"].values())
+            stopped = local.down()
+            assert sorted(stopped) == sorted(SERVICES)
+            for pid in recorded:
+                assert gone(pid, timeout=5), f"pid {pid} survived `down`"
+            assert not local.state_file.exists()
+            assert not (tmp_path / "redis").exists()
+            # down twice is harmless; status then says everything is down
+            assert local.down() == []
+            assert not any(s["up"] for s in local.status()["services"].values())
+            assert local.load() == {}
+        finally:
+            local.down()
+
+
+class _Impostor(BaseHTTPRequestHandler):
+    """Answers 200 to anything, like a gateway someone else left on the port."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet."""
+
+
+def test_up_on_a_port_another_server_answers_fails_loudly(tmp_path):
+    impostor = ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    local = LocalStack(
+        state_dir=tmp_path,
+        ports={"moto": free_port(), "redis": free_port(), "gateway": impostor.server_address[1]},
+    )
+    with stack_env(local):
+        try:
+            with pytest.raises(StackError, match=r"gateway cannot start: port \d+ .* in use"):
+                local.up()
+        finally:
+            local.down()
+            impostor.shutdown()
+            impostor.server_close()
+
+
+def test_up_on_a_taken_port_says_so(tmp_path):
+    """A port that accepts connections but never answers: `up` names the port and stops
+    before starting anything there, instead of hanging."""
+    with contextlib.closing(__import__("socket").socket()) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        port = squatter.getsockname()[1]
+        local = LocalStack(
+            state_dir=tmp_path, ports={"moto": port, "redis": free_port(), "gateway": free_port()}
+        )
+        with stack_env(local):
+            try:
+                with pytest.raises(StackError, match=f"moto cannot start: port {port} .* in use"):
+                    local.up()
+                assert not local.state_file.exists() or "moto" not in local.load().get("pids", {})
+            finally:
+                local.down()
+
+
+def test_the_state_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    from tlops.local.stack import default_state_dir
+
+    monkeypatch.setenv("TLOPS_STATE_DIR", str(tmp_path / "explicit"))
+    assert LocalStack().state_dir == tmp_path / "explicit"
+    monkeypatch.delenv("TLOPS_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert default_state_dir() == tmp_path / "xdg" / "tlops" / "local"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_state_dir() == tmp_path / "home" / ".local" / "state" / "tlops" / "local"

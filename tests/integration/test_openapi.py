@@ -1,0 +1,391 @@
+"""openapi.yaml against the gateway: the spec is valid, names exactly the routes served, and
+every answer a real request gets matches the documented schema and headers for its status.
+
+Response bodies are checked with openapi-schema-validator's OAS 3.0 validator (it knows
+`nullable` and the OAS formats) after the spec's `$ref`s are inlined.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+from openapi_spec_validator import validate as validate_spec
+
+from tlops import aws, contract
+from tlops.local.gateway import ROUTES
+from tlops.local.services import free_port
+from tlops.testing import AUDIENCE
+
+from .gateway_fixtures import *  # noqa: F403 - the fixtures
+from .gateway_fixtures import LiveGateway, Reply
+
+pytestmark = pytest.mark.integration
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def resolve(spec: dict[str, Any], node: Any) -> Any:
+    """`node` with every local `$ref` replaced by its target (the spec has no cycles)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = spec
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return resolve(spec, target)
+        return {key: resolve(spec, value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [resolve(spec, item) for item in node]
+    return node
+
+
+def operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (method.upper(), path)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+
+
+def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
+    validator = OAS30Validator(schema, format_checker=oas30_format_checker)
+    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(instance)]
+
+
+def check_against_spec(spec: dict[str, Any], method: str, path: str, reply: Reply) -> None:
+    """The reply's status is documented for this operation, with its body and headers."""
+    operation = spec["paths"][path][method.lower()]
+    documented = operation["responses"]
+    assert str(reply.status) in documented, (
+        f"{method} {path} answered {reply.status}, documented: {sorted(documented)}"
+    )
+    response = resolve(spec, documented[str(reply.status)])
+    for name, header in response.get("headers", {}).items():
+        value = reply.header(name)
+        if header.get("required"):
+            assert value is not None, f"{method} {path} {reply.status}: header {name} missing"
+        if value is not None and header["schema"].get("type") == "integer":
+            assert value.isdigit(), f"header {name}={value!r} is not an integer"
+    schema = response["content"]["application/json"]["schema"]
+    assert reply.header("content-type") == "application/json"
+    assert schema_errors(schema, reply.body) == [], (method, path, reply.status, reply.body)
+
+
+# --- the spec itself --------------------------------------------------------------------
+def test_spec_is_valid_openapi_3_0(spec):
+    assert spec["openapi"] == "3.0.3"
+    validate_spec(spec)
+
+
+def test_spec_names_exactly_the_gateway_routes(spec):
+    assert operations(spec) == {(route.method, route.path) for route in ROUTES}
+
+
+def test_protected_routes_are_marked_as_such(spec):
+    scheme = spec["components"]["securitySchemes"]["cognitoJwt"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    for route in ROUTES:
+        operation = spec["paths"][route.path][route.method.lower()]
+        security = operation.get("security", spec.get("security", []))
+        assert (security == [{"cognitoJwt": []}]) is route.authorized, route
+
+
+def test_server_is_the_local_gateway(spec):
+    [server] = spec["servers"]
+    assert server["url"].startswith("http://127.0.0.1:")
+    assert server["variables"]["port"]["default"] == "8787"  # `tlops local up`'s default
+
+
+def test_every_documented_operation_is_served(spec, gateway):
+    for method, path in sorted(operations(spec)):
+        reply = gateway.request(method, path)
+        assert reply.status not in (404, 405), (method, path, reply)
+
+
+# --- the request schema agrees with the contract ------------------------------------------
+GOOD_REQUESTS = [
+    {"prompt": "x"},
+    {"prompt": "a" * 6144},
+    {"prompt": "x", "idle": 1},
+    {"prompt": "x", "idle": 30, "max_tokens": 4096, "temperature": 2},
+    {"prompt": "x", "max_tokens": 1, "temperature": 0},
+    {"prompt": "x", "temperature": 0.7},
+    {"prompt": "x", "max_tokens": None, "temperature": None},
+]
+BAD_REQUESTS = [
+    [],
+    "prompt",
+    {},
+    {"idle": 5},
+    {"prompt": ""},
+    {"prompt": 5},
+    {"prompt": None},
+    {"prompt": "a" * 6145},
+    {"prompt": "x", "idle": 0},
+    {"prompt": "x", "idle": 31},
+    {"prompt": "x", "idle": "5"},
+    {"prompt": "x", "idle": 3.5},
+    {"prompt": "x", "idle": None},
+    {"prompt": "x", "max_tokens": 0},
+    {"prompt": "x", "max_tokens": 4097},
+    {"prompt": "x", "max_tokens": 2.5},
+    {"prompt": "x", "temperature": 2.1},
+    {"prompt": "x", "temperature": -1},
+    {"prompt": "x", "temperature": "warm"},
+    {"prompt": "x", "model": "other"},
+]
+
+
+def test_request_schema_accepts_what_the_contract_accepts(spec):
+    schema = resolve(spec, spec["components"]["schemas"]["InferRequest"])
+    for payload in GOOD_REQUESTS:
+        contract.parse_infer_request(payload)
+        assert schema_errors(schema, payload) == [], payload
+
+
+def test_request_schema_refuses_what_the_contract_refuses(spec):
+    schema = resolve(spec, spec["components"]["schemas"]["InferRequest"])
+    for payload in BAD_REQUESTS:
+        with pytest.raises(contract.RequestError):
+            contract.parse_infer_request(payload)
+        assert schema_errors(schema, payload), payload
+
+
+def test_request_schema_limits_are_the_contracts(spec):
+    props = spec["components"]["schemas"]["InferRequest"]["properties"]
+    assert props["prompt"]["maxLength"] == contract.PROMPT_MAX_BYTES
+    assert "6144 bytes of UTF-8" in props["prompt"]["description"]
+    assert (props["idle"]["minimum"], props["idle"]["maximum"], props["idle"]["default"]) == (
+        contract.IDLE_MIN_MINUTES,
+        contract.IDLE_MAX_MINUTES,
+        contract.IDLE_DEFAULT_MINUTES,
+    )
+    assert props["max_tokens"]["maximum"] == contract.MAX_TOKENS_LIMIT
+    assert props["temperature"]["maximum"] == contract.TEMPERATURE_MAX
+    limit = spec["components"]["schemas"]["PayloadTooLarge"]["properties"]["limit"]
+    assert limit["enum"] == [contract.MAX_BODY_BYTES]
+    codes = spec["components"]["schemas"]["ServiceUnavailable"]["properties"]["error"]["enum"]
+    assert set(codes) == {
+        contract.ErrorCode.QUEUE_UNAVAILABLE,
+        contract.ErrorCode.INSTANCE_UNAVAILABLE,
+        contract.ErrorCode.AUTH_UNAVAILABLE,
+    }
+
+
+def test_the_response_check_catches_an_undocumented_body(spec):
+    """The checker is not vacuous: wrong bodies, statuses and missing headers all fail."""
+    good = Reply(202, {"content-type": "application/json", "x-request-id": "r"}, None)
+    with pytest.raises(AssertionError):
+        check_against_spec(spec, "POST", "/infer", good._replace(body={"status": "queued"}))
+    with pytest.raises(AssertionError):
+        check_against_spec(
+            spec, "POST", "/infer", good._replace(body={"status": "queued", "id": "not-a-uuid"})
+        )
+    body = {"status": "queued", "id": contract.new_job_id()}
+    check_against_spec(spec, "POST", "/infer", good._replace(body=body))
+    with pytest.raises(AssertionError):
+        check_against_spec(spec, "POST", "/infer", good._replace(body=body, headers={}))
+    with pytest.raises(AssertionError):
+        check_against_spec(spec, "POST", "/infer", good._replace(status=418, body=body))
+
+
+# --- real answers against the spec --------------------------------------------------------
+Scenario = Callable[..., tuple[str, str, Reply]]
+
+
+def _queued(gw: LiveGateway, keyset, redis_client, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    return "POST", "/infer", gw.infer(keyset.token())
+
+
+def _starting(gw: LiveGateway, keyset, **_: Any):
+    from tlops.local import bootstrap
+
+    bootstrap._gpu_node("tinyllama")
+    return "POST", "/infer", gw.infer(keyset.token())
+
+
+def _bad_request(gw: LiveGateway, keyset, **_: Any):
+    return "POST", "/infer", gw.infer(keyset.token(), {"prompt": "x", "idle": 31})
+
+
+def _bad_json(gw: LiveGateway, keyset, **_: Any):
+    return "POST", "/infer", gw.infer(keyset.token(), b"{")
+
+
+def _no_token(gw: LiveGateway, **_: Any):
+    return "POST", "/infer", gw.infer(None)
+
+
+def _bad_token(gw: LiveGateway, keyset, **_: Any):
+    return "POST", "/infer", gw.infer(keyset.token(aud="someone-else"))
+
+
+def _access_token(gw: LiveGateway, keyset, **_: Any):
+    token = keyset.token(token_use="access", aud=None, client_id=AUDIENCE)
+    return "POST", "/infer", gw.infer(token)
+
+
+def _too_large(gw: LiveGateway, keyset, **_: Any):
+    return "POST", "/infer", gw.infer(keyset.token(), b"x" * (contract.MAX_BODY_BYTES + 1))
+
+
+def _rate_limited(gw: LiveGateway, keyset, redis_client, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    token = keyset.token()
+    started = time.monotonic()
+    replies = [gw.infer(token) for _ in range(7)]
+    assert time.monotonic() - started < 1.0
+    return "POST", "/infer", replies[-1]
+
+
+def _queue_down(gw: LiveGateway, keyset, redis_server, **_: Any):
+    redis_server.stop()  # conftest's redis_url starts it again for the next test
+    return "POST", "/infer", gw.infer(keyset.token())
+
+
+def _no_node(gw: LiveGateway, keyset, **_: Any):
+    return "POST", "/infer", gw.infer(keyset.token())
+
+
+def _auth_down(gw: LiveGateway, keyset, start_gateway, **_: Any):
+    other = start_gateway(jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json")
+    return "POST", "/infer", other.infer(keyset.token())
+
+
+def _stop(gw: LiveGateway, keyset, **_: Any):
+    from tlops.local import bootstrap
+
+    instance = bootstrap._gpu_node("tinyllama")
+    aws.client("ec2").start_instances(InstanceIds=[instance])
+    return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token())
+
+
+def _stop_no_token(gw: LiveGateway, **_: Any):
+    return "POST", "/stop", gw.request("POST", "/stop")
+
+
+def _stop_bad_token(gw: LiveGateway, **_: Any):
+    return "POST", "/stop", gw.request("POST", "/stop", token="a.b.c")
+
+
+def _stop_no_node(gw: LiveGateway, keyset, **_: Any):
+    return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token())
+
+
+def _ping(gw: LiveGateway, **_: Any):
+    return "GET", "/ping", gw.request("GET", "/ping")
+
+
+def _health(gw: LiveGateway, **_: Any):
+    return "GET", "/health", gw.request("GET", "/health")
+
+
+def _queue_health(gw: LiveGateway, **_: Any):
+    return "GET", "/queue-health", gw.request("GET", "/queue-health")
+
+
+def _queue_health_forbidden(gw: LiveGateway, start_gateway, monkeypatch, **_: Any):
+    monkeypatch.setenv("TL_QUEUE_HEALTH_CIDRS", "10.20.0.0/22")
+    return "GET", "/queue-health", start_gateway().request("GET", "/queue-health")
+
+
+def _queue_health_down(gw: LiveGateway, redis_server, **_: Any):
+    redis_server.stop()
+    return "GET", "/queue-health", gw.request("GET", "/queue-health")
+
+
+SCENARIOS: dict[str, tuple[Scenario, int]] = {
+    "infer-202-queued": (_queued, 202),
+    "infer-202-starting": (_starting, 202),
+    "infer-400-field": (_bad_request, 400),
+    "infer-400-body": (_bad_json, 400),
+    "infer-401": (_no_token, 401),
+    "infer-403-authorizer": (_bad_token, 403),
+    "infer-403-router": (_access_token, 403),
+    "infer-413": (_too_large, 413),
+    "infer-429": (_rate_limited, 429),
+    "infer-503-queue": (_queue_down, 503),
+    "infer-503-instance": (_no_node, 503),
+    "infer-503-auth": (_auth_down, 503),
+    "stop-200": (_stop, 200),
+    "stop-401": (_stop_no_token, 401),
+    "stop-403": (_stop_bad_token, 403),
+    "stop-503": (_stop_no_node, 503),
+    "ping-200": (_ping, 200),
+    "health-200": (_health, 200),
+    "queue-health-200": (_queue_health, 200),
+    "queue-health-403": (_queue_health_forbidden, 403),
+    "queue-health-503": (_queue_health_down, 503),
+}
+
+
+@pytest.mark.parametrize(("scenario", "status"), SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_real_answers_match_the_spec(
+    spec,
+    gateway,
+    start_gateway,
+    keyset,
+    redis_client,
+    redis_server,
+    monkeypatch,
+    scenario,
+    status,
+):
+    method, path, reply = scenario(
+        gateway,
+        keyset=keyset,
+        redis_client=redis_client,
+        redis_server=redis_server,
+        start_gateway=start_gateway,
+        monkeypatch=monkeypatch,
+    )
+    assert reply.status == status, reply
+    check_against_spec(spec, method, path, reply)
+
+
+def test_documented_headers_on_202_and_429(spec, gateway, keyset, node_alive):
+    token = keyset.token()
+    accepted = gateway.infer(token)
+    assert accepted.status == 202
+    assert accepted.header("x-request-id")
+    replies = [gateway.infer(token) for _ in range(6)]
+    limited = replies[-1]
+    assert limited.status == 429
+    assert int(limited.header("retry-after")) == limited.body["retry_after"]
+    for name in ("X-Request-Id", "X-GPU-ColdBoot"):
+        assert name in spec["paths"]["/infer"]["post"]["responses"]["202"]["headers"]
+    assert spec["paths"]["/infer"]["post"]["responses"]["429"]["headers"]["Retry-After"]["required"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "component"),
+    [("GET", "/nope", "NotFound"), ("GET", "/infer", "MethodNotAllowed")],
+)
+def test_gateway_level_answers_match_their_components(spec, gateway, method, path, component):
+    reply = gateway.request(method, path)
+    response = resolve(spec, spec["components"]["responses"][component])
+    schema = response["content"]["application/json"]["schema"]
+    assert schema_errors(schema, reply.body) == []
+    for name, header in response.get("headers", {}).items():
+        if header.get("required"):
+            assert reply.header(name), name
+
+
+def test_cors_preflight_is_described(spec):
+    """CORS is not an operation in the spec; its rules are in info.description."""
+    description = spec["info"]["description"]
+    assert "capacitor://localhost" in description
+    assert "204" in description

@@ -1,0 +1,233 @@
+"""`GET /queue-health` against a real redis-server: source-network gate and PING round trip."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import socket
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import http_event
+
+import tlops.queue_health
+from tlops.queue_health import DEFAULT_ALLOWED_CIDRS, QueueHealth, parse_cidrs
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "tests" / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def health_event(source_ip: str) -> dict[str, Any]:
+    return http_event("GET", "/queue-health", source_ip=source_ip)
+
+
+def body(result: dict[str, Any]) -> Any:
+    assert result["headers"]["content-type"] == "application/json"
+    return json.loads(result["body"])
+
+
+@contextlib.contextmanager
+def silent_socket() -> Iterator[int]:
+    """A TCP port that accepts connections (kernel backlog) but never answers a byte."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+@pytest.fixture
+def health_env(redis_url, monkeypatch) -> str:
+    monkeypatch.setenv("TL_REDIS_URL", redis_url)
+    monkeypatch.delenv("TL_QUEUE_HEALTH_CIDRS", raising=False)
+    return redis_url
+
+
+@pytest.fixture
+def health(health_env) -> QueueHealth:
+    return QueueHealth.from_env()
+
+
+def assert_ok(result: dict[str, Any]) -> None:
+    assert result["statusCode"] == 200
+    answer = body(result)
+    assert set(answer) == {"redis", "latencyMs"}
+    assert answer["redis"] == "ok"
+    assert isinstance(answer["latencyMs"], int | float)
+    assert not isinstance(answer["latencyMs"], bool)
+    assert 0 <= answer["latencyMs"] < 200
+
+
+# --- allowed sources ------------------------------------------------------------------
+@pytest.mark.parametrize("ip", ["127.0.0.1", "10.20.1.5", "10.20.0.0", "10.20.3.255", "::1"])
+def test_allowed_source_gets_redis_ok(health, ip):
+    event = health_event(ip)
+    result = health.handle(event)
+    assert_ok(result)
+    assert result["headers"]["x-request-id"] == event["requestContext"]["requestId"]
+
+
+def test_sample_event_from_the_vpc(health):
+    result = health.handle(load_event("queue_health"))
+    assert_ok(result)
+    assert result["headers"]["x-request-id"] == "UsXwnhkLjoEEMfg="
+
+
+# --- refused sources ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "ip", ["8.8.8.8", "10.20.4.1", "10.21.0.1", "2001:db8::1", "not-an-ip", "", "999.1.1.1"]
+)
+def test_other_sources_are_403(health, ip):
+    result = health.handle(health_event(ip))
+    assert result["statusCode"] == 403
+    answer = body(result)
+    assert answer["error"] == "forbidden"
+    assert "redis" not in answer
+
+
+def test_event_without_a_source_ip_is_403(health):
+    event = health_event("127.0.0.1")
+    del event["requestContext"]["http"]["sourceIp"]
+    assert health.handle(event)["statusCode"] == 403
+
+
+def test_refusal_comes_before_any_redis_call(health_env, monkeypatch):
+    """A refused caller learns nothing about Redis: 403 even while Redis is unreachable."""
+    with silent_socket() as port:
+        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        result = QueueHealth.from_env().handle(health_event("8.8.8.8"))
+    assert result["statusCode"] == 403
+
+
+# --- Redis failures -------------------------------------------------------------------
+def test_redis_down_is_503_fail(health, redis_server, capsys):
+    assert health.handle(health_event("127.0.0.1"))["statusCode"] == 200  # warm connection
+    redis_server.stop()
+    try:
+        stale = health.handle(health_event("127.0.0.1"))
+        refused = health.handle(health_event("127.0.0.1"))
+    finally:
+        redis_server.start()
+    captured = capsys.readouterr()
+    for result in (stale, refused):
+        assert result["statusCode"] == 503
+        answer = body(result)
+        assert set(answer) == {"redis", "error"}
+        assert answer["redis"] == "fail"
+        assert isinstance(answer["error"], str) and answer["error"]
+    assert "Traceback" not in captured.out + captured.err
+    logged = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    assert any(r.get("message") == "redis ping failed" for r in logged)
+
+    assert_ok(health.handle(health_event("127.0.0.1")))  # reconnects once Redis is back
+
+
+def test_redis_that_never_answers_is_503(health_env, monkeypatch):
+    with silent_socket() as port:
+        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        result = QueueHealth.from_env().handle(health_event("127.0.0.1"))
+    assert result["statusCode"] == 503
+    assert body(result)["redis"] == "fail"
+
+
+def test_redis_error_reply_is_503(redis_url, redis_client, monkeypatch):
+    # a password Redis does not expect: AUTH is answered with an error reply
+    url = redis_url.replace("redis://", "redis://:wrong-password@")
+    result = QueueHealth(url).handle(health_event("127.0.0.1"))
+    assert result["statusCode"] == 503
+    assert body(result)["redis"] == "fail"
+
+
+class FakeClock:
+    """Stands in for the `time` module inside tlops.queue_health only."""
+
+    def __init__(self, *readings: float):
+        self._readings = iter(readings)
+
+    def perf_counter(self) -> float:
+        return next(self._readings)
+
+
+@pytest.mark.parametrize(
+    ("elapsed_s", "status"),
+    [(0.25, 503), (0.2, 503), (0.19999, 200), (0.0, 200)],
+)
+def test_slow_ping_is_503(health, monkeypatch, elapsed_s, status):
+    monkeypatch.setattr(tlops.queue_health, "time", FakeClock(100.0, 100.0 + elapsed_s))
+    result = health.handle(health_event("127.0.0.1"))
+    assert result["statusCode"] == status
+    answer = body(result)
+    if status == 503:
+        assert answer["redis"] == "fail"
+        assert "PING took" in answer["error"]
+        assert "200 ms" in answer["error"]
+    else:
+        assert answer["redis"] == "ok"
+        assert answer["latencyMs"] == pytest.approx(elapsed_s * 1000, abs=0.01)
+
+
+# --- configuration --------------------------------------------------------------------
+def test_custom_cidrs(health_env, monkeypatch):
+    monkeypatch.setenv("TL_QUEUE_HEALTH_CIDRS", " 192.0.2.0/24 , 2001:db8::/32 ")
+    health = QueueHealth.from_env()
+    assert_ok(health.handle(health_event("192.0.2.7")))
+    assert_ok(health.handle(health_event("2001:db8::1")))
+    for ip in ("127.0.0.1", "10.20.1.5", "192.0.3.1"):
+        assert health.handle(health_event(ip))["statusCode"] == 403
+
+
+@pytest.mark.parametrize(
+    "cidrs", ["banana", "10.20.0.0/33", "10.20.0.1/22", "10.20.0.0/22,nope", "300.0.0.0/8"]
+)
+def test_invalid_cidr_list_names_the_variable(health_env, monkeypatch, cidrs):
+    monkeypatch.setenv("TL_QUEUE_HEALTH_CIDRS", cidrs)
+    with pytest.raises(RuntimeError, match="TL_QUEUE_HEALTH_CIDRS"):
+        QueueHealth.from_env()
+
+
+def test_parse_cidrs_skips_empty_parts():
+    networks = parse_cidrs("10.0.0.0/8,, ,::1/128,")
+    assert [str(n) for n in networks] == ["10.0.0.0/8", "::1/128"]
+
+
+def test_default_cidrs_are_the_vpc_and_loopback():
+    assert [str(n) for n in parse_cidrs(DEFAULT_ALLOWED_CIDRS)] == [
+        "10.20.0.0/22",
+        "127.0.0.0/8",
+        "::1/128",
+    ]
+
+
+def test_missing_redis_url_is_a_runtime_error(monkeypatch):
+    monkeypatch.delenv("TL_REDIS_URL", raising=False)
+    with pytest.raises(RuntimeError, match="TL_REDIS_URL"):
+        QueueHealth.from_env()
+
+
+# --- the Lambda entry point -----------------------------------------------------------
+def test_lambda_src_handler_serves_the_sample_event(health_env, monkeypatch):
+    monkeypatch.setattr(tlops.queue_health, "_health", None)
+    path = REPO / "lambda_src" / "queue_health" / "handler.py"
+    spec = importlib.util.spec_from_file_location("lambda_queue_health_handler", path)
+    assert spec is not None and spec.loader is not None
+    handler = types.ModuleType(spec.name)
+    spec.loader.exec_module(handler)
+
+    assert_ok(handler.lambda_handler(load_event("queue_health"), None))
+    warm = tlops.queue_health._health
+    assert warm is not None
+    refused = handler.lambda_handler(health_event("8.8.8.8"), object())
+    assert refused["statusCode"] == 403
+    assert tlops.queue_health._health is warm

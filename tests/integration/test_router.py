@@ -1,0 +1,992 @@
+"""The router Lambda end to end: real redis-server, real moto server, test-signed tokens.
+
+Every request goes through `Router.handle` (or the Lambda entry point) with an
+HTTP API payload-2.0 event; the tests read what the client would read (status,
+headers, JSON body) and what the rest of the system would see (the job record
+and stream entry in Redis, the instance state in moto, the EMF lines on stdout).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import importlib.util
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from conftest import AUDIENCE, ISSUER, http_event
+
+import tlops.router
+from tlops import aws, contract
+from tlops.local.services import free_port
+from tlops.router import Router, RouterConfig
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "tests" / "events"
+PROJECT = "tinyllama"
+REPLY_BUCKET = "replies-test"  # what conftest.router_env sets
+
+
+# --- helpers --------------------------------------------------------------------------
+def load_event(name: str, *, token: str | None = None) -> dict[str, Any]:
+    """A sample event from tests/events, its Authorization header replaced by `token`."""
+    event = json.loads((EVENTS / f"{name}.json").read_text())
+    if token is not None:
+        event["headers"]["authorization"] = f"Bearer {token}"
+    return event
+
+
+def body(result: dict[str, Any]) -> Any:
+    assert result["headers"]["content-type"] == "application/json"
+    return json.loads(result["body"])
+
+
+def stdout_records(capsys) -> list[dict[str, Any]]:
+    """Every JSON line the code under test printed (logs and EMF metrics)."""
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def emf(records: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    found = []
+    for record in records:
+        if "_aws" not in record:
+            continue
+        directive = record["_aws"]["CloudWatchMetrics"][0]
+        if directive["Metrics"][0]["Name"] == name:
+            found.append(record)
+    return found
+
+
+def infer_event(token: str, payload: Any = None, **kwargs: Any) -> dict[str, Any]:
+    if payload is None:
+        payload = {"prompt": "hello"}
+    raw = payload if isinstance(payload, str | bytes) else json.dumps(payload)
+    return http_event("POST", "/infer", body=raw, token=token, **kwargs)
+
+
+def stream_ids(redis_client) -> list[str]:
+    return [fields["id"] for _, fields in redis_client.xrange(contract.JOB_STREAM)]
+
+
+def ec2():
+    return aws.client("ec2")
+
+
+def instance_state(instance_id: str) -> str:
+    answer = ec2().describe_instances(InstanceIds=[instance_id])
+    return answer["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+
+def create_instance(tags: dict[str, str], *, stopped: bool = True) -> str:
+    """An instance as tlops.local.bootstrap (and later the gpu_node role) makes it."""
+    amis = json.loads(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
+    image = next(a["ami_id"] for a in amis if a["architecture"] == "x86_64")
+    instance_id = ec2().run_instances(
+        ImageId=image,
+        InstanceType="g4dn.xlarge",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+            }
+        ],
+    )["Instances"][0]["InstanceId"]
+    if stopped:
+        ec2().stop_instances(InstanceIds=[instance_id])
+    return instance_id
+
+
+def describe_answer(state: str, instance_id: str = "i-0123456789abcdef0") -> dict[str, Any]:
+    """A DescribeInstances response with one instance in `state` (for states moto lacks)."""
+    codes = {"pending": 0, "running": 16, "stopping": 64, "stopped": 80}
+    return {
+        "Reservations": [
+            {
+                "ReservationId": "r-0123456789abcdef0",
+                "OwnerId": "123456789012",
+                "Instances": [
+                    {
+                        "InstanceId": instance_id,
+                        "InstanceType": "g4dn.xlarge",
+                        "State": {"Code": codes[state], "Name": state},
+                        "Tags": [
+                            {"Key": "Project", "Value": PROJECT},
+                            {"Key": "Role", "Value": "gpu"},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+@contextlib.contextmanager
+def silent_socket() -> Iterator[int]:
+    """A TCP port that accepts connections (kernel backlog) but never answers a byte."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- fixtures -------------------------------------------------------------------------
+@pytest.fixture
+def router(router_env) -> Router:
+    return Router(RouterConfig.from_env())
+
+
+@pytest.fixture
+def gpu_node(aws_stand_in) -> str:
+    """The tagged GPU node in moto, created and then stopped (as bootstrap/deploy leave it)."""
+    return create_instance({"Project": PROJECT, "Role": "gpu", "Name": f"{PROJECT}-gpu"})
+
+
+@pytest.fixture
+def heartbeat(redis_client) -> None:
+    """A watcher heartbeat: the node is up, so /infer must not ask EC2 at all."""
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+
+
+@pytest.fixture
+def ec2_stub(router_env) -> Iterator[Stubber]:
+    """Stubs the cached EC2 client the router uses; fails if a stubbed call is left over."""
+    with Stubber(ec2()) as stubber:
+        yield stubber
+
+
+# --- 1. cold boot ---------------------------------------------------------------------
+def test_infer_with_node_stopped_cold_boots_and_queues(
+    router, gpu_node, redis_client, keyset, capsys
+):
+    sub = f"user-{uuid.uuid4()}"
+    event = infer_event(keyset.token(sub=sub), {"prompt": "Why is the sky blue?", "idle": 7})
+
+    result = router.handle(event)
+
+    assert result["statusCode"] == 202
+    answer = body(result)
+    assert set(answer) == {"status", "eta", "id"}
+    assert answer["status"] == "starting"
+    assert answer["eta"] == 90
+    job_id = answer["id"]
+    assert contract.is_job_id(job_id)
+    assert result["headers"]["x-gpu-coldboot"] == "true"
+    assert result["headers"]["x-request-id"] == event["requestContext"]["requestId"]
+
+    assert instance_state(gpu_node) in ("pending", "running")
+
+    starts = emf(stdout_records(capsys), "EC2Starts")
+    assert len(starts) == 1
+    directive = starts[0]["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "TLFIF"
+    assert directive["Dimensions"] == [["Reason"]]
+    assert starts[0]["Reason"] == "ColdBoot"
+    assert starts[0]["EC2Starts"] == 1
+
+    record = redis_client.hgetall(f"job:{job_id}")
+    assert record["status"] == "queued"
+    assert record["sub"] == sub
+    assert record["prompt"] == "Why is the sky blue?"
+    assert record["idle"] == "7"
+    assert record["reply_s3"] == f"s3://{REPLY_BUCKET}/{sub}/{job_id}.json"
+    assert record["attempts"] == "0"
+    assert record["ts"].isdigit()
+    assert abs(int(record["ts"]) - time.time() * 1000) < 60_000
+    assert 0 < redis_client.ttl(f"job:{job_id}") <= 300
+    assert stream_ids(redis_client) == [job_id]
+
+
+def test_sample_infer_event_is_served_with_the_tokens_identity(
+    router, gpu_node, redis_client, keyset
+):
+    """The router verifies the token itself; the authorizer claims in the event are not trusted."""
+    sub = f"user-{uuid.uuid4()}"
+    event = load_event("infer", token=keyset.token(sub=sub))
+    claimed = event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
+    assert claimed != sub
+
+    result = router.handle(event)
+
+    assert result["statusCode"] == 202
+    assert result["headers"]["x-request-id"] == "UsXvbjTNDoEEMyw="
+    job_id = body(result)["id"]
+    record = redis_client.hgetall(f"job:{job_id}")
+    assert record["sub"] == sub
+    assert record["prompt"] == "Write a haiku about idle GPUs."
+    assert record["idle"] == "5"
+
+
+def test_sample_infer_event_with_an_expired_token_is_refused_despite_authorizer_claims(
+    router, redis_client, keyset
+):
+    event = load_event("infer", token=keyset.token(exp=int(time.time()) - 60))
+    result = router.handle(event)
+    assert result["statusCode"] == 403
+    assert body(result) == {"error": "invalid_token"}
+    assert stream_ids(redis_client) == []
+
+
+def test_cold_boot_eta_and_job_ttl_come_from_the_environment(
+    router_env, monkeypatch, gpu_node, redis_client, keyset
+):
+    monkeypatch.setenv("TL_COLD_BOOT_ETA_S", "120")
+    monkeypatch.setenv("TL_JOB_TTL_S", "45")
+    router = Router(RouterConfig.from_env())
+    result = router.handle(infer_event(keyset.token()))
+    assert result["statusCode"] == 202
+    assert body(result)["eta"] == 120
+    assert 0 < redis_client.ttl(f"job:{body(result)['id']}") <= 45
+
+
+def test_optional_fields_are_stored_in_the_job_record(router, heartbeat, redis_client, keyset):
+    payload = {"prompt": "héllo ✓", "idle": 30, "max_tokens": 256, "temperature": 0.7}
+    result = router.handle(infer_event(keyset.token(), payload))
+    assert result["statusCode"] == 202
+    record = redis_client.hgetall(f"job:{body(result)['id']}")
+    assert record["prompt"] == "héllo ✓"
+    assert record["idle"] == "30"
+    assert record["max_tokens"] == "256"
+    assert float(record["temperature"]) == 0.7
+
+
+# --- 2. node already up ---------------------------------------------------------------
+def test_infer_with_node_running_is_queued_without_a_start(
+    router, gpu_node, redis_client, keyset, capsys
+):
+    ec2().start_instances(InstanceIds=[gpu_node])
+    assert instance_state(gpu_node) == "running"
+    capsys.readouterr()
+
+    result = router.handle(infer_event(keyset.token()))
+
+    assert result["statusCode"] == 202
+    answer = body(result)
+    assert answer == {"status": "queued", "id": answer["id"]}
+    assert "x-gpu-coldboot" not in result["headers"]
+    assert emf(stdout_records(capsys), "EC2Starts") == []
+    assert stream_ids(redis_client) == [answer["id"]]
+    assert redis_client.hget(f"job:{answer['id']}", "status") == "queued"
+
+
+def test_watcher_heartbeat_skips_ec2_entirely(router, heartbeat, redis_client, keyset, capsys):
+    # No instance exists in moto at all: asking EC2 would end in 503 instance_unavailable.
+    assert ec2().describe_instances()["Reservations"] == []
+    with Stubber(ec2()) as stubber:  # and any EC2 call at all would raise here
+        result = router.handle(infer_event(keyset.token()))
+        stubber.assert_no_pending_responses()
+
+    assert result["statusCode"] == 202
+    answer = body(result)
+    assert answer == {"status": "queued", "id": answer["id"]}
+    assert "x-gpu-coldboot" not in result["headers"]
+    assert emf(stdout_records(capsys), "EC2Starts") == []
+    assert stream_ids(redis_client) == [answer["id"]]
+
+
+def test_a_node_seen_running_is_not_described_again_on_the_next_request(
+    router, gpu_node, redis_client, keyset
+):
+    ec2().start_instances(InstanceIds=[gpu_node])
+    first = router.handle(infer_event(keyset.token()))
+    assert body(first)["status"] == "queued"
+
+    with Stubber(ec2()) as stubber:  # no EC2 call may happen now
+        second = router.handle(infer_event(keyset.token()))
+        stubber.assert_no_pending_responses()
+    assert second["statusCode"] == 202
+    assert body(second)["status"] == "queued"
+    assert len(stream_ids(redis_client)) == 2
+
+
+def test_instances_not_tagged_as_this_projects_gpu_node_are_ignored(
+    router, aws_stand_in, redis_client, keyset
+):
+    other_project = create_instance({"Project": "someone-else", "Role": "gpu"})
+    other_role = create_instance({"Project": PROJECT, "Role": "web"})
+
+    result = router.handle(infer_event(keyset.token()))
+
+    assert result["statusCode"] == 503
+    assert body(result)["error"] == "instance_unavailable"
+    assert instance_state(other_project) == "stopped"
+    assert instance_state(other_role) == "stopped"
+
+
+def test_a_terminated_gpu_node_does_not_count(router, gpu_node, keyset):
+    ec2().terminate_instances(InstanceIds=[gpu_node])
+    result = router.handle(infer_event(keyset.token()))
+    assert result["statusCode"] == 503
+    assert body(result)["error"] == "instance_unavailable"
+
+
+# --- 3. pending -----------------------------------------------------------------------
+def test_infer_with_node_pending_answers_starting_without_a_second_start(
+    router, ec2_stub, redis_client, keyset, capsys
+):
+    ec2_stub.add_response("describe_instances", describe_answer("pending"))
+    # no start_instances stubbed: calling it would raise inside the router
+
+    result = router.handle(infer_event(keyset.token()))
+
+    ec2_stub.assert_no_pending_responses()
+    assert result["statusCode"] == 202
+    answer = body(result)
+    assert answer["status"] == "starting"
+    assert answer["eta"] == 90
+    assert result["headers"]["x-gpu-coldboot"] == "true"
+    assert emf(stdout_records(capsys), "EC2Starts") == []
+    assert stream_ids(redis_client) == [answer["id"]]
+    assert redis_client.hget(f"job:{answer['id']}", "status") == "queued"
+
+
+# --- 4. start failures ----------------------------------------------------------------
+def test_start_error_answers_503_and_marks_the_job_failed(
+    router, ec2_stub, redis_client, keyset, capsys
+):
+    ec2_stub.add_response("describe_instances", describe_answer("stopped"))
+    ec2_stub.add_client_error(
+        "start_instances",
+        service_error_code="InsufficientInstanceCapacity",
+        service_message="We currently do not have sufficient g4dn.xlarge capacity.",
+        expected_params={"InstanceIds": ["i-0123456789abcdef0"]},
+    )
+
+    result = router.handle(infer_event(keyset.token()))
+
+    ec2_stub.assert_no_pending_responses()
+    assert result["statusCode"] == 503
+    answer = body(result)
+    assert set(answer) == {"error", "id", "message"}
+    assert answer["error"] == "instance_unavailable"
+    assert "InsufficientInstanceCapacity" in answer["message"]
+    assert contract.is_job_id(answer["id"])
+    record = redis_client.hgetall(f"job:{answer['id']}")
+    assert record["status"] == "failed"
+    assert "instance_unavailable" in record["error"]
+    assert "InsufficientInstanceCapacity" in record["error"]
+    assert emf(stdout_records(capsys), "EC2Starts") == []
+
+
+def test_describe_error_answers_503(router, ec2_stub, redis_client, keyset):
+    ec2_stub.add_client_error(
+        "describe_instances",
+        service_error_code="UnauthorizedOperation",
+        service_message="You are not authorized to perform this operation.",
+    )
+    result = router.handle(infer_event(keyset.token()))
+    assert result["statusCode"] == 503
+    answer = body(result)
+    assert answer["error"] == "instance_unavailable"
+    assert "UnauthorizedOperation" in answer["message"]
+    assert redis_client.hget(f"job:{answer['id']}", "status") == "failed"
+
+
+def test_no_tagged_node_answers_503(router, aws_stand_in, redis_client, keyset):
+    result = router.handle(infer_event(keyset.token()))
+    assert result["statusCode"] == 503
+    answer = body(result)
+    assert answer["error"] == "instance_unavailable"
+    assert "Project=tinyllama" in answer["message"]
+    assert redis_client.hget(f"job:{answer['id']}", "status") == "failed"
+
+
+def test_node_stopping_answers_503_without_a_start(router, ec2_stub, redis_client, keyset):
+    ec2_stub.add_response("describe_instances", describe_answer("stopping"))
+    result = router.handle(infer_event(keyset.token()))
+    ec2_stub.assert_no_pending_responses()
+    assert result["statusCode"] == 503
+    answer = body(result)
+    assert answer["error"] == "instance_unavailable"
+    assert "stopping" in answer["message"]
+    assert redis_client.hget(f"job:{answer['id']}", "status") == "failed"
+
+
+def test_failing_to_mark_the_job_failed_still_answers_503(
+    router, redis_server, redis_client, monkeypatch, keyset, capsys
+):
+    from tlops import node
+
+    def ensure_running(project: str):
+        redis_server.stop()  # Redis goes away between the enqueue and the failure mark
+        raise node.NodeUnavailable("no capacity")
+
+    monkeypatch.setattr(node, "ensure_running", ensure_running)
+    try:
+        result = router.handle(infer_event(keyset.token()))
+    finally:
+        redis_server.start()
+
+    assert result["statusCode"] == 503
+    answer = body(result)
+    assert answer["error"] == "instance_unavailable"
+    assert answer["message"] == "no capacity"
+    logged = [r for r in stdout_records(capsys) if r.get("message") == "could not mark job failed"]
+    assert [r["jobId"] for r in logged] == [answer["id"]]
+
+
+# --- job id collisions ----------------------------------------------------------------
+def test_a_job_id_collision_draws_a_new_id_and_leaves_the_old_job_alone(
+    router, heartbeat, redis_client, monkeypatch, keyset
+):
+    taken = str(uuid.uuid4())
+    redis_client.hset(f"job:{taken}", mapping={"status": "running", "sub": "first-owner"})
+    fresh = str(uuid.uuid4())
+    ids = iter([taken, fresh])
+    monkeypatch.setattr(contract, "new_job_id", lambda: next(ids))
+
+    result = router.handle(infer_event(keyset.token(sub="second-owner")))
+
+    assert result["statusCode"] == 202
+    assert body(result)["id"] == fresh
+    assert redis_client.hgetall(f"job:{taken}") == {"status": "running", "sub": "first-owner"}
+    assert redis_client.hget(f"job:{fresh}", "sub") == "second-owner"
+    assert stream_ids(redis_client) == [fresh]
+
+
+def test_endless_job_id_collisions_give_up_with_503(
+    router, heartbeat, redis_client, monkeypatch, keyset, capsys
+):
+    taken = str(uuid.uuid4())
+    redis_client.hset(f"job:{taken}", mapping={"status": "running"})
+    monkeypatch.setattr(contract, "new_job_id", lambda: taken)
+
+    result = router.handle(infer_event(keyset.token()))
+
+    assert result["statusCode"] == 503
+    assert body(result) == {"error": "queue_unavailable"}
+    assert len(emf(stdout_records(capsys), "RedisEnqueueFail")) == 1
+    assert stream_ids(redis_client) == []
+
+
+# --- 5. Redis down or silent ----------------------------------------------------------
+def test_redis_down_answers_503_queue_unavailable(router, redis_server, keyset, heartbeat, capsys):
+    token = keyset.token()
+    assert router.handle(infer_event(token))["statusCode"] == 202  # a warm connection
+    capsys.readouterr()
+
+    redis_server.stop()
+    try:
+        down = router.handle(infer_event(token))
+        again = router.handle(infer_event(token))  # no open connection left at all
+    finally:
+        redis_server.start()
+    captured = capsys.readouterr()
+
+    for result in (down, again):
+        assert result["statusCode"] == 503
+        assert body(result) == {"error": "queue_unavailable"}
+        assert "x-request-id" in result["headers"]
+    records = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    failures = emf(records, "RedisEnqueueFail")
+    assert len(failures) == 2
+    assert failures[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TLFIF"
+    assert "Traceback" not in captured.out + captured.err
+
+    # the same warm router recovers once Redis is back (it reconnects, it never retried)
+    redis_server.client().set(contract.HEARTBEAT_KEY, "1", ex=60)
+    back = router.handle(infer_event(token))
+    assert back["statusCode"] == 202
+    assert body(back)["status"] == "queued"
+
+
+def test_a_redis_db_that_cannot_be_selected_never_receives_jobs_elsewhere(
+    router_env, monkeypatch, heartbeat, redis_client, keyset
+):
+    assert router_env["TL_REDIS_URL"].endswith("/0")
+    monkeypatch.setenv("TL_REDIS_URL", router_env["TL_REDIS_URL"][:-2] + "/99")  # 16 dbs
+    router = Router(RouterConfig.from_env())
+    token = keyset.token()
+
+    results = [router.handle(infer_event(token)) for _ in range(2)]
+
+    assert [r["statusCode"] for r in results] == [503, 503]
+    assert [body(r) for r in results] == [{"error": "queue_unavailable"}] * 2
+    assert stream_ids(redis_client) == []  # nothing may land in db 0
+
+
+def test_redis_that_never_answers_gives_503_queue_unavailable(router_env, monkeypatch, keyset):
+    with silent_socket() as port:
+        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        router = Router(RouterConfig.from_env())
+        result = router.handle(infer_event(keyset.token()))
+    assert result["statusCode"] == 503
+    assert body(result) == {"error": "queue_unavailable"}
+
+
+# --- 6. rate limit --------------------------------------------------------------------
+def test_sixth_request_in_a_second_is_rate_limited(router, heartbeat, redis_client, keyset, capsys):
+    token = keyset.token(sub="busy-user")
+    passed = [router.handle(infer_event(token)) for _ in range(5)]
+    limited = router.handle(infer_event(token))
+
+    assert [r["statusCode"] for r in passed] == [202] * 5
+    assert limited["statusCode"] == 429
+    retry_after = limited["headers"]["retry-after"]
+    assert retry_after.isdigit()
+    assert int(retry_after) >= 1
+    assert body(limited) == {"error": "rate_limited", "retry_after": int(retry_after)}
+    breaches = emf(stdout_records(capsys), "ApiRateLimitBreaches")
+    assert len(breaches) == 1
+    assert breaches[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TLFIF"
+    # the refused request enqueued nothing
+    assert len(stream_ids(redis_client)) == 5
+
+    other = router.handle(infer_event(keyset.token(sub="another-user")))
+    assert other["statusCode"] == 202
+    assert len(stream_ids(redis_client)) == 6
+
+
+def test_twenty_first_request_in_a_minute_is_rate_limited(
+    router_env, monkeypatch, heartbeat, redis_client, keyset
+):
+    monkeypatch.setenv("TL_RATE_BURST", "100")
+    router = Router(RouterConfig.from_env())
+    assert router.config.limits.burst == 100
+    assert router.config.limits.sustained == 20
+    token = keyset.token(sub="steady-user")
+
+    passed = [router.handle(infer_event(token)) for _ in range(20)]
+    limited = router.handle(infer_event(token))
+
+    assert [r["statusCode"] for r in passed] == [202] * 20
+    assert limited["statusCode"] == 429
+    assert 1 <= int(limited["headers"]["retry-after"]) <= 60
+    assert body(limited)["error"] == "rate_limited"
+    assert len(stream_ids(redis_client)) == 20
+
+
+def test_refused_bodies_do_not_count_against_the_rate_limit(router, heartbeat, keyset):
+    token = keyset.token(sub="clumsy-user")
+    refused = [router.handle(infer_event(token, "not json")) for _ in range(8)]
+    assert {r["statusCode"] for r in refused} == {400}
+    passed = [router.handle(infer_event(token)) for _ in range(5)]
+    assert [r["statusCode"] for r in passed] == [202] * 5
+
+
+# --- 7. authentication ----------------------------------------------------------------
+def test_infer_without_a_token_is_401(router, redis_client):
+    result = router.handle(infer_event(None))
+    assert result["statusCode"] == 401
+    assert body(result) == {"error": "unauthorized"}
+    assert stream_ids(redis_client) == []
+
+
+@pytest.mark.parametrize("value", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer    ", "token-only"])
+def test_non_bearer_authorization_is_401(router, value):
+    result = router.handle(infer_event(None, headers={"authorization": value}))
+    assert result["statusCode"] == 401
+    assert body(result) == {"error": "unauthorized"}
+
+
+def test_authorization_header_name_and_scheme_are_case_insensitive(router, heartbeat, keyset):
+    event = infer_event(None, headers={"Authorization": f"bearer {keyset.token()}"})
+    result = router.handle(event)
+    assert result["statusCode"] == 202
+
+
+def _tamper(token: str) -> str:
+    """The same signature over a payload whose `sub` was changed."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "someone-else"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+BAD_TOKENS = {
+    "expired": lambda ks: ks.token(exp=int(time.time()) - 60),
+    "not yet valid": lambda ks: ks.token(nbf=int(time.time()) + 600),
+    "wrong audience": lambda ks: ks.token(aud="some-other-client"),
+    "wrong issuer": lambda ks: ks.token(iss=ISSUER + "-other"),
+    "access token": lambda ks: ks.token(token_use="access", client_id=AUDIENCE, aud=None),
+    "unknown kid": lambda ks: ks.token(kid="kid-1", headers={"kid": "kid-404"}),
+    "tampered payload": lambda ks: _tamper(ks.token()),
+    "garbage": lambda ks: "not.a.jwt",
+    "alg none": lambda ks: (
+        base64.urlsafe_b64encode(b'{"alg":"none","kid":"kid-0"}').rstrip(b"=").decode()
+        + "."
+        + base64.urlsafe_b64encode(
+            json.dumps(
+                {"sub": "x", "iss": ISSUER, "aud": AUDIENCE, "token_use": "id", "exp": 2**40}
+            ).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+        + "."
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_TOKENS))
+def test_bad_token_is_403_invalid_token(router, redis_client, keyset, kind, capsys):
+    result = router.handle(infer_event(BAD_TOKENS[kind](keyset)))
+    assert result["statusCode"] == 403
+    assert body(result) == {"error": "invalid_token"}
+    assert stream_ids(redis_client) == []
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_jwks_unreachable_is_503_auth_unavailable(router_env, monkeypatch, redis_client, keyset):
+    monkeypatch.setenv("TL_JWKS_URL", f"http://127.0.0.1:{free_port()}/.well-known/jwks.json")
+    router = Router(RouterConfig.from_env())
+    for event in (infer_event(keyset.token()), load_event("stop", token=keyset.token())):
+        result = router.handle(event)
+        assert result["statusCode"] == 503
+        assert body(result) == {"error": "auth_unavailable"}
+    assert stream_ids(redis_client) == []
+
+
+# --- 8. bad bodies --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ("this is not json", "body"),
+        ('["prompt", "hello"]', "body"),
+        ('{"idle": 5}', "prompt"),
+        ('{"prompt": "hello", "idle": "5"}', "idle"),
+        ('{"prompt": "hello", "idle": 3.5}', "idle"),
+        ('{"prompt": "hello", "idle": 0}', "idle"),
+        ('{"prompt": "hello", "idle": 31}', "idle"),
+        ('{"prompt": ""}', "prompt"),
+        ('{"prompt": 42}', "prompt"),
+        ('{"prompt": "hello", "colour": "red"}', "colour"),
+        (json.dumps({"prompt": "x" * (6 * 1024 + 1)}), "prompt"),
+    ],
+)
+def test_bad_body_is_400_naming_the_field(router, redis_client, keyset, raw, field):
+    result = router.handle(infer_event(keyset.token(), raw))
+    assert result["statusCode"] == 400
+    answer = body(result)
+    assert answer["error"] == "invalid_request"
+    assert answer["field"] == field
+    assert isinstance(answer["message"], str) and answer["message"]
+    assert stream_ids(redis_client) == []
+
+
+def test_prompt_limit_is_counted_in_utf8_bytes(router, heartbeat, keyset):
+    at_limit = "é" * (3 * 1024)  # 6144 bytes
+    assert router.handle(infer_event(keyset.token(), {"prompt": at_limit}))["statusCode"] == 202
+    over = router.handle(infer_event(keyset.token(), {"prompt": at_limit + "x"}))
+    assert over["statusCode"] == 400
+    assert body(over)["field"] == "prompt"
+
+
+def test_base64_encoded_body_is_decoded(router, heartbeat, redis_client, keyset):
+    raw = json.dumps({"prompt": "héllo ✓ 日本", "idle": 2}, ensure_ascii=False).encode()
+    event = infer_event(keyset.token(), raw)  # bytes: base64 with isBase64Encoded true
+    assert event["isBase64Encoded"] is True
+
+    result = router.handle(event)
+
+    assert result["statusCode"] == 202
+    record = redis_client.hgetall(f"job:{body(result)['id']}")
+    assert record["prompt"] == "héllo ✓ 日本"
+    assert record["idle"] == "2"
+
+
+def test_invalid_base64_is_400_field_body(router, keyset):
+    event = infer_event(keyset.token(), "!!! not base64 !!!")
+    event["isBase64Encoded"] = True
+    result = router.handle(event)
+    assert result["statusCode"] == 400
+    assert body(result)["field"] == "body"
+
+
+@pytest.mark.parametrize("encode", [False, True], ids=["plain", "base64"])
+def test_body_over_64_kib_is_413(router, redis_client, keyset, encode):
+    raw = json.dumps({"prompt": "x" * (64 * 1024)})
+    result = router.handle(infer_event(keyset.token(), raw.encode() if encode else raw))
+    assert result["statusCode"] == 413
+    assert body(result) == {"error": "payload_too_large", "limit": 65536}
+    assert stream_ids(redis_client) == []
+
+
+def test_body_of_exactly_64_kib_is_parsed_not_refused_for_size(router, keyset):
+    raw = '{"prompt": "hello"}'.ljust(64 * 1024)  # trailing whitespace is valid JSON
+    assert len(raw) == 64 * 1024
+    result = router.handle(infer_event(keyset.token(), raw[:-1] + "!"))
+    assert result["statusCode"] == 400  # parsed (trailing garbage), not 413
+    assert body(result)["field"] == "body"
+
+
+ODD_BODIES = [
+    pytest.param("", id="empty"),
+    pytest.param("   \n\t", id="whitespace"),
+    pytest.param("null", id="null"),
+    pytest.param("true", id="true"),
+    pytest.param("0", id="zero"),
+    pytest.param('"a string"', id="string"),
+    pytest.param("1e999", id="huge-float"),
+    pytest.param("-1e999", id="huge-negative-float"),
+    pytest.param("NaN", id="nan"),
+    pytest.param('{"prompt": "x", "idle": 1e400}', id="idle-infinite"),
+    pytest.param('{"prompt": "x", "idle": NaN}', id="idle-nan"),
+    pytest.param('{"prompt": "x", "idle": ' + "9" * 5000 + "}", id="idle-5000-digits"),
+    pytest.param('{"prompt": "x", "idle": 99999999999999999999}', id="idle-bigint"),
+    pytest.param('{"prompt": "x", "idle": true}', id="idle-bool"),
+    pytest.param('{"prompt": "x", "idle": null}', id="idle-null"),
+    pytest.param('{"prompt": "x", "temperature": Infinity}', id="temperature-infinity"),
+    pytest.param('{"prompt": "x", "temperature": "hot"}', id="temperature-string"),
+    pytest.param('{"prompt": "x", "max_tokens": 0}', id="max-tokens-zero"),
+    pytest.param('{"prompt": ["x"]}', id="prompt-list"),
+    pytest.param('{"prompt": {"text": "x"}}', id="prompt-object"),
+    pytest.param('{"prompt": "\\ud800"}', id="prompt-lone-surrogate"),
+    pytest.param('{"prompt": "x", "prompt": ""}', id="duplicate-key-last-empty"),
+    pytest.param('{"": 1}', id="empty-key"),
+    pytest.param('{"prompt": "x"', id="truncated"),
+    pytest.param('{"prompt": "x"} trailing', id="trailing-garbage"),
+    pytest.param('{"prompt": "a\x00b"}', id="raw-nul-in-string"),
+    pytest.param("\x00\x00\x00\x00", id="nul-bytes"),
+    pytest.param(b'{"prompt": "\xc3\x28"}', id="invalid-utf8-b64"),
+    pytest.param(b'{"prompt": "\xed\xa0\x80"}', id="utf8-surrogate-b64"),
+    pytest.param(b"\xff\xfe\x00\x00garbage", id="bom-garbage-b64"),
+    pytest.param(b"\x80" * 100, id="high-bytes-b64"),
+    pytest.param("x" * (64 * 1024 + 1), id="oversize"),
+    pytest.param(
+        '{"prompt": "x", "temperature": 1' + "0" * 400 + "}",
+        id="temperature-huge-integer",
+    ),
+    pytest.param(
+        "[" * 10000 + "]" * 10000,
+        id="nested-arrays-10000",
+    ),
+    pytest.param(
+        '{"a":' * 10000 + "1" + "}" * 10000,
+        id="nested-objects-10000",
+    ),
+]
+
+
+@pytest.mark.parametrize("raw", ODD_BODIES)
+def test_odd_bodies_are_client_errors_never_5xx(router, redis_client, keyset, raw, capsys):
+    result = router.handle(infer_event(keyset.token(), raw))
+    assert result["statusCode"] in (400, 413)
+    answer = body(result)
+    assert answer["error"] in ("invalid_request", "payload_too_large")
+    if result["statusCode"] == 400:
+        assert "field" in answer
+    assert stream_ids(redis_client) == []
+    assert "Traceback" not in capsys.readouterr().err
+
+
+# --- 9. ping, health, unknown routes, stop --------------------------------------------
+@pytest.mark.parametrize("path", ["/ping", "/health"])
+def test_ping_and_health_answer_ok_without_a_token(router, path):
+    event = http_event("GET", path)
+    result = router.handle(event)
+    assert result["statusCode"] == 200
+    assert body(result) == {"status": "ok"}
+    assert result["headers"]["x-request-id"] == event["requestContext"]["requestId"]
+
+
+def test_sample_ping_event(router, capsys):
+    result = router.handle(load_event("ping"))
+    assert result["statusCode"] == 200
+    assert body(result) == {"status": "ok"}
+    assert result["headers"]["x-request-id"] == "UsXwYgPyjoEEMdA="
+    access = [r for r in stdout_records(capsys) if r.get("message") == "request"]
+    assert len(access) == 1
+    assert access[0]["route"] == "GET /ping"
+    assert access[0]["status"] == 200
+    assert access[0]["requestId"] == "UsXwYgPyjoEEMdA="
+
+
+def test_default_route_key_falls_back_to_method_and_path(router):
+    event = http_event("GET", "/health")
+    event["routeKey"] = "$default"
+    result = router.handle(event)
+    assert result["statusCode"] == 200
+
+
+@pytest.mark.parametrize("method_path", [("GET", "/nowhere"), ("PUT", "/admin/secrets")])
+def test_unknown_route_is_404_json(router, method_path):
+    method, path = method_path
+    result = router.handle(http_event(method, path))
+    assert result["statusCode"] == 404
+    assert body(result) == {"error": "not_found", "route": f"{method} {path}"}
+
+
+def test_stop_stops_a_running_node(router, gpu_node, keyset, capsys):
+    ec2().start_instances(InstanceIds=[gpu_node])
+    assert instance_state(gpu_node) == "running"
+
+    result = router.handle(load_event("stop", token=keyset.token(sub="operator")))
+
+    assert result["statusCode"] == 200
+    answer = body(result)
+    assert answer["status"] in ("stopping", "stopped")
+    assert answer["instance"] == gpu_node
+    assert result["headers"]["x-request-id"] == "UsXwJhS0DoEEMbQ="
+    assert instance_state(gpu_node) == "stopped"
+    logged = [r for r in stdout_records(capsys) if r.get("message") == "node stop requested"]
+    assert logged[0]["sub"] == "operator"
+
+
+def test_stop_on_a_stopped_node_reports_stopped(router, gpu_node, keyset):
+    result = router.handle(http_event("POST", "/stop", token=keyset.token()))
+    assert result["statusCode"] == 200
+    assert body(result) == {"status": "stopped", "instance": gpu_node}
+
+
+def test_stop_then_infer_cold_boots_again(router, gpu_node, keyset):
+    ec2().start_instances(InstanceIds=[gpu_node])
+    assert body(router.handle(infer_event(keyset.token())))["status"] == "queued"
+    assert router.handle(http_event("POST", "/stop", token=keyset.token()))["statusCode"] == 200
+
+    result = router.handle(infer_event(keyset.token()))
+
+    assert result["statusCode"] == 202
+    assert body(result)["status"] == "starting"
+    assert instance_state(gpu_node) in ("pending", "running")
+
+
+def test_stop_without_a_token_is_401(router, gpu_node):
+    event = load_event("stop")
+    del event["headers"]["authorization"]
+    result = router.handle(event)
+    assert result["statusCode"] == 401
+    assert body(result) == {"error": "unauthorized"}
+
+
+def test_stop_with_a_bad_token_is_403(router, gpu_node, keyset):
+    ec2().start_instances(InstanceIds=[gpu_node])
+    result = router.handle(load_event("stop", token=keyset.token(aud="other")))
+    assert result["statusCode"] == 403
+    assert instance_state(gpu_node) == "running"
+
+
+def test_stop_without_a_node_is_503(router, aws_stand_in, keyset):
+    result = router.handle(load_event("stop", token=keyset.token()))
+    assert result["statusCode"] == 503
+    answer = body(result)
+    assert answer["error"] == "instance_unavailable"
+    assert answer["message"]
+
+
+def test_stop_error_is_503(router, ec2_stub, keyset):
+    ec2_stub.add_response("describe_instances", describe_answer("running"))
+    ec2_stub.add_client_error(
+        "stop_instances",
+        service_error_code="IncorrectInstanceState",
+        service_message="The instance is not in a state from which it can be stopped.",
+    )
+    result = router.handle(load_event("stop", token=keyset.token()))
+    ec2_stub.assert_no_pending_responses()
+    assert result["statusCode"] == 503
+    answer = body(result)
+    assert answer["error"] == "instance_unavailable"
+    assert "IncorrectInstanceState" in answer["message"]
+
+
+# --- 10. the Lambda entry point -------------------------------------------------------
+def test_lambda_src_router_handler_serves_events_end_to_end(
+    router_env, monkeypatch, gpu_node, redis_client, keyset
+):
+    monkeypatch.setattr(tlops.router, "_router", None)
+    handler = load_module(REPO / "lambda_src" / "router" / "handler.py", "lambda_router_handler")
+
+    ping = handler.lambda_handler(load_event("ping"), None)
+    assert ping["statusCode"] == 200
+    warm = tlops.router._router
+    assert warm is not None
+
+    result = handler.lambda_handler(load_event("infer", token=keyset.token()), object())
+    assert tlops.router._router is warm  # one Router per warm container
+    assert result["statusCode"] == 202
+    assert body(result)["status"] == "starting"
+    assert stream_ids(redis_client) == [body(result)["id"]]
+    assert instance_state(gpu_node) in ("pending", "running")
+
+
+def test_lambda_handler_without_configuration_raises(monkeypatch):
+    monkeypatch.setattr(tlops.router, "_router", None)
+    for name in ("TL_REDIS_URL", "TL_JWT_ISSUER", "TL_JWT_AUDIENCE", "TL_REPLY_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="TL_REDIS_URL"):
+        tlops.router.lambda_handler(http_event("GET", "/ping"))
+
+
+# --- 11. configuration ----------------------------------------------------------------
+FULL_ENV = {
+    "TL_REDIS_URL": "redis://127.0.0.1:6379/0",
+    "TL_JWT_ISSUER": ISSUER,
+    "TL_JWT_AUDIENCE": AUDIENCE,
+    "TL_REPLY_BUCKET": "replies",
+}
+
+
+def test_config_without_any_variable_names_them_all():
+    with pytest.raises(RuntimeError) as raised:
+        RouterConfig.from_env({})
+    for name in FULL_ENV:
+        assert name in str(raised.value)
+
+
+@pytest.mark.parametrize("missing", list(FULL_ENV))
+def test_config_names_exactly_the_missing_variable(missing):
+    env = copy.deepcopy(FULL_ENV)
+    env[missing] = ""  # set but empty counts as missing
+    with pytest.raises(RuntimeError) as raised:
+        RouterConfig.from_env(env)
+    message = str(raised.value)
+    assert missing in message
+    for other in set(FULL_ENV) - {missing}:
+        assert other not in message
+
+
+def test_config_jwks_url_defaults_to_the_issuers_well_known_document():
+    config = RouterConfig.from_env({**FULL_ENV, "TL_JWT_ISSUER": ISSUER + "/"})
+    assert config.issuer == ISSUER
+    assert config.jwks_url == f"{ISSUER}/.well-known/jwks.json"
+
+
+def test_config_reads_overrides():
+    config = RouterConfig.from_env(
+        {
+            **FULL_ENV,
+            "TL_JWKS_URL": "http://127.0.0.1:9/jwks.json",
+            "TL_PROJECT": "other",
+            "TL_RATE_BURST": "7",
+            "TL_RATE_PER_MINUTE": "70",
+            "TL_COLD_BOOT_ETA_S": "30",
+            "TL_JOB_TTL_S": "60",
+        }
+    )
+    assert config.jwks_url == "http://127.0.0.1:9/jwks.json"
+    assert config.project == "other"
+    assert (config.limits.burst, config.limits.sustained) == (7, 70)
+    assert config.cold_boot_eta_s == 30
+    assert config.job_ttl_s == 60
+
+
+def test_config_defaults():
+    config = RouterConfig.from_env(FULL_ENV)
+    assert config.project == "tinyllama"
+    assert (config.limits.burst, config.limits.sustained) == (5, 20)
+    assert config.cold_boot_eta_s == 90
+    assert config.job_ttl_s == 300
