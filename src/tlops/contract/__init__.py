@@ -25,6 +25,10 @@ IDLE_MAX_MINUTES = 30
 MAX_TOKENS_LIMIT = 4096
 QUEUED_TTL_SECONDS = 300  # a job nobody picked up within this is gone (configurable)
 MAX_BODY_BYTES = 64 * 1024  # the edge refuses larger bodies with 413
+FINISHED_TTL_SECONDS = 3600  # done/failed/expired records stay readable by GET /jobs this long
+HEARTBEAT_TTL_SECONDS = 30  # a watcher refreshes its heartbeat well within this
+VISIBILITY_TIMEOUT_SECONDS = 120  # an unacknowledged delivery older than this is reclaimed
+MAX_DELIVERIES = 3  # deliveries of one job before it goes to the dead-letter stream
 
 # --- Redis names ------------------------------------------------------------
 JOB_KEY_PREFIX = "job:"
