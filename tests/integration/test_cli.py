@@ -31,7 +31,7 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def free_ports() -> dict[str, int]:
-    return {"moto": free_port(), "redis": free_port(), "gateway": free_port()}
+    return {name: free_port() for name in ("moto", "redis", "gateway", "inference")}
 
 
 def patch_stack_env(mp: pytest.MonkeyPatch, state_dir: Path) -> dict[str, int]:
@@ -81,7 +81,7 @@ def cli_stack(tmp_path_factory) -> Iterator[LocalStack]:
     with pytest.MonkeyPatch.context() as mp:
         ports = patch_stack_env(mp, state_dir)
         try:
-            assert main(["local", "up"]) == 0
+            assert main(["local", "up", "--no-inference"]) == 0
             yield LocalStack(state_dir=state_dir, ports=ports)
         finally:
             pids = LocalStack(state_dir=state_dir).load().get("pids", {})
@@ -115,6 +115,7 @@ def test_status_without_a_stack_is_exit_3(no_stack, capsys):
         ["moto", "down"],
         ["redis", "down"],
         ["gateway", "down"],
+        ["supervisor", "down"],
     ]
 
 
@@ -148,14 +149,15 @@ def test_usage_errors_exit_2(argv, capsys):
 def test_status_with_the_stack_up_is_exit_0(cli_stack, capsys):
     assert main(["local", "status"]) == 0
     out = capsys.readouterr().out
-    for name, port in cli_stack.ports.items():
+    for name in ("moto", "redis", "gateway"):  # brought up with --no-inference
+        port = cli_stack.ports[name]
         assert re.search(rf"^{name}\s+up\s+port {port}\s+pid \d+$", out, re.MULTILINE), out
     assert re.search(r"^user_pool_id\s+eu-west-1_\w+$", out, re.MULTILINE), out
 
 
 def test_up_again_keeps_the_processes(cli_stack, capsys):
     before = cli_stack.load()["pids"]
-    assert main(["local", "up"]) == 0
+    assert main(["local", "up", "--no-inference"]) == 0
     assert cli_stack.load()["pids"] == before
     assert "down" not in capsys.readouterr().out
 
@@ -218,7 +220,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     assert "X-Request-Id:" in out
     assert "== bringing the local stack down" in out
     pids = [int(p) for p in re.findall(r"pid (\d+)$", out, re.MULTILINE)]
-    assert len(pids) == 3
+    assert len(pids) == 4  # moto, redis, gateway, supervisor (vLLM and the watcher)
     for pid in pids:
         assert pid_gone(pid), pid
     assert not (tmp_path / "stack.json").exists()

@@ -1,4 +1,10 @@
-"""`tlops local up | down | status | env`: the AWS stand-in, Redis and the gateway on loopback.
+"""`tlops local up | down | status | env`: the AWS stand-in, Redis, the gateway and the node.
+
+The node part is a real supervisord running vLLM's OpenAI server (CPU build,
+serving a tiny Llama the project builds itself, see `tiny_model`) and the
+watcher. It is the slow part (vLLM takes tens of seconds to be ready and about
+3 GB of memory), so `LocalStack(inference=False)` / `tlops local up
+--no-inference` leaves it out for work that only needs the edge and the queue.
 
 Each service is a real process started in its own session (so `down` can end
 it and everything it spawned), with its pid, port and log under the state
@@ -30,12 +36,14 @@ from tlops.resp import RedisUnavailable, RespClient
 
 __all__ = ["DEFAULT_PORTS", "LocalStack", "StackError", "free_port"]
 
-DEFAULT_PORTS = {"moto": 5055, "redis": 6390, "gateway": 8787}
+DEFAULT_PORTS = {"moto": 5055, "redis": 6390, "gateway": 8787, "inference": 8800}
 REGION = "eu-west-1"
 PROJECT = "tinyllama"
 # The stand-in accepts any key; these are placeholders, not credentials.
 STAND_IN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
-SERVICES = ("moto", "redis", "gateway")
+EDGE_SERVICES = ("moto", "redis", "gateway")
+# supervisord runs the inference server and the watcher under it.
+SERVICES = (*EDGE_SERVICES, "supervisor")
 READY_TIMEOUT_S = 30.0
 
 
@@ -71,6 +79,14 @@ class LocalStack:
     state_dir: Path = dataclasses.field(default_factory=default_state_dir)
     ports: dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PORTS))
     region: str = REGION
+    inference: bool = True
+
+    def __post_init__(self) -> None:
+        self.ports = {**DEFAULT_PORTS, **self.ports}
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return SERVICES if self.inference else EDGE_SERVICES
 
     # --- state ----------------------------------------------------------
     @property
@@ -108,6 +124,20 @@ class LocalStack:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['inference']}"
+
+    @property
+    def supervisor_config(self) -> Path:
+        return self.state_dir / "supervisord.conf"
+
+    @property
+    def model_name(self) -> str:
+        from tlops.local import tiny_model
+
+        return tiny_model.MODEL_NAME
+
     def aws_env(self) -> dict[str, str]:
         return {
             "TL_AWS_ENDPOINT_URL": self.moto_url,
@@ -126,6 +156,8 @@ class LocalStack:
             "TL_PROJECT": PROJECT,
             **self.aws_env(),
         }
+        if "supervisor" in state.get("pids", {}):
+            out |= {"TL_INFERENCE_URL": self.inference_url, "TL_MODEL": self.model_name}
         if pool := resources_.get("user_pool_id"):
             issuer = f"https://cognito-idp.{self.region}.amazonaws.com/{pool}"
             out |= {
@@ -146,7 +178,38 @@ class LocalStack:
             return services.redis_command(
                 self.ports["redis"], self.state_dir / "redis", persist=True
             )
+        if name == "supervisor":
+            return [services.supervisord_binary(), "--nodaemon", "-c", str(self.supervisor_config)]
         return [sys.executable, "-m", "tlops.local.gateway", "--port", str(self.ports["gateway"])]
+
+    def _write_supervisor_config(self) -> None:
+        """vLLM on the inference port and the watcher pointed at it, Redis and the stand-in.
+
+        The model is built (or found in its cache) first, with the vLLM venv's
+        interpreter; a missing venv is reported before anything starts.
+        """
+        python = services.vllm_python()
+        model_dir = services.build_tiny_model(python)
+        run_dir = self.state_dir / "vllm-run"
+        services.remove_run_dir(run_dir)  # sockets a killed run left behind
+        inference = services.Program(
+            services.vllm_command(python, model_dir, self.ports["inference"], self.model_name),
+            services.vllm_env(run_dir),
+            # vLLM loads for tens of seconds; dying within 30 s is a failed start, so a
+            # broken setup ends FATAL after a few tries instead of looping forever
+            startsecs=30,
+        )
+        watcher_env = {
+            "TL_REDIS_URL": self.redis_url,
+            "TL_INFERENCE_URL": self.inference_url,
+            "TL_MODEL": self.model_name,
+            "TL_WATCHER_STATE_DIR": str(self.state_dir / "watcher"),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **self.aws_env(),
+        }
+        watcher = services.Program([sys.executable, "-m", "tlops.watcher"], watcher_env)
+        programs = {"inference": inference, "watcher": watcher}
+        self.supervisor_config.write_text(services.supervisord_config(self.state_dir, programs))
 
     def _service_env(self, name: str, state: dict[str, Any]) -> dict[str, str]:
         if name == "moto":
@@ -166,10 +229,15 @@ class LocalStack:
                 client.close()
         if name == "moto":
             return services.http_ok(self.moto_url + "/moto-api/")
+        if name == "supervisor":
+            states = services.supervisor_states(self.supervisor_config)
+            return all(
+                states.get(program) == "RUNNING" for program in services.SUPERVISOR_PROGRAMS
+            ) and services.completion_ok(self.inference_url, self.model_name)
         return services.http_ok(self.api_url + "/ping")
 
     def _start(self, name: str, state: dict[str, Any]) -> int:
-        port = self.ports[name]
+        port = self.ports["inference" if name == "supervisor" else name]
         if services.port_in_use(port):
             # Checked before starting: otherwise the readiness probe could be answered by
             # whatever holds the port while our process dies on bind.
@@ -187,34 +255,42 @@ class LocalStack:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        slow = name == "supervisor"  # vLLM loads for tens of seconds
+        deadline = time.monotonic() + (services.VLLM_READY_TIMEOUT_S if slow else READY_TIMEOUT_S)
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 break
             if self._ready(name):
                 return process.pid
-            time.sleep(0.1)
+            if slow and "FATAL" in services.supervisor_states(self.supervisor_config).values():
+                break  # supervisord gave up on a program: no point waiting out the timeout
+            time.sleep(0.5 if slow else 0.1)
         self._terminate(process.pid)
-        tail = (self.state_dir / f"{name}.log").read_text(errors="replace")[-1500:]
+        log_name = "inference" if slow else name
+        tail = (self.state_dir / f"{log_name}.log").read_text(errors="replace")[-1500:]
         raise StackError(
-            f"{name} did not become ready on port {self.ports[name]} "
+            f"{name} did not become ready on port {port} "
             f"(is the port taken?). Last log lines:\n{tail}"
         )
 
     @staticmethod
     def _terminate(pid: int, timeout: float = 10.0) -> None:
+        """End a service's process group; then any child that left the group (supervisord's
+        programs each lead their own), so nothing outlives `down`."""
+        children = services.child_pids(pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _pid_alive(pid):
-                return
+        while time.monotonic() < deadline and _pid_alive(pid):
             time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+        for group in (pid, *children):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
 
     # --- the verbs --------------------------------------------------------
     def up(self) -> dict[str, Any]:
+        if self.inference:
+            services.vllm_python()  # a missing vLLM venv is said before anything starts
         self.state_dir.mkdir(parents=True, exist_ok=True)
         state = self.load()
         self._adopt_ports(state)
@@ -222,7 +298,7 @@ class LocalStack:
         state["ports"] = dict(self.ports)
         os.environ.update(self.aws_env())  # this process talks to the stand-in from here on
         moto_restarted = False
-        for name in SERVICES:
+        for name in self.services:
             alive = _pid_alive(pids.get(name))
             if alive and name == "gateway" and moto_restarted:
                 self._terminate(pids[name])  # it holds the old stand-in's pool and client ids
@@ -233,6 +309,8 @@ class LocalStack:
                 state.pop("resources", None)  # a fresh stand-in knows none of them
             if name == "gateway":
                 self._ensure_resources(state)
+            if name == "supervisor":
+                self._write_supervisor_config()
             pids[name] = self._start(name, state)
             self.save(state)
         return state
@@ -243,25 +321,31 @@ class LocalStack:
         for name in reversed(SERVICES):
             pid = state.get("pids", {}).get(name)
             if _pid_alive(pid):
-                self._terminate(pid)
+                # supervisord stops vLLM (up to its stopwaitsecs) before it exits itself
+                self._terminate(pid, timeout=45.0 if name == "supervisor" else 10.0)
                 stopped.append(name)
         self.state_file.unlink(missing_ok=True)
         shutil.rmtree(self.state_dir / "redis", ignore_errors=True)
+        services.remove_run_dir(self.state_dir / "vllm-run")
         return stopped
 
     def status(self) -> dict[str, Any]:
         state = self.load()
         self._adopt_ports(state)
-        services = {}
-        for name in SERVICES:
+        report: dict[str, dict[str, Any]] = {}
+        # What was started, whichever LocalStack asks; a stack never started shows its own plan.
+        names = [name for name in SERVICES if name in state.get("pids", {})] or self.services
+        for name in names:
             pid = state.get("pids", {}).get(name)
             alive = _pid_alive(pid)
-            services[name] = {
+            report[name] = {
                 "pid": pid if alive else None,
-                "port": self.ports[name],
+                "port": self.ports["inference" if name == "supervisor" else name],
                 "up": alive and self._ready(name),
             }
-        return {"services": services, "resources": state.get("resources", {})}
+            if name == "supervisor" and alive:
+                report[name]["programs"] = services.supervisor_states(self.supervisor_config)
+        return {"services": report, "resources": state.get("resources", {})}
 
     # --- stand-in resources (until deploy.yml creates them) -------------
     def _ensure_resources(self, state: dict[str, Any]) -> None:
