@@ -1,0 +1,345 @@
+"""deploy.yml, teardown.yml and status.yml against a real moto server.
+
+One scenario walks the whole life cycle, because each step needs the state the previous
+one left: deploy → resources and tags → deploy again changes nothing → the plan
+(--check) changes nothing → teardown without confirmation does nothing → teardown idle
+→ teardown all → nothing tagged remains and the untagged look-alikes are intact.
+Each ansible-playbook run costs seconds, so the bad-input cases stop in preflight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tlops.local.services import MotoProcess, free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK_BIN = Path(sys.executable).with_name("ansible-playbook")
+REGION = "eu-west-1"
+UBUNTU_AMI = "ami-0a7d2e4f1c3b5a001"  # one of the stand-in's Ubuntu 22.04 images
+PROJECT = {"Key": "Project", "Value": "tinyllama"}
+# describe_<kind> call → the key its answer lists the resources under.
+KINDS = {
+    "vpcs": "Vpcs",
+    "subnets": "Subnets",
+    "security_groups": "SecurityGroups",
+    "addresses": "Addresses",
+    "launch_templates": "LaunchTemplates",
+    "route_tables": "RouteTables",
+    "internet_gateways": "InternetGateways",
+}
+
+
+def run_playbook(name: str, endpoint: str, *args: str) -> dict[str, Any]:
+    """Run a playbook with the JSON callback; returns the parsed report plus rc and stderr."""
+    env = {
+        **os.environ,
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        # ansible.cfg's profile_tasks would print between the JSON; the timer prints after it.
+        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer",
+        "ANSIBLE_DEPRECATION_WARNINGS": "false",
+    }
+    command = [
+        str(PLAYBOOK_BIN),
+        f"playbooks/{name}",
+        "-e", f"aws_endpoint_url={endpoint}",
+        "-e", "gpu_node_wait_timeout=60",
+        *args,
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, check=False, cwd=REPO, env=env, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    start = done.stdout.find("{")
+    report = json.JSONDecoder().raw_decode(done.stdout, start)[0] if start >= 0 else {}
+    report.update(rc=done.returncode, stdout=done.stdout, stderr=done.stderr)
+    return report
+
+
+def changed(report: dict[str, Any]) -> int:
+    assert report["rc"] == 0, report["stdout"][-3000:] + report["stderr"][-2000:]
+    return report["stats"]["localhost"]["changed"]
+
+
+def changed_tasks(report: dict[str, Any]) -> list[str]:
+    return [
+        task["task"]["name"]
+        for play in report["plays"]
+        for task in play["tasks"]
+        if task["hosts"].get("localhost", {}).get("changed")
+    ]
+
+
+def idle_cost(report: dict[str, Any]) -> dict[str, Any]:
+    """The idle_cost_report fact that teardown.yml and status.yml set."""
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            facts = task["hosts"].get("localhost", {}).get("ansible_facts", {})
+            if "idle_cost_report" in facts:
+                return facts["idle_cost_report"]
+    raise AssertionError("no idle cost report in the run")
+
+
+class Account:
+    """boto3 clients on the stand-in, and the views the assertions need."""
+
+    def __init__(self, endpoint: str):
+        session = boto3.Session(
+            aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION
+        )
+        self.ec2 = session.client("ec2", endpoint_url=endpoint)
+        self.s3 = session.client("s3", endpoint_url=endpoint)
+        self.iam = session.client("iam", endpoint_url=endpoint)
+        self.ssm = session.client("ssm", endpoint_url=endpoint)
+
+    def tagged(self, kind: str, **extra: Any) -> list[dict[str, Any]]:
+        filters = [{"Name": "tag:Project", "Values": ["tinyllama"]}, *extra.pop("Filters", [])]
+        method = getattr(self.ec2, f"describe_{kind}")
+        key = KINDS[kind]
+        return method(Filters=filters, **extra)[key]
+
+    def instances(self, *tag_filters: dict[str, Any]) -> list[dict[str, Any]]:
+        live = {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]}
+        pages = self.ec2.describe_instances(Filters=[live, *tag_filters])["Reservations"]
+        return [instance for page in pages for instance in page["Instances"]]
+
+    def bucket_tags(self) -> dict[str, dict[str, str]]:
+        found = {}
+        for bucket in self.s3.list_buckets()["Buckets"]:
+            try:
+                tag_set = self.s3.get_bucket_tagging(Bucket=bucket["Name"])["TagSet"]
+            except self.s3.exceptions.ClientError:
+                tag_set = []
+            found[bucket["Name"]] = {tag["Key"]: tag["Value"] for tag in tag_set}
+        return found
+
+    def dump(self) -> dict[str, Any]:
+        """Everything deploy.yml manages, for comparing before and after a plan."""
+        volatile = ("LaunchTime", "UsageOperationUpdateTime", "AttachTime", "ResponseMetadata")
+
+        def scrub(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: scrub(v) for k, v in value.items() if k not in volatile}
+            if isinstance(value, list):
+                return [scrub(v) for v in value]
+            return value
+
+        roles = [r for r in self.iam.list_roles()["Roles"] if r["RoleName"].startswith("tiny")]
+        return scrub({
+            "vpcs": self.ec2.describe_vpcs()["Vpcs"],
+            "subnets": self.ec2.describe_subnets()["Subnets"],
+            "security_groups": self.ec2.describe_security_groups()["SecurityGroups"],
+            "route_tables": self.ec2.describe_route_tables()["RouteTables"],
+            "instances": self.instances(),
+            "addresses": self.ec2.describe_addresses()["Addresses"],
+            "templates": self.ec2.describe_launch_template_versions(
+                LaunchTemplateName="tinyllama-gpu"
+            )["LaunchTemplateVersions"],
+            "buckets": self.bucket_tags(),
+            "roles": [(r, self.iam.list_role_policies(RoleName=r["RoleName"])["PolicyNames"])
+                      for r in roles],
+            "parameters": self.ssm.describe_parameters()["Parameters"],
+        })  # fmt: skip
+
+
+def seed_look_alikes(account: Account) -> dict[str, str]:
+    """Untagged resources that resemble the project's: teardown must leave every one."""
+    ec2 = account.ec2
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/22")["Vpc"]["VpcId"]
+    ec2.create_tags(Resources=[vpc], Tags=[{"Key": "Name", "Value": "tinyllama-vpc-old"}])
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(
+        GroupName="tinyllama-node", Description="look-alike", VpcId=vpc
+    )["GroupId"]
+    instance = ec2.run_instances(
+        ImageId=UBUNTU_AMI, InstanceType="t3.small", MinCount=1, MaxCount=1, SubnetId=subnet,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "Role", "Value": "gpu"}, {"Key": "Project", "Value": "someone-else"}]}],
+    )["Instances"][0]["InstanceId"]  # fmt: skip
+    address = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    account.s3.create_bucket(
+        Bucket="tinyllama-replies-lookalike",
+        CreateBucketConfiguration={"LocationConstraint": REGION},
+    )
+    account.iam.create_role(RoleName="tinyllama-gpu-old", AssumeRolePolicyDocument="{}")
+    return {"vpc": vpc, "subnet": subnet, "group": group, "instance": instance,
+            "address": address}  # fmt: skip
+
+
+def assert_deployed(account: Account) -> None:
+    (vpc,) = account.tagged("vpcs")
+    assert vpc["CidrBlock"] == "10.20.0.0/22"
+    assert {"Key": "Role", "Value": "network"} in vpc["Tags"]
+    subnets = {s["CidrBlock"] for s in account.tagged("subnets")}
+    assert subnets == {"10.20.0.0/24", "10.20.1.0/24"}
+
+    groups = {g["GroupName"]: g for g in account.tagged("security_groups")}
+    assert set(groups) == {"tinyllama-router", "tinyllama-node", "tinyllama-redis"}
+    redis_rules = groups["tinyllama-redis"]["IpPermissions"]
+    assert {(r["FromPort"], r["ToPort"]) for r in redis_rules} == {(6379, 6379)}
+    assert all(not r["IpRanges"] for r in redis_rules)
+    sources = {p["GroupId"] for r in redis_rules for p in r["UserIdGroupPairs"]}
+    assert sources == {groups["tinyllama-router"]["GroupId"], groups["tinyllama-node"]["GroupId"]}
+    (node_rule,) = groups["tinyllama-node"]["IpPermissions"]
+    assert (node_rule["FromPort"], node_rule["ToPort"]) == (443, 443)
+    assert [r["CidrIp"] for r in node_rule["IpRanges"]] == ["127.0.0.1/32"]
+    assert not groups["tinyllama-router"]["IpPermissions"]
+    for group in groups.values():  # no SSH anywhere
+        assert all(r.get("FromPort") != 22 for r in group["IpPermissions"])
+
+    bucket = "tinyllama-replies-123456789012"
+    assert account.bucket_tags()[bucket] == {"Project": "tinyllama", "Role": "storage"}
+    sse = account.s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    assert sse["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = account.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    (rule,) = account.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert rule["Expiration"]["Days"] == 7 and rule["Status"] == "Enabled"
+
+    parameter = account.ssm.get_parameter(Name="/tl-fif/latest_ami_id")["Parameter"]
+    assert parameter["Value"].startswith("ami-")
+    (template,) = account.ec2.describe_launch_template_versions(LaunchTemplateName="tinyllama-gpu")[
+        "LaunchTemplateVersions"
+    ]
+    data = template["LaunchTemplateData"]
+    assert data["ImageId"] == parameter["Value"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    (root,) = data["BlockDeviceMappings"]
+    assert root["Ebs"] == {
+        "VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True
+    }  # fmt: skip
+    (instance,) = account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
+    assert instance["State"]["Name"] == "stopped"
+    assert {"Key": "Role", "Value": "gpu"} in instance["Tags"]
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert not account.tagged("addresses")  # an EIP only while running
+
+    policy = account.iam.get_role_policy(RoleName="tinyllama-gpu", PolicyName="node-self")
+    stop = next(s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "StopOnlyItself")
+    assert stop["Action"] == "ec2:StopInstances"
+    assert stop["Resource"].endswith(f":instance/{instance['InstanceId']}")
+    role_tags = account.iam.list_role_tags(RoleName="tinyllama-gpu")["Tags"]
+    assert {"Key": "Role", "Value": "gpu"} in role_tags and PROJECT in role_tags
+
+
+def assert_look_alikes_intact(account: Account, seeded: dict[str, str]) -> None:
+    ec2 = account.ec2
+    assert ec2.describe_vpcs(VpcIds=[seeded["vpc"]])["Vpcs"]
+    assert ec2.describe_subnets(SubnetIds=[seeded["subnet"]])["Subnets"]
+    assert ec2.describe_security_groups(GroupIds=[seeded["group"]])["SecurityGroups"]
+    (reservation,) = ec2.describe_instances(InstanceIds=[seeded["instance"]])["Reservations"]
+    assert reservation["Instances"][0]["State"]["Name"] == "running"
+    assert ec2.describe_addresses(AllocationIds=[seeded["address"]])["Addresses"]
+    assert "tinyllama-replies-lookalike" in account.bucket_tags()
+    assert account.iam.get_role(RoleName="tinyllama-gpu-old")
+
+
+def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
+    MotoProcess.reset_url(moto_server)
+    account = Account(moto_server)
+    seeded = seed_look_alikes(account)
+
+    empty_plan = run_playbook("deploy.yml", moto_server, "--check", "--diff")
+    assert {
+        "network : Create the VPC",
+        "storage : Show that the plan would create the reply bucket",
+    } <= set(changed_tasks(empty_plan))
+    assert not account.tagged("vpcs") and not account.instances(
+        {"Name": "tag:Project", "Values": ["tinyllama"]}
+    )
+
+    first = run_playbook("deploy.yml", moto_server)
+    assert changed(first) > 0
+    assert_deployed(account)
+
+    second = run_playbook("deploy.yml", moto_server)
+    assert changed(second) == 0, changed_tasks(second)
+
+    before = account.dump()
+    plan = run_playbook("deploy.yml", moto_server, "--check", "--diff")
+    assert changed(plan) == 0, changed_tasks(plan)
+    assert account.dump() == before
+
+    unconfirmed = run_playbook("teardown.yml", moto_server, "-e", "teardown_level=all")
+    assert changed(unconfirmed) == 0
+    assert "teardown_confirmation=yes" in unconfirmed["stdout"]
+    assert account.dump() == before
+
+    # The router would start the node and the node role attach an EIP: do both by hand.
+    (node,) = account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
+    account.ec2.start_instances(InstanceIds=[node["InstanceId"]])
+    assert changed(run_playbook("deploy.yml", moto_server)) > 0  # an EIP while it runs
+    assert len(account.tagged("addresses")) == 1
+
+    status = idle_cost(run_playbook("status.yml", moto_server))
+    assert any("running" in row["item"] and row["eur_month"] > 100 for row in status["rows"])
+
+    confirm = ("-e", "teardown_confirmation=yes")
+    idle = run_playbook("teardown.yml", moto_server, *confirm)
+    assert changed(idle) > 0
+    (node,) = account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
+    assert node["State"]["Name"] == "stopped"
+    assert not account.tagged("addresses")
+    report = idle_cost(idle)
+    costing = [row["item"] for row in report["rows"] if row["eur_month"] > 0]
+    assert costing and all("volume" in item for item in costing), report
+    assert 2.0 < report["total_eur_month"] < 3.0  # 30 GiB of gp3
+    assert changed(run_playbook("teardown.yml", moto_server, *confirm)) == 0
+
+    everything = run_playbook("teardown.yml", moto_server, *confirm, "-e", "teardown_level=all")
+    assert changed(everything) > 0
+    assert idle_cost(everything) == {"rows": [], "total_eur_month": 0.0,
+                                     "recorded": idle_cost(everything)["recorded"]}  # fmt: skip
+    for kind in ("vpcs", "subnets", "security_groups", "route_tables", "internet_gateways",
+                 "addresses", "launch_templates"):  # fmt: skip
+        assert not account.tagged(kind), kind
+    assert not account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
+    assert not [b for b, tags in account.bucket_tags().items() if tags.get("Project")]
+    assert "tinyllama-gpu" not in {r["RoleName"] for r in account.iam.list_roles()["Roles"]}
+    assert not account.ssm.describe_parameters()["Parameters"]
+    assert_look_alikes_intact(account, seeded)
+
+    again = run_playbook("teardown.yml", moto_server, *confirm, "-e", "teardown_level=all")
+    assert changed(again) == 0, changed_tasks(again)
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"storage_reply_expiry_days": "a week"}, "storage_reply_expiry_days"),
+        ({"network_node_ingress_cidrs": {"office": 1}}, "network_node_ingress_cidrs"),
+        ({"gpu_node_seed_ami": "perhaps"}, "gpu_node_seed_ami"),
+        ({"enable_redis": "sometimes"}, "enable_redis"),
+        ({"aws_region": "Ireland"}, "aws_region"),
+    ],
+)
+def test_bad_settings_fail_in_preflight(moto_server: str, extra: dict, named: str) -> None:
+    MotoProcess.reset_url(moto_server)
+    report = run_playbook("deploy.yml", moto_server, "-e", json.dumps(extra))
+    assert report["rc"] != 0
+    assert named in report["stdout"]
+    assert not Account(moto_server).tagged("vpcs")  # failed before any change
+    failed = [
+        task["task"]["name"]
+        for play in report["plays"]
+        for task in play["tasks"]
+        if task["hosts"].get("localhost", {}).get("failed")
+    ]
+    assert failed and "network" not in failed[0]
+
+
+def test_unreachable_endpoint_fails_before_any_change() -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    report = run_playbook("deploy.yml", nowhere)
+    assert report["rc"] != 0
+    assert "aws_endpoint_url" in report["stdout"] and "not reachable" in report["stdout"]
