@@ -1,17 +1,22 @@
-"""`GET /queue-health`: is Redis reachable, and how fast does it answer a PING?
+"""`GET /queue-health`: is Redis reachable and fast, and what does the queue look like?
 
 No JWT (operators and monitors call it), but only from configured source
-networks: by default the VPC (10.20.0.0/22) and loopback.
+networks: by default the VPC (10.20.0.0/22) and loopback. Besides the PING
+round trip it reports the queue's depth, the dead letters and the watcher's
+heartbeat (age and jobs in flight), read with a few more round trips once the
+PING has answered. A missing heartbeat is not a failure: the node may simply
+be stopped.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import time
 from typing import Any
 
-from tlops import lambda_http
+from tlops import contract, lambda_http
 from tlops.contract import ErrorCode, error_body
 from tlops.resp import RedisReplyError, RedisUnavailable, RespClient
 from tlops.telemetry import Telemetry
@@ -27,6 +32,50 @@ def parse_cidrs(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network
         return [ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise RuntimeError(f"TL_QUEUE_HEALTH_CIDRS is not a list of CIDRs: {exc}") from None
+
+
+def _group_backlog(client: RespClient) -> int | None:
+    """Entries the `watchers` group has not delivered yet plus those delivered and unacked."""
+    try:
+        groups = client.execute("XINFO", "GROUPS", contract.JOB_STREAM) or []
+    except RedisReplyError:
+        return None  # no stream yet
+    for flat in groups:
+        info = dict(zip(flat[::2], flat[1::2], strict=True))
+        if info.get("name") == contract.CONSUMER_GROUP:
+            lag = info.get("lag")
+            return (int(lag) if lag is not None else 0) + int(info.get("pending", 0))
+    return None
+
+
+def queue_snapshot(client: RespClient, *, now_ms: int | None = None) -> dict[str, Any]:
+    """Queue depth, dead letters and the watcher heartbeat, as /queue-health reports them.
+
+    `queueDepth` counts jobs not yet acknowledged by a watcher (waiting or in
+    flight); before any watcher has made its group, every entry on the stream.
+    """
+    now_ms = round(time.time() * 1000) if now_ms is None else now_ms
+    depth = _group_backlog(client)
+    if depth is None:
+        depth = int(client.execute("XLEN", contract.JOB_STREAM) or 0)
+    snapshot: dict[str, Any] = {
+        "queueDepth": depth,
+        "deadLetters": int(client.execute("XLEN", contract.DEAD_LETTER_STREAM) or 0),
+        "watcher": None,
+    }
+    raw = client.execute("GET", contract.HEARTBEAT_KEY)
+    if raw:
+        try:
+            beat = json.loads(raw)
+            snapshot["watcher"] = {
+                "heartbeatAgeMs": max(0, now_ms - int(beat["ts_ms"])),
+                "inFlight": int(beat.get("in_flight", 0)),
+                "done": int(beat.get("done", 0)),
+                "failed": int(beat.get("failed", 0)),
+            }
+        except (ValueError, KeyError, TypeError):
+            snapshot["watcher"] = {"heartbeatAgeMs": None, "error": "unreadable heartbeat"}
+    return snapshot
 
 
 class QueueHealth:
@@ -70,7 +119,14 @@ class QueueHealth:
                 {"redis": "fail", "error": f"PING took {latency_ms} ms (limit {SLOW_MS:g} ms)"},
                 request_id=rid,
             )
-        return lambda_http.response(200, {"redis": "ok", "latencyMs": latency_ms}, request_id=rid)
+        try:
+            snapshot = queue_snapshot(self.redis)
+        except (RedisUnavailable, RedisReplyError) as exc:
+            telemetry.log("ERROR", "queue snapshot failed", requestId=rid, reason=str(exc))
+            return lambda_http.response(503, {"redis": "fail", "error": str(exc)}, request_id=rid)
+        return lambda_http.response(
+            200, {"redis": "ok", "latencyMs": latency_ms, **snapshot}, request_id=rid
+        )
 
 
 _health: QueueHealth | None = None

@@ -1,4 +1,4 @@
-"""The router Lambda's logic: `POST /infer`, `POST /stop`, `GET /ping`, `GET /health`.
+"""The router Lambda's logic: `POST /infer`, `GET /jobs/{id}`, `POST /stop`, `GET /ping`, `/health`.
 
 Behind the HTTP API's JWT authorizer the router still verifies the token itself
 (defence in depth: a misconfigured route or a direct invoke must not bypass
@@ -79,6 +79,7 @@ class Router:
         self._node_running_seen_at = float("-inf")
         self._routes = {
             "POST /infer": self.infer,
+            "GET /jobs/{id}": self.job,
             "POST /stop": self.stop,
             "GET /ping": self.ping,
             "GET /health": self.ping,
@@ -157,6 +158,33 @@ class Router:
         if admitted.node_alive or self._node_recently_running():
             return lambda_http.response(202, contract.queued_body(job_id), request_id=rid)
         return self._cold_boot(job_id, rid)
+
+    def job(self, event: dict[str, Any], rid: str) -> dict[str, Any]:
+        """The caller's own job: status, and once finished its result; 404 for anyone else."""
+        from tlops import results
+
+        try:
+            claims = self._authenticate(event, rid)
+        except _Refusal as refusal:
+            return refusal.response
+        job_id = (event.get("pathParameters") or {}).get("id", "")
+        if not contract.is_job_id(job_id):
+            return self._bad_request(rid, "id", "must be a job id (a lowercase UUIDv4)")
+        try:
+            record = self.redis.hgetall(contract.job_key(job_id))
+        except (RedisUnavailable, RedisReplyError) as exc:
+            telemetry.log("ERROR", "job lookup failed", requestId=rid, reason=str(exc))
+            return lambda_http.response(
+                503, error_body(ErrorCode.QUEUE_UNAVAILABLE), request_id=rid
+            )
+        view = results.job_view(
+            job_id, record, sub=claims["sub"], reply_bucket=self.config.reply_bucket
+        )
+        if view is None:
+            return lambda_http.response(
+                404, error_body(ErrorCode.NOT_FOUND, id=job_id), request_id=rid
+            )
+        return lambda_http.response(200, view, request_id=rid)
 
     def stop(self, event: dict[str, Any], rid: str) -> dict[str, Any]:
         from tlops import node

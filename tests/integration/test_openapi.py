@@ -7,6 +7,7 @@ Response bodies are checked with openapi-schema-validator's OAS 3.0 validator (i
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -307,6 +308,55 @@ def _queue_health_down(gw: LiveGateway, redis_server, **_: Any):
     return "GET", "/queue-health", gw.request("GET", "/queue-health")
 
 
+def _job(gw: LiveGateway, keyset, redis_client, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    token = keyset.token(sub="alice")
+    job_id = gw.infer(token).body["id"]
+    return "GET", "/jobs/{id}", gw.request("GET", f"/jobs/{job_id}", token=token)
+
+
+def _job_done(gw: LiveGateway, keyset, redis_client, **_: Any):
+    s3 = aws.client("s3")
+    s3.create_bucket(
+        Bucket="replies-test", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    job_id = contract.new_job_id()
+    key = f"alice/{job_id}.json"
+    result = {"id": job_id, "status": "done", "output": "hi", "usage": {"total_tokens": 3},
+              "model": "m", "latency_ms": 1.5}  # fmt: skip
+    s3.put_object(Bucket="replies-test", Key=key, Body=json.dumps(result).encode())
+    redis_client.hset(contract.job_key(job_id), mapping={
+        "status": "done", "sub": "alice", "reply_s3": f"s3://replies-test/{key}", "attempts": "1",
+    })  # fmt: skip
+    token = keyset.token(sub="alice")
+    return "GET", "/jobs/{id}", gw.request("GET", f"/jobs/{job_id}", token=token)
+
+
+def _job_bad_id(gw: LiveGateway, keyset, **_: Any):
+    return "GET", "/jobs/{id}", gw.request("GET", "/jobs/not-a-job", token=keyset.token())
+
+
+def _job_no_token(gw: LiveGateway, **_: Any):
+    return "GET", "/jobs/{id}", gw.request("GET", f"/jobs/{contract.new_job_id()}")
+
+
+def _job_bad_token(gw: LiveGateway, **_: Any):
+    path = f"/jobs/{contract.new_job_id()}"
+    return "GET", "/jobs/{id}", gw.request("GET", path, token="a.b.c")
+
+
+def _job_not_mine(gw: LiveGateway, keyset, redis_client, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    job_id = gw.infer(keyset.token(sub="alice")).body["id"]
+    return "GET", "/jobs/{id}", gw.request("GET", f"/jobs/{job_id}", token=keyset.token())
+
+
+def _job_queue_down(gw: LiveGateway, keyset, redis_server, **_: Any):
+    redis_server.stop()
+    path = f"/jobs/{contract.new_job_id()}"
+    return "GET", "/jobs/{id}", gw.request("GET", path, token=keyset.token())
+
+
 SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "infer-202-queued": (_queued, 202),
     "infer-202-starting": (_starting, 202),
@@ -320,6 +370,13 @@ SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "infer-503-queue": (_queue_down, 503),
     "infer-503-instance": (_no_node, 503),
     "infer-503-auth": (_auth_down, 503),
+    "job-200-queued": (_job, 200),
+    "job-200-done": (_job_done, 200),
+    "job-400": (_job_bad_id, 400),
+    "job-401": (_job_no_token, 401),
+    "job-403": (_job_bad_token, 403),
+    "job-404": (_job_not_mine, 404),
+    "job-503": (_job_queue_down, 503),
     "stop-200": (_stop, 200),
     "stop-401": (_stop_no_token, 401),
     "stop-403": (_stop_bad_token, 403),

@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import json
 import socket
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from conftest import http_event
 
 import tlops.queue_health
+from tlops import contract
 from tlops.queue_health import DEFAULT_ALLOWED_CIDRS, QueueHealth, parse_cidrs
 
 pytestmark = pytest.mark.integration
@@ -63,7 +65,7 @@ def health(health_env) -> QueueHealth:
 def assert_ok(result: dict[str, Any]) -> None:
     assert result["statusCode"] == 200
     answer = body(result)
-    assert set(answer) == {"redis", "latencyMs"}
+    assert set(answer) == {"redis", "latencyMs", "queueDepth", "deadLetters", "watcher"}
     assert answer["redis"] == "ok"
     assert isinstance(answer["latencyMs"], int | float)
     assert not isinstance(answer["latencyMs"], bool)
@@ -159,6 +161,10 @@ class FakeClock:
     def perf_counter(self) -> float:
         return next(self._readings)
 
+    @staticmethod
+    def time() -> float:
+        return 1_700_000_000.0
+
 
 @pytest.mark.parametrize(
     ("elapsed_s", "status"),
@@ -176,6 +182,46 @@ def test_slow_ping_is_503(health, monkeypatch, elapsed_s, status):
     else:
         assert answer["redis"] == "ok"
         assert answer["latencyMs"] == pytest.approx(elapsed_s * 1000, abs=0.01)
+
+
+# --- the queue's state ----------------------------------------------------------------
+def test_empty_queue_reports_zeroes_and_no_watcher(health):
+    answer = body(health.handle(health_event("127.0.0.1")))
+    assert (answer["queueDepth"], answer["deadLetters"], answer["watcher"]) == (0, 0, None)
+
+
+def test_depth_counts_undelivered_and_unacknowledged_jobs(health, redis_client):
+    for n in range(5):
+        redis_client.xadd(contract.JOB_STREAM, {"id": f"job-{n}", "sub": "s"})
+    # no watcher yet: every entry is waiting
+    assert body(health.handle(health_event("127.0.0.1")))["queueDepth"] == 5
+    redis_client.xgroup_create(contract.JOB_STREAM, contract.CONSUMER_GROUP, id="0")
+    delivered = redis_client.xreadgroup(
+        contract.CONSUMER_GROUP, "w1", {contract.JOB_STREAM: ">"}, count=3
+    )[0][1]
+    redis_client.xack(contract.JOB_STREAM, contract.CONSUMER_GROUP, delivered[0][0])
+    # 2 never delivered + 2 delivered and not acknowledged; the acknowledged one is done
+    assert body(health.handle(health_event("127.0.0.1")))["queueDepth"] == 4
+
+
+def test_dead_letters_and_heartbeat_are_reported(health, redis_client):
+    redis_client.xadd(contract.DEAD_LETTER_STREAM, {"id": "x", "reason": "r"})
+    redis_client.xadd(contract.DEAD_LETTER_STREAM, {"id": "y", "reason": "r"})
+    written = round(time.time() * 1000) - 4000
+    beat = {"consumer": "c", "done": 7, "failed": 1, "in_flight": 3, "ts_ms": written}
+    redis_client.set(contract.HEARTBEAT_KEY, json.dumps(beat), ex=30)
+    answer = body(health.handle(health_event("127.0.0.1")))
+    assert answer["deadLetters"] == 2
+    watcher = answer["watcher"]
+    assert (watcher["inFlight"], watcher["done"], watcher["failed"]) == (3, 7, 1)
+    assert 4000 <= watcher["heartbeatAgeMs"] < 60_000
+
+
+def test_unreadable_heartbeat_is_said_not_crashed_on(health, redis_client):
+    redis_client.set(contract.HEARTBEAT_KEY, "not json", ex=30)
+    result = health.handle(health_event("127.0.0.1"))
+    assert result["statusCode"] == 200
+    assert body(result)["watcher"] == {"heartbeatAgeMs": None, "error": "unreadable heartbeat"}
 
 
 # --- configuration --------------------------------------------------------------------

@@ -78,6 +78,7 @@ class Route:
 
 ROUTES = (
     Route("POST", "/infer", "router", authorized=True),
+    Route("GET", "/jobs/{id}", "router", authorized=True),
     Route("POST", "/stop", "router", authorized=True),
     Route("GET", "/ping", "router", authorized=False),
     Route("GET", "/health", "router", authorized=False),
