@@ -7,8 +7,7 @@ import json
 import os
 import shlex
 import sys
-import urllib.error
-import urllib.request
+import time
 from typing import Any
 
 from tlops.local.services import ServiceError
@@ -59,58 +58,270 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def post_json(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, str], Any]:
-    request = urllib.request.Request(  # noqa: S310 - the stack's own API URL
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, dict(response.headers), json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), json.load(exc)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Local stack up → token → a prompt through the gateway → the job in Redis → down."""
-    import redis
+    """Local stack up → token → a prompt through the whole path → the completion → down."""
+    from tlops import client
 
     stack = LocalStack()
     print("== bringing the local stack up")
     stack.up()
     _print_status(stack)
     try:
-        token = local_token(stack, "demo")
-        print("== token obtained for user 'demo' (kept in memory only)")
-        status, headers, body = post_json(
-            f"{stack.api_url}/infer", {"prompt": args.prompt, "idle": 5}, token
+        api = client.Api(
+            stack.api_url, client.TokenSource(fetch=lambda: local_token(stack, "demo"))
         )
-        print(f"== POST /infer -> {status} {json.dumps(body)}")
-        for name in ("X-Request-Id", "X-GPU-ColdBoot"):
-            if name.lower() in {k.lower() for k in headers}:
-                value = next(v for k, v in headers.items() if k.lower() == name.lower())
-                print(f"   {name}: {value}")
-        if status != 202:
-            print("the request was not accepted", file=sys.stderr)
+        reply = api.request("POST", "/infer", {"prompt": args.prompt, "idle": 5})
+        print("== token obtained for user 'demo' (kept in memory only)")
+        print(f"== POST /infer -> {reply.status} {json.dumps(reply.body)}")
+        for name in ("x-request-id", "x-gpu-coldboot"):
+            if name in reply.headers:
+                print(f"   {name}: {reply.headers[name]}")
+        if reply.status != 202:
+            print(f"tlops demo: {client.describe(reply)}", file=sys.stderr)
             return 1
-        from tlops import contract
-
-        client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-        record = client.hgetall(contract.job_key(body["id"]))
-        ttl = client.ttl(contract.job_key(body["id"]))
-        stream = [
-            entry for _, entry in client.xrange(contract.JOB_STREAM) if entry["id"] == body["id"]
-        ]
-        print(f"== job record in Redis (TTL {ttl} s): {json.dumps(record, sort_keys=True)}")
-        print(f"== entry on the '{contract.JOB_STREAM}' stream: {bool(stream)}")
-        client.close()
-        return 0 if record and stream else 1
+        job_id = reply.body["id"]
+        view = client.follow(
+            api,
+            job_id,
+            timeout=args.timeout,
+            on_change=lambda v: print(f"== GET /jobs/{job_id} -> {v.get('status')}"),
+        )
+        if view.get("status") != "done":
+            print(f"tlops demo: the job {view.get('status')}: {view.get('error')}", file=sys.stderr)
+            return 1
+        usage = view.get("usage", {})
+        print(
+            f"== completion from {view.get('model')} "
+            f"({usage.get('completion_tokens', '?')} tokens, {view.get('latency_ms')} ms):"
+        )
+        print(view.get("output", ""))
+        return 0
+    except (client.ApiError, TimeoutError) as exc:
+        print(f"tlops demo: {exc}", file=sys.stderr)
+        return 1
     finally:
         if not args.keep:
             print("== bringing the local stack down")
             stack.down()
+
+
+# --- infer, status, login ----------------------------------------------------------
+class CliError(Exception):
+    """Something the user must fix; printed as one line, exit code 2."""
+
+
+def _local_stack_up(stack: LocalStack) -> bool:
+    state = stack.load()
+    return bool(state.get("resources")) and bool(
+        stack.status()["services"].get("gateway", {}).get("up")
+    )
+
+
+def _hosted_ui() -> Any:
+    from tlops import login
+
+    base, client_id = os.environ.get("TL_HOSTED_UI_URL"), os.environ.get("TL_CLIENT_ID")
+    if not (base and client_id):
+        return None
+    ports = os.environ.get("TL_CALLBACK_PORTS")
+    try:
+        callback_ports = (
+            tuple(int(p) for p in ports.split(",") if p.strip())
+            if ports
+            else login.DEFAULT_CALLBACK_PORTS
+        )
+    except ValueError:
+        raise CliError(f"TL_CALLBACK_PORTS must list port numbers, got {ports!r}") from None
+    return login.HostedUi(base_url=base, client_id=client_id, callback_ports=callback_ports)
+
+
+def _login_tokens(ui: Any) -> dict[str, Any]:
+    from tlops import login
+
+    try:
+        return login.login(ui, announce=lambda text: print(text, file=sys.stderr))
+    except login.LoginError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _api_and_tokens(args: argparse.Namespace) -> tuple[str, Any]:
+    """The API URL and where tokens come from: --token/TL_TOKEN, the local stack, or login."""
+    from tlops.client import TokenSource
+
+    stack = LocalStack()
+    local = _local_stack_up(stack)
+    api_url = args.api_url or os.environ.get("TL_API_URL") or (stack.api_url if local else None)
+    if not api_url:
+        raise CliError(
+            'no API URL: set TL_API_URL (eval "$(tlops local env)" for the local stack) '
+            "or pass --api-url"
+        )
+    token = args.token or os.environ.get("TL_TOKEN")
+    if token:
+        return api_url, TokenSource(token=token)
+    if local:
+        user = args.user or "demo"
+        return api_url, TokenSource(fetch=lambda: local_token(stack, user))
+    ui = _hosted_ui()
+    if ui is None:
+        raise CliError(
+            "no way to get a token: pass --token (or TL_TOKEN), bring the local stack up, "
+            "or set TL_HOSTED_UI_URL and TL_CLIENT_ID for `tlops login`"
+        )
+    return api_url, TokenSource(fetch=lambda: _login_tokens(ui)["id_token"])
+
+
+class Progress:
+    """queued → starting (ETA countdown) → running → done, on stderr; quiet when not a TTY."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.started = time.monotonic()
+        self.eta_until: float | None = None
+
+    def show(self, text: str) -> None:
+        if self.live:
+            self.stream.write(f"\r\033[K{text}")
+            self.stream.flush()
+
+    def accepted(self, answer: dict[str, Any]) -> None:
+        if answer.get("status") == "starting":
+            self.eta_until = time.monotonic() + float(answer.get("eta", 0))
+        self.show(self._label(answer.get("status", "queued")))
+
+    def _label(self, status: str) -> str:
+        if status in ("queued", "starting") and self.eta_until is not None:
+            left = max(0, round(self.eta_until - time.monotonic()))
+            return f"starting the GPU node, ETA {left} s"
+        return status
+
+    def changed(self, view: dict[str, Any]) -> None:
+        if view.get("status") == "running":
+            self.eta_until = None
+        self.show(self._label(view.get("status", "")))
+
+    def tick(self, status: str) -> None:
+        self.show(self._label(status))
+
+    def finish(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from tlops import client
+
+    api_url, tokens = _api_and_tokens(args)
+    api = client.Api(api_url, tokens)
+    payload: dict[str, Any] = {"prompt": args.prompt, "idle": args.idle}
+    if args.max_tokens is not None:
+        payload["max_tokens"] = args.max_tokens
+    progress = Progress()
+    last = {"status": "queued"}
+    try:
+        answer = api.submit(payload)
+        progress.accepted(answer)
+
+        def sleep(seconds: float) -> None:
+            time.sleep(seconds)
+            progress.tick(last["status"])
+
+        def changed(view: dict[str, Any]) -> None:
+            last["status"] = view.get("status", "")
+            progress.changed(view)
+
+        view = client.follow(
+            api, answer["id"], timeout=args.timeout, on_change=changed, sleep=sleep
+        )
+    except client.ApiError as exc:
+        progress.finish()
+        print(f"tlops infer: {exc}", file=sys.stderr)
+        return 4 if exc.status in (0, 502, 503, 504) else 1
+    except TimeoutError as exc:
+        progress.finish()
+        print(
+            f"tlops infer: {exc}; it may still finish (GET /jobs/{answer['id']})", file=sys.stderr
+        )
+        return 3
+    progress.finish()
+    if args.json:
+        print(json.dumps(view, sort_keys=True))
+    elif view.get("status") == "done":
+        print(view.get("output", ""))
+    if view.get("status") != "done":
+        if not args.json:
+            reason = view.get("error") or "no reason recorded"
+            print(f"tlops infer: job {view['id']} {view.get('status')}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tlops import node
+    from tlops.queue_health import queue_snapshot
+    from tlops.resp import RedisReplyError, RedisUnavailable, RespClient
+
+    stack = LocalStack()
+    if _local_stack_up(stack):
+        os.environ.update({k: v for k, v in stack.env().items() if k not in os.environ})
+    project = os.environ.get("TL_PROJECT", "tinyllama")
+    report: dict[str, Any] = {"project": project}
+    healthy = True
+    try:
+        found = node.find(project)
+        report["node"] = (
+            {"instance": found.instance_id, "state": found.state} if found else {"state": "absent"}
+        )
+    except node.NodeUnavailable as exc:
+        report["node"] = {"error": str(exc)}
+        healthy = False
+    redis_url = os.environ.get("TL_REDIS_URL")
+    if redis_url:
+        redis = RespClient(redis_url, connect_timeout=1.0, timeout=2.0)
+        try:
+            report["queue"] = queue_snapshot(redis)
+        except (RedisUnavailable, RedisReplyError) as exc:
+            report["queue"] = {"error": f"Redis at {redis_url}: {exc}"}
+            healthy = False
+        finally:
+            redis.close()
+    else:
+        report["queue"] = {"error": "TL_REDIS_URL is not set (the queue is private to the VPC)"}
+        healthy = False
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0 if healthy else 3
+    node_info = report["node"]
+    print(
+        f"node        {node_info.get('state', 'unknown')} {node_info.get('instance', '')}".rstrip()
+    )
+    if "error" in node_info:
+        print(f"            {node_info['error']}")
+    queue_info = report["queue"]
+    if "error" in queue_info:
+        print(f"queue       unknown: {queue_info['error']}")
+    else:
+        watcher = queue_info["watcher"]
+        print(f"queued      {queue_info['queueDepth']}")
+        print(f"dead        {queue_info['deadLetters']}")
+        if watcher is None:
+            print("watcher     no heartbeat (node stopped, or the watcher is down)")
+        else:
+            age = watcher.get("heartbeatAgeMs")
+            age_text = "unreadable" if age is None else f"{age / 1000:.1f} s ago"
+            print(f"in flight   {watcher.get('inFlight', 0)}")
+            print(f"heartbeat   {age_text}")
+    return 0 if healthy else 3
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    ui = _hosted_ui()
+    if ui is None:
+        raise CliError("set TL_HOSTED_UI_URL and TL_CLIENT_ID (the deploy prints both)")
+    print(_login_tokens(ui)["id_token"])
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,9 +341,28 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True, help="user name; created on first use")
     token.set_defaults(func=cmd_token)
 
+    infer = sub.add_parser("infer", help="send a prompt, follow the job, print the completion")
+    infer.add_argument("prompt")
+    infer.add_argument("--idle", type=int, default=5, help="minutes the node stays up after")
+    infer.add_argument("--max-tokens", type=int, default=None)
+    infer.add_argument("--timeout", type=float, default=600.0, help="seconds to wait in all")
+    infer.add_argument("--json", action="store_true", help="print the job as JSON")
+    infer.add_argument("--api-url", help="default: TL_API_URL, or the local stack")
+    infer.add_argument("--token", help="an ID token (default: TL_TOKEN, the local stack, login)")
+    infer.add_argument("--user", help="local stack: the stand-in user (default demo)")
+    infer.set_defaults(func=cmd_infer)
+
+    status = sub.add_parser("status", help="the node's state, the queue, the watcher")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    login_cmd = sub.add_parser("login", help="log in through the hosted UI; prints an ID token")
+    login_cmd.set_defaults(func=cmd_login)
+
     demo = sub.add_parser("demo", help="run a prompt through the local stack, end to end")
     demo.add_argument("--prompt", default="Say hello to the operator in five words.")
     demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the job")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -141,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ServiceError as exc:
+    except (ServiceError, CliError) as exc:
         print(f"tlops: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

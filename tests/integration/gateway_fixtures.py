@@ -216,3 +216,14 @@ def jwt_claims(token: str) -> dict[str, Any]:
     """The payload of a compact JWS, unverified."""
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def post_json(url: str, body: Any, token: str) -> tuple[int, dict[str, str], Any]:
+    """POST a JSON body with a bearer token: (status, lower-cased headers, parsed body)."""
+    from tlops.client import Api, TokenSource
+
+    base, _, path = url.partition("://")
+    host, _, rest = path.partition("/")
+    api = Api(f"{base}://{host}", TokenSource(token=token), max_rate_waits=0)
+    reply = api.request("POST", "/" + rest, body)
+    return reply.status, reply.headers, reply.body

@@ -8,6 +8,7 @@ collide with a stack someone runs on 5055/6390/8787.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -20,10 +21,13 @@ from pathlib import Path
 import pytest
 
 import tlops.local.stack
-from tlops.cli import main, post_json
+from tlops import contract
+from tlops.cli import main
 from tlops.local.stack import LocalStack, free_port
+from tlops.testing import InferenceDouble
 
-from .gateway_fixtures import jwt_claims
+from .gateway_fixtures import jwt_claims, post_json
+from .watcher_fixtures import WatcherProcess
 
 pytestmark = pytest.mark.integration
 
@@ -216,8 +220,12 @@ def test_demo_runs_end_to_end_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--prompt", "Count to three."]) == 0
     out = capsys.readouterr().out
     assert "POST /infer -> 202" in out
-    assert "entry on the 'jobs' stream: True" in out
-    assert "X-Request-Id:" in out
+    assert "x-request-id:" in out
+    assert re.search(r"^== GET /jobs/[0-9a-f-]+ -> done$", out, re.MULTILINE), out
+    completion = re.search(
+        r"^== completion from tlops-tiny-llama \((\d+) tokens", out, re.MULTILINE
+    )
+    assert completion and int(completion.group(1)) >= 1, out
     assert "== bringing the local stack down" in out
     pids = [int(p) for p in re.findall(r"pid (\d+)$", out, re.MULTILINE)]
     assert len(pids) == 4  # moto, redis, gateway, supervisor (vLLM and the watcher)
@@ -226,7 +234,95 @@ def test_demo_runs_end_to_end_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "stack.json").exists()
 
 
-def test_post_json_returns_refusals_instead_of_raising(cli_stack):
+def test_the_client_returns_refusals_instead_of_raising(cli_stack):
     status, headers, body = post_json(cli_stack.api_url + "/infer", {"prompt": "hi"}, "a.b.c")
     assert (status, body) == (403, {"error": "invalid_token"})
     assert "apigw-requestid" in {k.lower() for k in headers}
+
+
+# --- infer and status ---------------------------------------------------------------------
+@pytest.fixture
+def answering(cli_stack, tmp_path) -> Iterator[InferenceDouble]:
+    """A watcher on the stack's queue, in front of an inference double (the node's part)."""
+    with InferenceDouble(latency=0.02, max_prompt_chars=40) as double:
+        watcher = WatcherProcess(
+            tmp_path, cli_stack.redis_url, double.url, "--visibility-timeout", "2"
+        )
+        watcher.start()
+        try:
+            yield double
+        finally:
+            watcher.stop()
+
+
+def test_infer_prints_the_completion(answering, capsys):
+    assert main(["infer", "Say hi", "--user", "carol", "--max-tokens", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(" reply ")  # what the double generates
+    assert answering.completed >= 1  # earlier tests left jobs queued too
+
+
+def test_infer_json_is_the_finished_job(answering, capsys):
+    assert main(["infer", "Say hi", "--user", "carol", "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert view["status"] == "done"
+    assert contract.is_job_id(view["id"])
+    assert view["output"].startswith(" reply ")
+    assert view["usage"]["completion_tokens"] >= 1
+
+
+def test_infer_reports_a_refused_prompt_and_exits_1(answering, capsys):
+    assert main(["infer", "x" * 60, "--user", "carol"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "failed" in err and "inference refused the prompt" in err
+
+
+def test_infer_refused_input_names_the_field(cli_stack, capsys):
+    assert main(["infer", "hi", "--idle", "31", "--user", "carol"]) == 1
+    assert "idle" in capsys.readouterr().err
+
+
+def test_infer_times_out_with_exit_3_when_nothing_answers(cli_stack, capsys):
+    assert main(["infer", "hi", "--user", "dave", "--timeout", "0.5"]) == 3
+    err = capsys.readouterr().err
+    assert "still" in err and "GET /jobs/" in err
+
+
+def test_infer_with_a_refused_token_says_to_log_in(cli_stack, capsys):
+    assert main(["infer", "hi", "--token", "a.b.c"]) == 1
+    assert "tlops login" in capsys.readouterr().err
+
+
+def test_infer_without_a_stack_or_settings_is_exit_2(no_stack, capsys, monkeypatch):
+    for name in ("TL_API_URL", "TL_TOKEN", "TL_HOSTED_UI_URL", "TL_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["infer", "hi"]) == 2
+    assert "TL_API_URL" in capsys.readouterr().err
+    monkeypatch.setenv("TL_API_URL", "http://127.0.0.1:9")
+    assert main(["infer", "hi"]) == 2
+    assert "no way to get a token" in capsys.readouterr().err
+
+
+def test_status_shows_node_queue_and_watcher(answering, cli_stack, capsys):
+    assert main(["status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["node"]["state"] in ("stopped", "running")
+    assert report["node"]["instance"] == cli_stack.load()["resources"]["instance_id"]
+    assert report["queue"]["deadLetters"] == 0
+    wait_until = time.monotonic() + 15
+    while report["queue"]["watcher"] is None and time.monotonic() < wait_until:
+        time.sleep(0.2)
+        assert main(["status", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+    assert report["queue"]["watcher"]["heartbeatAgeMs"] >= 0
+    assert main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^node\s+(stopped|running) i-\w+$", text, re.MULTILINE), text
+    assert re.search(r"^heartbeat\s+[\d.]+ s ago$", text, re.MULTILINE), text
+
+
+def test_status_with_redis_unreachable_is_exit_3(no_stack, capsys, monkeypatch):
+    monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    assert main(["status"]) == 3
+    assert re.search(r"^queue\s+unknown: Redis at ", capsys.readouterr().out, re.MULTILINE)

@@ -28,11 +28,10 @@ import pytest
 import redis as redis_py
 
 from tlops import aws, contract
-from tlops.cli import post_json
 from tlops.local import bootstrap, services, tiny_model
 from tlops.local.stack import EDGE_SERVICES, SERVICES, LocalStack, StackError, free_port
 
-from .gateway_fixtures import ACCESS_LOG_KEYS, jwt_claims
+from .gateway_fixtures import ACCESS_LOG_KEYS, jwt_claims, post_json
 
 pytestmark = pytest.mark.integration
 
