@@ -1,0 +1,145 @@
+# Shared by the tl_* modules in library/. Apache-2.0.
+"""What every tl_* module does the same way: connect, retry, wait, diff, fail.
+
+The connection (region, endpoint_url for the local stand-in, credentials) and
+the throttling retries come from amazon.aws' own module_utils, so the custom
+modules honour exactly the options and environment variables the collection's
+modules do. What is added here is small and shared:
+
+- `Failure`: the domain exception a module's functions raise; `run()` turns it
+  (and any botocore error) into a `fail_json` whose message says what to fix.
+- `wait_until()`: a bounded poll, for states no boto3 waiter covers.
+- `unsupported()`: recognises an API the endpoint does not implement (the
+  local stand-in lacks a few), so a module can warn and carry on knowingly.
+- `tag_changes()`: the amazon.aws comparison, returned as one structure.
+- `result()`: the exit dictionary with `before`/`after` diff when asked.
+"""
+
+from __future__ import annotations
+
+import time
+
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:  # AnsibleAWSModule reports the missing SDK itself
+    BotoCoreError = ClientError = Exception
+
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
+
+__all__ = [
+    "AWSRetry",
+    "AnsibleAWSModule",
+    "BotoCoreError",
+    "ClientError",
+    "Failure",
+    "is_boto3_error_code",
+    "is_not_found",
+    "result",
+    "retrying_client",
+    "run",
+    "tag_changes",
+    "unsupported",
+    "wait_until",
+]
+
+# Throttling and transient errors are retried with jittered backoff, bounded in total.
+# amazon.aws' list lacks the code some services throttle with (Budgets, Cognito, Lambda).
+_RETRY = AWSRetry.jittered_backoff(
+    retries=8,
+    delay=1,
+    backoff=2.0,
+    max_delay=20,
+    catch_extra_error_codes=["ThrottlingException", "TooManyRequestsException"],
+)
+
+
+class Failure(Exception):
+    """A failure the operator must act on; `message` says what was wrong and what to do."""
+
+    def __init__(self, message, exception=None):
+        super().__init__(message)
+        self.message = message
+        self.exception = exception
+
+
+def retrying_client(module, service):
+    """A boto3 client honouring the module's connection options; pass aws_retry=True to calls."""
+    return module.client(service, retry_decorator=_RETRY)
+
+
+def is_not_found(exc, *codes):
+    """Whether a ClientError says the resource does not exist (common codes plus `codes`)."""
+    known = ("ResourceNotFoundException", "NotFoundException", "NotFound", "404", *codes)
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in known
+
+
+def unsupported(exc):
+    """Whether the endpoint does not implement the call.
+
+    The local stand-in's server turns its NotImplementedError into a bare HTML
+    "500 Internal Server Error" page, which botocore reports as error code "500";
+    AWS answers its own internal errors with a JSON error code (InternalFailure,
+    InternalErrorException, ...), never that page. Modules consult this only
+    around the calls the stand-in is known to lack.
+    """
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+    if "NotImplemented" in code or "not yet implemented" in message.lower():
+        return True
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status == 500 and code == "500" and "Internal Server Error" in message
+
+
+def wait_until(fetch, ready, *, what, timeout, delay=2.0, sleep=time.sleep, clock=time.monotonic):
+    """Call `fetch()` until `ready(value)` holds or `timeout` seconds pass; return the value.
+
+    Raises Failure naming `what` and the last value seen when time runs out.
+    """
+    deadline = clock() + timeout
+    while True:
+        value = fetch()
+        if ready(value):
+            return value
+        if clock() + delay > deadline:
+            raise Failure(
+                f"timed out after {timeout:g} s waiting for {what} (last seen: {value!r}); "
+                "raise the module's wait_timeout or check the resource in the console"
+            )
+        sleep(delay)
+
+
+def tag_changes(current, desired, purge):
+    """What to set and what to remove to go from `current` to `desired` (dicts).
+
+    `desired` None means "leave tags alone".
+    """
+    if desired is None:
+        return {}, []
+    to_set, to_remove = compare_aws_tags(current or {}, desired, purge_tags=purge)
+    return to_set, list(to_remove)
+
+
+def result(module, changed, before, after, **extra):
+    """The exit dictionary: changed, the resource's view (`after`), and the diff if asked."""
+    out = dict(changed=changed, **extra)
+    if module._diff:
+        out["diff"] = {"before": before or {}, "after": after or {}}
+    return out
+
+
+def run(module, action):
+    """Run `action()` → exit dict, turning Failure and botocore errors into clear failures."""
+    try:
+        outcome = action()
+    except Failure as exc:
+        if exc.exception is not None:
+            module.fail_json_aws(exc.exception, msg=exc.message)
+        module.fail_json(msg=exc.message)
+    except (BotoCoreError, ClientError) as exc:
+        module.fail_json_aws(exc, msg=f"{module._name}: AWS refused the call")
+    module.exit_json(**outcome)
