@@ -257,9 +257,9 @@ diff:
   type: dict
 """
 
-import re  # noqa: E402 - amazon.aws order: documentation first
+import re
 
-from ansible.module_utils.tl_aws import (  # noqa: E402
+from ansible.module_utils.tl_aws import (
     AnsibleAWSModule,
     ClientError,
     Failure,
@@ -270,7 +270,7 @@ from ansible.module_utils.tl_aws import (  # noqa: E402
     tag_changes,
     unsupported,
 )
-from ansible_collections.amazon.aws.plugins.module_utils.tagging import (  # noqa: E402
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import (
     ansible_dict_to_boto3_tag_list,
     boto3_tag_list_to_ansible_dict,
 )

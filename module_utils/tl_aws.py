@@ -21,8 +21,9 @@ import time
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 except ImportError:  # AnsibleAWSModule reports the missing SDK itself
-    BotoCoreError = ClientError = Exception
+    BotoCoreError = ClientError = ResponseParserError = Exception
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
@@ -35,6 +36,7 @@ __all__ = [
     "BotoCoreError",
     "ClientError",
     "Failure",
+    "ResponseParserError",
     "is_boto3_error_code",
     "is_not_found",
     "result",
@@ -80,19 +82,26 @@ def unsupported(exc):
     """Whether the endpoint does not implement the call.
 
     The local stand-in's server turns its NotImplementedError into a bare HTML
-    "500 Internal Server Error" page, which botocore reports as error code "500";
-    AWS answers its own internal errors with a JSON error code (InternalFailure,
-    InternalErrorException, ...), never that page. Modules consult this only
-    around the calls the stand-in is known to lack.
+    "500 Internal Server Error" page: botocore reports it as error code "500" for
+    JSON services and cannot parse it at all for XML ones (ResponseParserError).
+    An operation it has no route for at all gets its web front's HTML 404 page.
+    AWS answers API calls with its own error codes (InternalFailure, ...), never
+    an HTML page. Modules consult this only around the calls the stand-in is
+    known to lack.
     """
+    if isinstance(exc, ResponseParserError):
+        return "500 Internal Server Error" in str(exc)
     if not isinstance(exc, ClientError):
         return False
     error = exc.response.get("Error", {})
     code, message = str(error.get("Code", "")), str(error.get("Message", ""))
     if "NotImplemented" in code or "not yet implemented" in message.lower():
         return True
+    page = message.lstrip().lower().startswith(("<!doctype html", "<html"))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status == 500 and code == "500" and "Internal Server Error" in message
+    if status == 500 and code == "500" and ("Internal Server Error" in message or page):
+        return True
+    return code == "404" and page
 
 
 def wait_until(fetch, ready, *, what, timeout, delay=2.0, sleep=time.sleep, clock=time.monotonic):
@@ -142,4 +151,9 @@ def run(module, action):
         module.fail_json(msg=exc.message)
     except (BotoCoreError, ClientError) as exc:
         module.fail_json_aws(exc, msg=f"{module._name}: AWS refused the call")
+    except ResponseParserError as exc:
+        module.fail_json(
+            msg=f"{module._name}: the endpoint answered something that is not AWS's API "
+            f"(check endpoint_url): {str(exc)[:300]}"
+        )
     module.exit_json(**outcome)

@@ -69,8 +69,8 @@ def aws_stand_in(moto_server: str, monkeypatch) -> str:
     MotoProcess.reset_url(moto_server)
     monkeypatch.setenv("TL_AWS_ENDPOINT_URL", moto_server)
     monkeypatch.setenv("TL_AWS_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "standin-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
     return moto_server
 
 

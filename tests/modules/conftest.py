@@ -11,6 +11,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import Retrying
 from botocore.stub import Stubber
 
 from tlops.local.services import MotoProcess
+from tlops.local.stack import STAND_IN_CREDENTIALS as STAND_IN
 
 REGION = "eu-west-1"
 ACCOUNT_ID = "123456789012"  # the stand-in's account
@@ -23,8 +24,8 @@ def aws_args(moto_server: str) -> dict[str, str]:
     return {
         "endpoint_url": moto_server,
         "region": REGION,
-        "access_key": "local",
-        "secret_key": "local",
+        "access_key": STAND_IN["AWS_ACCESS_KEY_ID"],
+        "secret_key": STAND_IN["AWS_SECRET_ACCESS_KEY"],
     }
 
 
@@ -32,7 +33,9 @@ def aws_args(moto_server: str) -> dict[str, str]:
 def aws(aws_args: dict[str, str]) -> Callable[[str], object]:
     """boto3 clients on the same stand-in, for arranging and asserting."""
     session = boto3.Session(
-        aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION
+        aws_access_key_id=STAND_IN["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=STAND_IN["AWS_SECRET_ACCESS_KEY"],
+        region_name=REGION,
     )
     return lambda service: session.client(service, endpoint_url=aws_args["endpoint_url"])
 

@@ -31,7 +31,12 @@ def test_the_stand_ins_bare_500_counts_as_unsupported_but_aws_errors_do_not():
     assert not tl_aws.unsupported(error("InternalErrorException", "try again", 500))
     assert not tl_aws.unsupported(error("InternalFailure", "Internal Server Error", 500))
     assert not tl_aws.unsupported(error("AccessDeniedException", "no", 400))
+    assert tl_aws.unsupported(error("404", "<!DOCTYPE html><title>404 Not Found</title>", 404))
+    assert not tl_aws.unsupported(error("NotFoundException", "Invalid API identifier", 404))
     assert not tl_aws.unsupported(ValueError("not a ClientError"))
+    parser = importlib.import_module("botocore.parsers")
+    assert tl_aws.unsupported(parser.ResponseParserError(f"Unable to parse: {PAGE}"))
+    assert not tl_aws.unsupported(parser.ResponseParserError("Unable to parse: <Error/>"))
 
 
 def test_wait_until_returns_the_ready_value_without_sleeping_more_than_needed():

@@ -95,7 +95,9 @@ class Account:
 
     def __init__(self, endpoint: str):
         session = boto3.Session(
-            aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION
+            aws_access_key_id="standin-key-id",
+            aws_secret_access_key="standin-secret",
+            region_name=REGION,
         )
         self.ec2 = session.client("ec2", endpoint_url=endpoint)
         self.s3 = session.client("s3", endpoint_url=endpoint)

@@ -40,7 +40,12 @@ DEFAULT_PORTS = {"moto": 5055, "redis": 6390, "gateway": 8787, "inference": 8800
 REGION = "eu-west-1"
 PROJECT = "tinyllama"
 # The stand-in accepts any key; these are placeholders, not credentials.
-STAND_IN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+# Not words that occur in output: Ansible masks a no_log value wherever it appears
+# ("local" would turn every "localhost" into "********host").
+STAND_IN_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "standin-key-id",
+    "AWS_SECRET_ACCESS_KEY": "standin-secret",
+}
 EDGE_SERVICES = ("moto", "redis", "gateway")
 # supervisord runs the inference server and the watcher under it.
 SERVICES = (*EDGE_SERVICES, "supervisor")
