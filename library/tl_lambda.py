@@ -95,6 +95,18 @@ options:
   description:
     description: The function's description (and its versions'). Omitted, left as it is.
     type: str
+  vpc_subnet_ids:
+    description:
+      - Subnets the function runs in (to reach a VPC-only service such as ElastiCache). Empty,
+        the function runs outside any VPC. Needs O(vpc_security_group_ids) too.
+    type: list
+    elements: str
+    default: []
+  vpc_security_group_ids:
+    description: Security groups of the function's network interfaces in O(vpc_subnet_ids).
+    type: list
+    elements: str
+    default: []
   alias:
     description: The alias that callers invoke and that is moved to each new version.
     type: str
@@ -231,6 +243,8 @@ configuration:
     tracing_mode: {description: X-Ray tracing mode., type: str, returned: always}
     architecture: {description: Instruction set., type: str, returned: always}
     description: {description: Description., type: str, returned: always}
+    vpc_subnet_ids: {description: Subnets, sorted; empty outside a VPC., type: list, returned: always}
+    vpc_security_group_ids: {description: Security groups, sorted., type: list, returned: always}
 """
 
 import re
@@ -268,6 +282,10 @@ _READ = {
     "tracing_mode": lambda c: (c.get("TracingConfig") or {}).get("Mode", "PassThrough"),
     "architecture": lambda c: (c.get("Architectures") or ["x86_64"])[0],
     "description": lambda c: c.get("Description") or "",
+    "vpc_subnet_ids": lambda c: sorted((c.get("VpcConfig") or {}).get("SubnetIds") or []),
+    "vpc_security_group_ids": lambda c: sorted(
+        (c.get("VpcConfig") or {}).get("SecurityGroupIds") or []
+    ),
 }
 # Why a field may not take on the stand-in (moto 5.2.5); AWS applies all of them.
 _STAND_IN_IGNORES = {
@@ -382,6 +400,11 @@ def validate(params):
         raise Failure(f"memory_size {params['memory_size']} is outside 128..10240 MB")
     if not 1 <= params["timeout"] <= 900:
         raise Failure(f"timeout {params['timeout']} is outside 1..900 seconds")
+    if bool(params["vpc_subnet_ids"]) != bool(params["vpc_security_group_ids"]):
+        raise Failure(
+            "vpc_subnet_ids and vpc_security_group_ids go together: give both to run the "
+            "function in a VPC, or neither"
+        )
     for key, value in (params["environment"] or {}).items():
         if not isinstance(value, str):
             raise Failure(
@@ -392,10 +415,20 @@ def validate(params):
 def desired_configuration(params, current=None):
     """The managed fields as asked; unmanaged ones (None) keep `current`'s value."""
     desired = {key: params[key] for key in _READ}
+    for key in ("vpc_subnet_ids", "vpc_security_group_ids"):
+        desired[key] = sorted(desired[key] or [])
     for key in ("environment", "description"):
         if desired[key] is None:
             desired[key] = (current or {}).get(key, {} if key == "environment" else "")
     return desired
+
+
+def vpc_config(desired):
+    """VpcConfig as Lambda takes it; empty lists take the function out of a VPC."""
+    return {
+        "SubnetIds": desired["vpc_subnet_ids"],
+        "SecurityGroupIds": desired["vpc_security_group_ids"],
+    }
 
 
 def build_code(params):
@@ -435,6 +468,7 @@ def create_function(client, params, build, desired):
                 Environment={"Variables": desired["environment"]},
                 TracingConfig={"Mode": desired["tracing_mode"]},
                 Architectures=[desired["architecture"]],
+                VpcConfig=vpc_config(desired),
                 Tags=params["tags"] or {},
                 Publish=False,
                 aws_retry=True,
@@ -482,6 +516,7 @@ def update_function(client, params, build, latest, desired):
             Environment={"Variables": desired["environment"]},
             TracingConfig={"Mode": desired["tracing_mode"]},
             Description=desired["description"],
+            VpcConfig=vpc_config(desired),
             aws_retry=True,
         )
         latest = wait_settled(client, name, timeout)
@@ -784,6 +819,8 @@ def main():
         tracing_mode=dict(type="str", choices=["Active", "PassThrough"], default="Active"),
         architecture=dict(type="str", choices=["x86_64", "arm64"], default="x86_64"),
         description=dict(type="str"),
+        vpc_subnet_ids=dict(type="list", elements="str", default=[]),
+        vpc_security_group_ids=dict(type="list", elements="str", default=[]),
         alias=dict(type="str", default="prod"),
         keep_versions=dict(type="int", default=5),
         rollback=dict(type="bool", default=False),

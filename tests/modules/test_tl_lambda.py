@@ -221,6 +221,25 @@ def test_an_environment_change_alone_publishes(aws, args):
     assert alias_version(lam) == "2"
 
 
+def test_the_function_moves_into_a_vpc_and_out_again(aws, args):
+    ec2 = aws("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/22")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="router", Description="r", VpcId=vpc)["GroupId"]
+    run_module("tl_lambda", args)
+    inside = {**args, "vpc_subnet_ids": [subnet], "vpc_security_group_ids": [group]}
+    moved = run_module("tl_lambda", inside)
+    assert moved["changed"] and moved["published"]
+    assert moved["configuration"]["vpc_subnet_ids"] == [subnet]
+    assert moved["diff"]["before"]["configuration"]["vpc_subnet_ids"] == []
+    config = aws("lambda").get_function_configuration(FunctionName=NAME, Qualifier="prod")
+    assert config["VpcConfig"]["SubnetIds"] == [subnet]
+    assert config["VpcConfig"]["SecurityGroupIds"] == [group]
+    assert not run_module("tl_lambda", inside)["changed"]
+    out = run_module("tl_lambda", args)
+    assert out["changed"] and out["configuration"]["vpc_subnet_ids"] == []
+
+
 def test_the_router_zip_is_the_same_bytes_and_no_change_twice(aws, args):
     router = {**args, "source": str(ROUTER)}
     first = run_module("tl_lambda", router)
@@ -380,6 +399,7 @@ def test_a_zip_over_5_mib_is_refused(aws, args, source):
         ({"handler": "app.lambda_handler"}, "app.py"),
         ({"runtime": "nodejs20.x"}, "not a Python runtime"),
         ({"state": "absent", "rollback": True}, "rollback applies to state=present"),
+        ({"vpc_subnet_ids": ["subnet-1"]}, "vpc_subnet_ids and vpc_security_group_ids"),
     ],
 )
 def test_bad_input_fails_naming_the_option(args, change, named):
@@ -493,6 +513,7 @@ def test_each_update_in_progress_is_waited_for(stubbed, stub_args, source):
             "Environment": {"Variables": {"TL_MODE": "test"}},
             "TracingConfig": {"Mode": "Active"},
             "Description": "",
+            "VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []},
         },
     )
     for status in ("InProgress", "Successful"):
