@@ -834,6 +834,25 @@ def warn_unapplied(predicted, actual, warn):
 def ensure_present(client, params, check_mode, warn):
     name = params["pool_name"]
     pools = find_pools(client, name)
+    tags = params["tags"] or {}
+    if "Project" in tags and pools:
+        # Names are not unique: a pool of that name without our Project tag is someone else's
+        # and is never adopted.
+        described = {
+            p["Id"]: client.describe_user_pool(UserPoolId=p["Id"], aws_retry=True)["UserPool"]
+            for p in pools
+        }
+        foreign = [
+            pool_id
+            for pool_id, pool in described.items()
+            if (pool.get("UserPoolTags") or {}).get("Project") != tags["Project"]
+        ]
+        if foreign:
+            warn(
+                f"user pool(s) {', '.join(foreign)} are named {name} but do not carry "
+                f"Project={tags['Project']}: left alone, not managed by this module"
+            )
+        pools = [p for p in pools if p["Id"] not in foreign]
     if len(pools) > 1:
         ids = ", ".join(p["Id"] for p in pools)
         raise Failure(

@@ -324,8 +324,9 @@ _GREEDY = r"\{[A-Za-z_][A-Za-z0-9_-]*\+\}"
 ROUTE_KEY = re.compile(
     rf"^(?:{'|'.join(HTTP_METHODS)}|ANY) (?:/|(?:/{_SEGMENT})*/(?:{_SEGMENT}|{_GREEDY}))$"
 )
+# Any scheme: native shells use their own (capacitor://localhost, ionic://localhost).
 ORIGIN = re.compile(
-    r"^https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::(\d+))?$"
+    r"^[a-z][a-z0-9+.-]*://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::(\d+))?$"
 )
 ALIAS_ARN = re.compile(
     r"^arn:(aws[a-z-]*):lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}:([A-Za-z0-9_-]{1,128})$"
@@ -372,8 +373,8 @@ def validate_cors(cors):
         if not match or (match.group(1) and not 1 <= int(match.group(1)) <= 65535):
             raise Failure(
                 f"cors.allow_origins: {origin!r} is not an origin of the form scheme://host[:port] "
-                "(http or https, an explicit port or none, no wildcard, no path, no trailing "
-                "slash); list explicit origins"
+                "(an explicit port or none, no wildcard, no path, no trailing slash); list "
+                "explicit origins"
             )
     for method in cors["allow_methods"]:
         if method.upper() not in (*HTTP_METHODS, "*"):
@@ -664,23 +665,33 @@ def carries(api, tags):
     return all(present.get(key) == value for key, value in (tags or {}).items())
 
 
-def find_api(gw, name, tags):
-    """The HTTP API named `name`; among several, the one carrying every tag in `tags`."""
+def find_api(gw, name, tags, warn=None):
+    """The HTTP API named `name` that carries every tag in `tags`.
+
+    Names are not unique in API Gateway: an API of that name without the tags is
+    someone else's and is never adopted (a warning says so); without `tags`, the
+    one API of that name.
+    """
     named = [
         api
         for api in list_items(gw.get_apis)
         if api.get("Name") == name and api.get("ProtocolType") == "HTTP"
     ]
-    if len(named) <= 1:
-        return named[0] if named else None
-    tagged = [api for api in named if carries(api, tags)] if tags else []
-    if len(tagged) == 1:
-        return tagged[0]
-    ids = ", ".join(sorted(api["ApiId"] for api in named))
-    which = f"{len(tagged)} of them carry" if tagged else "none of them carries"
+    # The Project tag says whose it is; the other tags may be about to change.
+    identity = {"Project": tags["Project"]} if tags and "Project" in tags else tags
+    candidates = [api for api in named if carries(api, identity)] if identity else named
+    foreign = [api["ApiId"] for api in named if api not in candidates]
+    if foreign and warn is not None:
+        warn(
+            f"HTTP API(s) {', '.join(sorted(foreign))} are named {name!r} but do not carry the "
+            f"tags {identity}: left alone, not managed by this module"
+        )
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    ids = ", ".join(sorted(api["ApiId"] for api in candidates))
     raise Failure(
-        f"name: {len(named)} HTTP APIs are named {name!r} (ids {ids}) and {which} the tags "
-        f"{tags or {}}: delete or rename the extra ones, or tag the one this module should manage"
+        f"name: {len(candidates)} HTTP APIs are named {name!r} and carry the tags {identity or {}} "
+        f"(ids {ids}): delete the extra ones"
     )
 
 
@@ -1041,7 +1052,7 @@ def remove_permission(lam, function_arn, sid):
 def ensure_present(clients, params, check_mode, warn):
     validate(params)
     gw = clients("apigatewayv2")
-    api = find_api(gw, params["name"], params["tags"])
+    api = find_api(gw, params["name"], params["tags"], warn)
     current = read_api(gw, api, params["stage"]["name"], warn)
     matched, unlisted = match_integrations(current["integrations"], params["integrations"])
     wanted_authorizer = params["jwt_authorizer"]
@@ -1151,16 +1162,10 @@ def finish(params, state, changed, before, after):
 # --- absent ------------------------------------------------------------------
 def ensure_absent(clients, params, check_mode, warn):
     gw = clients("apigatewayv2")
-    api = find_api(gw, params["name"], params["tags"])
+    api = find_api(gw, params["name"], params["tags"], warn)
     gone = dict(changed=False, before=None, after=None, api_id=None, api_endpoint=None)
     if api is None:
         return gone
-    if not carries(api, params["tags"]):
-        warn(
-            f"HTTP API {params['name']!r} ({api['ApiId']}) was not deleted: it does not carry the "
-            f"tags {params['tags']}; tag it so, or delete it by hand if it is really this stack's"
-        )
-        return {**gone, "api_id": api["ApiId"], "api_endpoint": api.get("ApiEndpoint")}
     current = read_api(gw, api, params["stage"]["name"], warn)
     matched, unlisted = match_integrations(current["integrations"], params["integrations"])
     wanted_name = params["jwt_authorizer"]["name"] if params["jwt_authorizer"] else None

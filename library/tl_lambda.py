@@ -243,7 +243,7 @@ configuration:
     tracing_mode: {description: X-Ray tracing mode., type: str, returned: always}
     architecture: {description: Instruction set., type: str, returned: always}
     description: {description: Description., type: str, returned: always}
-    vpc_subnet_ids: {description: Subnets, sorted; empty outside a VPC., type: list, returned: always}
+    vpc_subnet_ids: {description: Subnets; empty outside a VPC., type: list, returned: always}
     vpc_security_group_ids: {description: Security groups, sorted., type: list, returned: always}
 """
 

@@ -519,18 +519,21 @@ def queue_reads(stub, pool, app, groups=(ADMINS,)):
     stub.add_response("list_groups", {"Groups": list(groups)}, {"UserPoolId": POOL_ID, "Limit": 60})
 
 
-def queue_lookup(stub):
+def queue_lookup(stub, pool):
+    """Finding the pool: listed by name, then described to see it carries our Project tag."""
     stub.add_response(
         "list_user_pools",
         {"UserPools": [{"Id": POOL_ID, "Name": POOL, "CreationDate": WHEN}]},
         {"MaxResults": 60},
     )
+    stub.add_response("describe_user_pool", {"UserPool": pool}, {"UserPoolId": POOL_ID})
 
 
 def test_aws_in_sync_is_no_change(stubbed):
     stub = stubbed("cognito-idp")
-    queue_lookup(stub)
-    queue_reads(stub, aws_pool(), aws_client())
+    pool = aws_pool()
+    queue_lookup(stub, pool)
+    queue_reads(stub, pool, aws_client())
     out = run_module("tl_cognito", cognito_args(AWS_ARGS))
     assert out["changed"] is False
     assert out["client_id"] == CLIENT_ID
@@ -547,8 +550,9 @@ def test_aws_client_update_carries_the_token_validity_and_everything_else(stubbe
         TokenValidityUnits={"AccessToken": "hours", "IdToken": "hours", "RefreshToken": "days"},
         DefaultRedirectURI=CALLBACK,
     )
-    queue_lookup(stub)
-    queue_reads(stub, aws_pool(), current)
+    pool = aws_pool()
+    queue_lookup(stub, pool)
+    queue_reads(stub, pool, current)
     spec = {**CLIENT, "id_token_validity_minutes": 15, "refresh_token_validity_days": 7}
     expected = {
         "UserPoolId": POOL_ID,
@@ -590,8 +594,9 @@ def test_aws_client_update_carries_the_token_validity_and_everything_else(stubbe
 
 def test_aws_pool_update_passes_the_full_configuration(stubbed):
     stub = stubbed("cognito-idp")
-    queue_lookup(stub)
-    queue_reads(stub, aws_pool(), aws_client())
+    pool = aws_pool()
+    queue_lookup(stub, pool)
+    queue_reads(stub, pool, aws_client())
     expected = {
         "UserPoolId": POOL_ID,
         "Policies": {
@@ -632,8 +637,9 @@ def test_aws_pool_update_passes_the_full_configuration(stubbed):
 
 def test_aws_tags_go_through_tag_resource_and_untag_resource(stubbed):
     stub = stubbed("cognito-idp")
-    queue_lookup(stub)
-    queue_reads(stub, aws_pool(UserPoolTags={**TAGS, "Stale": "yes"}), aws_client())
+    pool = aws_pool(UserPoolTags={**TAGS, "Stale": "yes"})
+    queue_lookup(stub, pool)
+    queue_reads(stub, pool, aws_client())
     stub.add_response("tag_resource", {}, {"ResourceArn": POOL_ARN, "Tags": {"Role": "identity"}})
     stub.add_response("untag_resource", {}, {"ResourceArn": POOL_ARN, "TagKeys": ["Stale"]})
     queue_reads(stub, aws_pool(UserPoolTags={**TAGS, "Role": "identity"}), aws_client())
@@ -645,8 +651,9 @@ def test_aws_tags_go_through_tag_resource_and_untag_resource(stubbed):
 
 def test_aws_a_refused_write_fails_with_the_reason(stubbed):
     stub = stubbed("cognito-idp")
-    queue_lookup(stub)
-    queue_reads(stub, aws_pool(), aws_client())
+    pool = aws_pool()
+    queue_lookup(stub, pool)
+    queue_reads(stub, pool, aws_client())
     stub.add_client_error(
         "set_user_pool_mfa_config", "InvalidParameterException", "MFA needs a method", 400
     )
@@ -657,8 +664,9 @@ def test_aws_a_refused_write_fails_with_the_reason(stubbed):
 
 def test_aws_a_setting_the_endpoint_did_not_take_is_warned(stubbed):
     stub = stubbed("cognito-idp")
-    queue_lookup(stub)
-    queue_reads(stub, aws_pool(), aws_client())
+    pool = aws_pool()
+    queue_lookup(stub, pool)
+    queue_reads(stub, pool, aws_client())
     stub.add_response(
         "set_user_pool_mfa_config",
         {"MfaConfiguration": "OPTIONAL"},
@@ -672,3 +680,19 @@ def test_aws_a_setting_the_endpoint_did_not_take_is_warned(stubbed):
     out = run_module("tl_cognito", cognito_args(AWS_ARGS, mfa="OPTIONAL"))
     assert out["changed"] is True
     assert warned(out, "reports mfa='OFF', not 'OPTIONAL'")
+
+
+def test_an_untagged_pool_of_the_same_name_is_never_adopted(aws_args, aws):
+    """Pool names are not unique: deploying next to someone else's pool of that name makes a
+    new pool, and absent deletes only that one."""
+    theirs = aws("cognito-idp").create_user_pool(PoolName=POOL)["UserPool"]["Id"]
+    made = run_module("tl_cognito", cognito_args(aws_args))
+    assert made["changed"] is True
+    assert made["user_pool_id"] != theirs
+    assert warned(made, "left alone, not managed by this module")
+    assert run_module("tl_cognito", cognito_args(aws_args))["changed"] is False
+    gone = run_module(
+        "tl_cognito", {**aws_args, "pool_name": POOL, "state": "absent", "tags": TAGS}
+    )
+    assert gone["changed"] is True
+    assert pools(aws) == [theirs]

@@ -179,7 +179,11 @@ def test_check_mode_creates_nothing_then_apply_builds_it_all_then_no_change(
 def test_cors_change_is_applied_and_shown_in_the_diff(aws_args, aws, functions):
     first = deployed(aws_args, functions)
     cors = {
-        "allow_origins": ["http://localhost:3000", "http://localhost:5173"],
+        "allow_origins": [
+            "http://localhost:3000",
+            "http://localhost:5173",
+            "capacitor://localhost",
+        ],
         "allow_methods": ["GET", "POST", "OPTIONS"],
         "allow_headers": ["authorization", "content-type"],
         "max_age": 600,
@@ -194,7 +198,11 @@ def test_cors_change_is_applied_and_shown_in_the_diff(aws_args, aws, functions):
     assert done["changed"] is True
     before, after = done["diff"]["before"]["cors"], done["diff"]["after"]["cors"]
     assert before["allow_origins"] == ["http://localhost:3000"]
-    assert after["allow_origins"] == ["http://localhost:3000", "http://localhost:5173"]
+    assert after["allow_origins"] == [
+        "capacitor://localhost",
+        "http://localhost:3000",
+        "http://localhost:5173",
+    ]
     assert after["allow_methods"] == ["GET", "OPTIONS", "POST"]
     assert done["diff"]["before"]["routes"] == done["diff"]["after"]["routes"]
     api = aws("apigatewayv2").get_api(ApiId=first["api_id"])
@@ -364,8 +372,21 @@ def test_untagged_look_alike_survives_absent(aws_args, aws):
 
     done = run_module("tl_http_api", absent)
     assert done["changed"] is False
-    assert warned(done, "was not deleted: it does not carry the tags")
+    assert warned(done, f"{theirs['ApiId']} are named 'tinyllama' but do not carry the tags")
     assert gw.get_api(ApiId=theirs["ApiId"])["Name"] == "tinyllama"
+
+
+def test_an_untagged_look_alike_is_never_adopted(aws_args, aws, functions):
+    """Names are not unique: deploying next to someone else's API of the same name makes a
+    new one, and a later absent deletes only that."""
+    gw = aws("apigatewayv2")
+    theirs = gw.create_api(Name="tinyllama", ProtocolType="HTTP", Tags={"Project": "other"})
+    made = run_module("tl_http_api", api_args(aws_args, functions))
+    assert made["changed"] and made["api_id"] != theirs["ApiId"]
+    assert warned(made, "left alone, not managed by this module")
+    absent = {**aws_args, "name": "tinyllama", "state": "absent", "tags": {"Project": "tinyllama"}}
+    assert run_module("tl_http_api", absent)["api_id"] == made["api_id"]
+    assert [a["ApiId"] for a in gw.get_apis()["Items"]] == [theirs["ApiId"]]
 
 
 def test_several_apis_with_the_name_are_told_apart_by_tags_or_refused(aws_args, aws):
@@ -379,13 +400,17 @@ def test_several_apis_with_the_name_are_told_apart_by_tags_or_refused(aws_args, 
     assert done["api_id"] == ours["ApiId"]
     assert [a["ApiId"] for a in gw.get_apis()["Items"]] == [theirs["ApiId"]]
 
-    gw.create_api(Name="tinyllama", ProtocolType="HTTP", Tags={"Project": "other"})
+    twins = [
+        gw.create_api(Name="tinyllama", ProtocolType="HTTP", Tags={"Project": "tinyllama"})
+        for _ in range(2)
+    ]
     with pytest.raises(ModuleFailed) as failed:
         run_module("tl_http_api", absent)
     message = failed.value.result["msg"]
     assert message.startswith("name:")
-    assert theirs["ApiId"] in message
-    assert len(gw.get_apis()["Items"]) == 2
+    assert all(twin["ApiId"] in message for twin in twins)
+    assert theirs["ApiId"] not in message
+    assert len(gw.get_apis()["Items"]) == 3
 
 
 def test_auto_deploy_off_warns_that_the_stand_in_cannot_deploy(aws_args, aws, functions):

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,14 @@ KINDS = {
 }
 
 
+STATE_DIR = Path(tempfile.mkdtemp(prefix="tlops-playbooks-"))  # where deploy writes its outputs
+
+
 def run_playbook(name: str, endpoint: str, *args: str) -> dict[str, Any]:
     """Run a playbook with the JSON callback; returns the parsed report plus rc and stderr."""
     env = {
         **os.environ,
+        "TLOPS_STATE_DIR": str(STATE_DIR),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
         # ansible.cfg's profile_tasks would print between the JSON; the timer prints after it.
         "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer",
@@ -103,6 +108,10 @@ class Account:
         self.s3 = session.client("s3", endpoint_url=endpoint)
         self.iam = session.client("iam", endpoint_url=endpoint)
         self.ssm = session.client("ssm", endpoint_url=endpoint)
+        self.idp = session.client("cognito-idp", endpoint_url=endpoint)
+        self.lam = session.client("lambda", endpoint_url=endpoint)
+        self.apigw = session.client("apigatewayv2", endpoint_url=endpoint)
+        self.logs = session.client("logs", endpoint_url=endpoint)
 
     def tagged(self, kind: str, **extra: Any) -> list[dict[str, Any]]:
         filters = [{"Name": "tag:Project", "Values": ["tinyllama"]}, *extra.pop("Filters", [])]
@@ -174,8 +183,14 @@ def seed_look_alikes(account: Account) -> dict[str, str]:
         CreateBucketConfiguration={"LocationConstraint": REGION},
     )
     account.iam.create_role(RoleName="tinyllama-gpu-old", AssumeRolePolicyDocument="{}")
+    # names are not unique for these two: same names, someone else's
+    api = account.apigw.create_api(
+        Name="tinyllama-api", ProtocolType="HTTP", Tags={"Project": "someone-else"}
+    )["ApiId"]
+    pool = account.idp.create_user_pool(PoolName="tinyllama-users")["UserPool"]["Id"]
+    account.logs.create_log_group(logGroupName="/aws/lambda/tinyllama-router-old")
     return {"vpc": vpc, "subnet": subnet, "group": group, "instance": instance,
-            "address": address}  # fmt: skip
+            "address": address, "api": api, "pool": pool}  # fmt: skip
 
 
 def assert_deployed(account: Account) -> None:
@@ -233,6 +248,63 @@ def assert_deployed(account: Account) -> None:
     role_tags = account.iam.list_role_tags(RoleName="tinyllama-gpu")["Tags"]
     assert {"Key": "Role", "Value": "gpu"} in role_tags and PROJECT in role_tags
 
+    # the edge: user pool, functions, HTTP API, logs, and what deploy wrote for the CLI
+    outputs = json.loads((STATE_DIR / "outputs.json").read_text())
+    pool = account.idp.describe_user_pool(UserPoolId=outputs["user_pool_id"])["UserPool"]
+    assert pool["Name"] == "tinyllama-users"
+    assert pool["UserPoolTags"]["Project"] == "tinyllama"
+    callbacks = account.idp.describe_user_pool_client(
+        UserPoolId=pool["Id"], ClientId=outputs["client_id"]
+    )["UserPoolClient"]["CallbackURLs"]
+    assert "http://127.0.0.1:53682/callback" in callbacks
+    private = next(
+        s["SubnetId"] for s in account.tagged("subnets") if s["CidrBlock"] == "10.20.1.0/24"
+    )
+    for name, key in (("tinyllama-router", "router"), ("tinyllama-queue-health", "queue_health")):
+        config = account.lam.get_function_configuration(FunctionName=name, Qualifier="prod")
+        assert config["Runtime"] == "python3.12" and config["MemorySize"] == 512
+        assert config["TracingConfig"]["Mode"] == "Active"
+        assert config["VpcConfig"]["SubnetIds"] == [private]
+        tags = account.lam.list_tags(Resource=config["FunctionArn"].rsplit(":", 1)[0])["Tags"]
+        assert (tags["Project"], tags["Function"]) == ("tinyllama", key)
+        policy = account.iam.get_role_policy(RoleName=name, PolicyName="least-privilege")
+        sids = {s["Sid"] for s in policy["PolicyDocument"]["Statement"]}
+        assert ("StartAndStopOnlyTheTaggedNode" in sids) is (key == "router")
+    router_env = account.lam.get_function_configuration(
+        FunctionName="tinyllama-router", Qualifier="prod"
+    )["Environment"]["Variables"]
+    assert router_env["TL_JWT_AUDIENCE"] == outputs["client_id"]
+    assert router_env["TL_REPLY_BUCKET"] == bucket
+    start = next(
+        s
+        for s in account.iam.get_role_policy(
+            RoleName="tinyllama-router", PolicyName="least-privilege"
+        )["PolicyDocument"]["Statement"]
+        if s["Sid"] == "StartAndStopOnlyTheTaggedNode"
+    )
+    assert start["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "gpu"
+    }  # fmt: skip
+    (api,) = [
+        a for a in account.apigw.get_apis()["Items"]
+        if a["Name"] == "tinyllama-api" and a["Tags"].get("Project") == "tinyllama"
+    ]  # fmt: skip
+    routes = {r["RouteKey"]: r for r in account.apigw.get_routes(ApiId=api["ApiId"])["Items"]}
+    assert set(routes) == {"POST /infer", "GET /jobs/{id}", "POST /stop", "GET /ping",
+                           "GET /health", "GET /queue-health"}  # fmt: skip
+    assert routes["POST /infer"]["AuthorizationType"] == "JWT"
+    assert routes["GET /ping"]["AuthorizationType"] == "NONE"
+    assert "capacitor://localhost" in api["CorsConfiguration"]["AllowOrigins"]
+    stage = account.apigw.get_stage(ApiId=api["ApiId"], StageName="$default")
+    assert (
+        json.loads(stage["AccessLogSettings"]["Format"])["jwtSub"]
+        == "$context.authorizer.claims.sub"
+    )
+    groups = account.logs.describe_log_groups(logGroupNamePrefix="/")["logGroups"]
+    retention = {g["logGroupName"]: g.get("retentionInDays") for g in groups}
+    assert retention["/aws/lambda/tinyllama-router"] == 30
+    assert retention["/tinyllama/http-api-access"] == 30
+
 
 def assert_look_alikes_intact(account: Account, seeded: dict[str, str]) -> None:
     ec2 = account.ec2
@@ -244,6 +316,12 @@ def assert_look_alikes_intact(account: Account, seeded: dict[str, str]) -> None:
     assert ec2.describe_addresses(AllocationIds=[seeded["address"]])["Addresses"]
     assert "tinyllama-replies-lookalike" in account.bucket_tags()
     assert account.iam.get_role(RoleName="tinyllama-gpu-old")
+    assert [a["ApiId"] for a in account.apigw.get_apis()["Items"]] == [seeded["api"]]
+    assert [p["Id"] for p in account.idp.list_user_pools(MaxResults=60)["UserPools"]] == [
+        seeded["pool"]
+    ]
+    groups = account.logs.describe_log_groups()["logGroups"]
+    assert [g["logGroupName"] for g in groups] == ["/aws/lambda/tinyllama-router-old"]
 
 
 def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
@@ -309,6 +387,8 @@ def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
     assert not [b for b, tags in account.bucket_tags().items() if tags.get("Project")]
     assert "tinyllama-gpu" not in {r["RoleName"] for r in account.iam.list_roles()["Roles"]}
     assert not account.ssm.describe_parameters()["Parameters"]
+    assert not account.lam.list_functions()["Functions"]
+    assert not (STATE_DIR / "outputs.json").exists()
     assert_look_alikes_intact(account, seeded)
 
     again = run_playbook("teardown.yml", moto_server, *confirm, "-e", "teardown_level=all")
