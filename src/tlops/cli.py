@@ -19,7 +19,9 @@ def _print_status(stack: LocalStack) -> None:
     for name, service in status["services"].items():
         state = "up" if service["up"] else "down"
         print(f"{name:8} {state:5} port {service['port']:<6} pid {service['pid'] or '-'}")
-    for name, value in status["resources"].items():
+    if not status["deployed"]:
+        print("deployed       nothing: run ansible-playbook playbooks/deploy.yml")
+    for name, value in status["deployed"].items():
         print(f"{name:14} {value}")
 
 
@@ -41,15 +43,18 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def local_token(stack: LocalStack, username: str) -> str:
-    from tlops.local import bootstrap
+    from tlops.local import users
 
-    state = stack.load()
-    resources = state.get("resources")
-    if not resources:
+    if not stack.load().get("pids"):
         raise StackError("the local stack is not up: run `tlops local up` first")
+    deployed = stack.outputs()
+    if not deployed.get("user_pool_id"):
+        raise StackError(
+            "no user pool in the local stand-in yet: run ansible-playbook playbooks/deploy.yml"
+        )
     os.environ.update(stack.aws_env())
-    return bootstrap.id_token(
-        pool_id=resources["user_pool_id"], client_id=resources["client_id"], username=username
+    return users.id_token(
+        pool_id=deployed["user_pool_id"], client_id=deployed["client_id"], username=username
     )
 
 
@@ -59,17 +64,37 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Local stack up → token → a prompt through the whole path → the completion → down."""
-    from tlops import client
+    """The main job on the local stack: up → deploy.yml → a prompt through the whole path →
+    teardown.yml (idle) with its cost report → down."""
+    from tlops import client, playbooks
 
     stack = LocalStack()
-    print("== bringing the local stack up")
+    print("== bringing the local stack up", flush=True)
     stack.up()
     _print_status(stack)
     try:
-        api = client.Api(
-            stack.api_url, client.TokenSource(fetch=lambda: local_token(stack, "demo"))
+        print("== ansible-playbook playbooks/deploy.yml", flush=True)
+        if playbooks.run("deploy.yml", env=stack.env()).returncode != 0:
+            print("tlops demo: deploy.yml failed (its output above says why)", file=sys.stderr)
+            return 1
+        code = _demo_prompt(stack, args, client)
+        print("== ansible-playbook playbooks/teardown.yml (idle: zero idle cost)", flush=True)
+        teardown = playbooks.run(
+            "teardown.yml", env=stack.env(), extra_vars={"teardown_confirmation": "yes"}
         )
+        if teardown.returncode != 0:
+            print("tlops demo: teardown.yml failed (its output above says why)", file=sys.stderr)
+            return 1
+        return code
+    finally:
+        if not args.keep:
+            print("== bringing the local stack down", flush=True)
+            stack.down()
+
+
+def _demo_prompt(stack: LocalStack, args: argparse.Namespace, client: Any) -> int:
+    api = client.Api(stack.api_url, client.TokenSource(fetch=lambda: local_token(stack, "demo")))
+    try:
         reply = api.request("POST", "/infer", {"prompt": args.prompt, "idle": 5})
         print("== token obtained for user 'demo' (kept in memory only)")
         print(f"== POST /infer -> {reply.status} {json.dumps(reply.body)}")
@@ -84,25 +109,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
             api,
             job_id,
             timeout=args.timeout,
-            on_change=lambda v: print(f"== GET /jobs/{job_id} -> {v.get('status')}"),
+            on_change=lambda v: print(f"== GET /jobs/{job_id} -> {v.get('status')}", flush=True),
         )
-        if view.get("status") != "done":
-            print(f"tlops demo: the job {view.get('status')}: {view.get('error')}", file=sys.stderr)
-            return 1
-        usage = view.get("usage", {})
-        print(
-            f"== completion from {view.get('model')} "
-            f"({usage.get('completion_tokens', '?')} tokens, {view.get('latency_ms')} ms):"
-        )
-        print(view.get("output", ""))
-        return 0
     except (client.ApiError, TimeoutError) as exc:
         print(f"tlops demo: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if not args.keep:
-            print("== bringing the local stack down")
-            stack.down()
+    if view.get("status") != "done":
+        print(f"tlops demo: the job {view.get('status')}: {view.get('error')}", file=sys.stderr)
+        return 1
+    usage = view.get("usage", {})
+    print(
+        f"== completion from {view.get('model')} "
+        f"({usage.get('completion_tokens', '?')} tokens, {view.get('latency_ms')} ms):"
+    )
+    print(view.get("output", ""), flush=True)
+    return 0
 
 
 # --- infer, status, login ----------------------------------------------------------
@@ -111,8 +132,8 @@ class CliError(Exception):
 
 
 def _local_stack_up(stack: LocalStack) -> bool:
-    state = stack.load()
-    return bool(state.get("resources")) and bool(
+    """Whether a local stack runs with something deployed in it."""
+    return bool(stack.outputs().get("user_pool_id")) and bool(
         stack.status()["services"].get("gateway", {}).get("up")
     )
 

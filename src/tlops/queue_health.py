@@ -84,11 +84,12 @@ class QueueHealth:
         self.allowed = parse_cidrs(allowed_cidrs)
 
     @classmethod
-    def from_env(cls) -> QueueHealth:
-        url = os.environ.get("TL_REDIS_URL")
+    def from_env(cls, env: dict[str, str] | None = None) -> QueueHealth:
+        env = dict(os.environ if env is None else env)
+        url = env.get("TL_REDIS_URL")
         if not url:
             raise RuntimeError("queue_health configuration incomplete, set: TL_REDIS_URL")
-        return cls(url, os.environ.get("TL_QUEUE_HEALTH_CIDRS", DEFAULT_ALLOWED_CIDRS))
+        return cls(url, env.get("TL_QUEUE_HEALTH_CIDRS", DEFAULT_ALLOWED_CIDRS))
 
     def _allowed(self, ip: str) -> bool:
         try:

@@ -1,5 +1,5 @@
-"""Test doubles: Cognito's side of a token (signing keys, a JWKS endpoint) and an
-OpenAI-compatible inference server.
+"""Test doubles: Cognito's side of a token (signing keys, a JWKS endpoint), an
+OpenAI-compatible inference server, and the GPU node's instance record.
 
 Used by the test suite and the benchmarks, which must sign ID tokens the way
 Cognito does without a user pool, and drive the watcher without a GPU. Needs
@@ -19,6 +19,8 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+NODE_TAGS = {"Project": "tinyllama", "Role": "gpu", "Name": "tinyllama-gpu"}
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TESTPOOL"
 AUDIENCE = "test-client-id"
@@ -248,3 +250,28 @@ class InferenceDouble:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def tagged_instance(tags: dict[str, str] | None = None, *, stopped: bool = True) -> str:
+    """An instance in the stand-in (through tlops.aws), as the gpu_node role leaves the node:
+    tagged and stopped. For tests that need the node without a whole deploy."""
+    from importlib import resources
+
+    from tlops import aws
+
+    tags = NODE_TAGS if tags is None else tags
+    amis = json.loads(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
+    image = next(a["ami_id"] for a in amis if a["architecture"] == "x86_64")
+    ec2 = aws.client("ec2")
+    instance_id = ec2.run_instances(
+        ImageId=image,
+        InstanceType="g4dn.xlarge",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )["Instances"][0]["InstanceId"]
+    if stopped:
+        ec2.stop_instances(InstanceIds=[instance_id])
+    return instance_id

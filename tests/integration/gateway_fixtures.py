@@ -23,9 +23,8 @@ import pytest
 
 from tlops import contract
 from tlops.auth import JwksCache, TokenVerifier
-from tlops.local import bootstrap
 from tlops.local.gateway import Gateway, allowed_origins, default_functions, make_server
-from tlops.testing import AUDIENCE, ISSUER
+from tlops.testing import AUDIENCE, ISSUER, tagged_instance
 
 __all__ = [  # the fixtures; test modules take them with `from .gateway_fixtures import *`
     "gateway",
@@ -35,7 +34,6 @@ __all__ = [  # the fixtures; test modules take them with `from .gateway_fixtures
     "token",
 ]
 
-PROJECT = "tinyllama"  # what conftest.router_env sets as TL_PROJECT
 CORS_PORTS = "3000,5173"
 ACCESS_LOG_KEYS = {"requestId", "ip", "route", "status", "jwtSub", "latencyMs", "userAgent"}
 
@@ -189,8 +187,8 @@ def gateway(start_gateway) -> LiveGateway:
 
 @pytest.fixture
 def gpu_node(aws_stand_in) -> str:
-    """The tagged, stopped GPU instance in moto, as `tlops local up` creates it."""
-    return bootstrap._gpu_node(PROJECT)
+    """The tagged, stopped GPU instance in moto, as deploy.yml creates it."""
+    return tagged_instance()
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from tlops.local.stack import LocalStack, free_port
 from tlops.testing import InferenceDouble
 
 from .gateway_fixtures import jwt_claims, post_json
+from .stack_fixtures import deploy
 from .watcher_fixtures import WatcherProcess
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,9 @@ def cli_stack(tmp_path_factory) -> Iterator[LocalStack]:
         ports = patch_stack_env(mp, state_dir)
         try:
             assert main(["local", "up", "--no-inference"]) == 0
-            yield LocalStack(state_dir=state_dir, ports=ports)
+            stack = LocalStack(state_dir=state_dir, ports=ports)
+            deploy(stack)
+            yield stack
         finally:
             pids = LocalStack(state_dir=state_dir).load().get("pids", {})
             assert main(["local", "down"]) == 0
@@ -120,7 +123,14 @@ def test_status_without_a_stack_is_exit_3(no_stack, capsys):
         ["redis", "down"],
         ["gateway", "down"],
         ["supervisor", "down"],
+        ["deployed", "nothing:"],
     ]
+
+
+def test_token_before_any_deploy_says_to_deploy(no_stack, capsys):
+    LocalStack(state_dir=no_stack).save({"pids": {"moto": os.getpid()}})  # up, nothing deployed
+    assert main(["token", "--user", "alice"]) == 2
+    assert "run ansible-playbook playbooks/deploy.yml" in capsys.readouterr().err
 
 
 def test_down_without_a_stack_is_harmless(no_stack, capsys):
@@ -308,7 +318,7 @@ def test_status_shows_node_queue_and_watcher(answering, cli_stack, capsys):
     assert main(["status", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["node"]["state"] in ("stopped", "running")
-    assert report["node"]["instance"] == cli_stack.load()["resources"]["instance_id"]
+    assert report["node"]["instance"].startswith("i-")
     assert report["queue"]["deadLetters"] == 0
     wait_until = time.monotonic() + 15
     while report["queue"]["watcher"] is None and time.monotonic() < wait_until:

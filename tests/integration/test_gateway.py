@@ -18,6 +18,7 @@ import random
 import re
 import string
 import time
+import zipfile
 from typing import Any
 
 import pytest
@@ -26,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 
 from tlops import aws, contract
-from tlops.local.gateway import FunctionPool, Gateway, Route, allowed_origins
+from tlops.auth import JwksCache
+from tlops.local.gateway import DeployedGateway, FunctionPool, Gateway, Route, allowed_origins
 from tlops.local.services import free_port
 from tlops.testing import AUDIENCE, ISSUER, KeySet
 
@@ -312,7 +314,7 @@ def test_unparseable_content_length_is_refused_not_crashed(gateway, token, lengt
 # --- routing: 404 and 405 ---------------------------------------------------------------
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/"), ("GET", "/nope"), ("POST", "/infer/extra"), ("GET", "/jobs/123")],
+    [("GET", "/"), ("GET", "/nope"), ("POST", "/infer/extra"), ("GET", "/jobs/1/2")],
 )
 def test_unknown_route_is_404(gateway, method, path):
     reply = gateway.request(method, path)
@@ -783,25 +785,103 @@ def test_handlers_get_a_payload_v2_event(router_env, jwks_url, keyset):
     assert "authorizer" not in upload["requestContext"]
 
 
-def test_gateway_from_env_builds_what_the_stack_runs(router_env, monkeypatch):
-    from tlops.local.gateway import gateway_from_env
+def deploy_to_stand_in(router_env: dict[str, str], jwks_url: str) -> dict[str, str]:
+    """What the router role deploys, made with boto3: two functions with their environment
+    and `Function` tags, and the HTTP API with a JWT authorizer, routes and CORS."""
+    lam, apigw = aws.client("lambda"), aws.client("apigatewayv2")
+    role = aws.client("iam").create_role(
+        RoleName="fn", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def lambda_handler(event, context):\n    return {}\n")
+    aliases = {}
+    for key, name in (("router", "tinyllama-router"), ("queue_health", "tinyllama-queue-health")):
+        lam.create_function(
+            FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.lambda_handler",
+            Code={"ZipFile": code.getvalue()}, Tags={"Project": "tinyllama", "Function": key},
+            Environment={"Variables": {**router_env, "TL_JWKS_URL": jwks_url}},
+        )  # fmt: skip
+        version = lam.publish_version(FunctionName=name)["Version"]
+        aliases[key] = lam.create_alias(FunctionName=name, Name="prod", FunctionVersion=version)[
+            "AliasArn"
+        ]
+    api = apigw.create_api(
+        Name="tinyllama-api", ProtocolType="HTTP", Tags={"Project": "tinyllama"},
+        CorsConfiguration={"AllowOrigins": ["http://localhost:4200", "capacitor://localhost"]},
+    )["ApiId"]  # fmt: skip
+    authorizer = apigw.create_authorizer(
+        ApiId=api, AuthorizerType="JWT", Name="cognito",
+        IdentitySource=["$request.header.Authorization"],
+        JwtConfiguration={"Issuer": ISSUER, "Audience": [AUDIENCE]},
+    )["AuthorizerId"]  # fmt: skip
+    targets = {
+        key: apigw.create_integration(
+            ApiId=api, IntegrationType="AWS_PROXY", IntegrationUri=arn,
+            PayloadFormatVersion="2.0",
+        )["IntegrationId"]
+        for key, arn in aliases.items()
+    }  # fmt: skip
+    for key, target, auth in (
+        ("POST /infer", "router", True),
+        ("GET /ping", "router", False),
+        ("GET /queue-health", "queue_health", False),
+    ):
+        extra = {"AuthorizationType": "JWT", "AuthorizerId": authorizer} if auth else {}
+        apigw.create_route(
+            ApiId=api, RouteKey=key, Target=f"integrations/{targets[target]}", **extra
+        )
+    return {"api_id": api, "router_integration": targets["router"]}
 
-    monkeypatch.delenv("TL_CORS_PORTS", raising=False)
+
+def test_the_deployed_gateway_serves_what_the_stand_in_holds(router_env, jwks_url, keyset):
+    """Before a deploy every answer is 503 saying what to run; after it, the deployed routes,
+    authorizer and CORS origins are served, with each function's own environment; a route
+    deployed later is picked up without a restart."""
     log = io.StringIO()
-    gw = gateway_from_env(access_log=log)
-    assert gw.verifier.token_use is None  # the HTTP API authorizer takes ID and access tokens
-    assert (gw.verifier.issuer, gw.verifier.audience) == (ISSUER, AUDIENCE)
-    assert gw.verifier.jwks.url == router_env["TL_JWKS_URL"]
-    assert gw.allowed_origins == {
-        "http://localhost:3000",
-        "http://localhost:5173",
-        "http://localhost:8080",
-        "capacitor://localhost",
-    }
-    assert set(gw.functions) == {"router", "queue_health"}
-    assert gw.access_log is log
-    monkeypatch.setenv("TL_CORS_PORTS", "4200")
-    monkeypatch.delenv("TL_JWKS_URL")
-    gw = gateway_from_env()
-    assert gw.allowed_origins == {"http://localhost:4200", "capacitor://localhost"}
-    assert gw.verifier.jwks.url == f"{ISSUER}/.well-known/jwks.json"
+    # the JWKS base would be the stand-in; these test keys are served elsewhere
+    deployed = DeployedGateway("tinyllama", "http://unused", access_log=log, refresh_s=0.2)
+    live = LiveGateway(deployed, log).start()
+    deployed.start()
+    try:
+        before = live.request("GET", "/ping")
+        assert before.status == 503
+        assert "run ansible-playbook playbooks/deploy.yml" in before.body["message"]
+        made = deploy_to_stand_in(router_env, jwks_url)
+        deployed.refresh()
+        gateway = deployed.snapshot()
+        assert gateway is not None
+        assert {route.key for route in gateway.routes} == {
+            "POST /infer", "GET /ping", "GET /queue-health",
+        }  # fmt: skip
+        assert gateway.allowed_origins == {"http://localhost:4200", "capacitor://localhost"}
+        assert (gateway.verifier.issuer, gateway.verifier.audience) == (ISSUER, AUDIENCE)
+        # the gateway's own JWKS URL follows the stand-in's layout; point it at the test keys
+        gateway.verifier.jwks = JwksCache(jwks_url)
+        assert live.request("GET", "/ping").status == 200
+        assert live.request("GET", "/queue-health").status == 200
+        assert live.infer(None).status == 401
+        assert live.infer(keyset.token()).status in (202, 503)  # queued; no node to start
+        assert live.request("GET", "/stop").status == 404  # not deployed, not served
+        aws.client("apigatewayv2").create_route(
+            ApiId=made["api_id"], RouteKey="POST /stop",
+            Target=f"integrations/{made['router_integration']}",
+        )  # fmt: skip
+        deployed.refresh()
+        assert deployed.snapshot() is not gateway
+        assert "POST /stop" in {route.key for route in deployed.snapshot().routes}
+    finally:
+        deployed.stop()
+        live.stop()
+
+
+def test_the_deployed_gateway_keeps_serving_when_the_stand_in_is_unreachable(monkeypatch):
+    deployed = DeployedGateway("tinyllama", "http://unused")
+    sentinel = object()
+    deployed._current = sentinel  # what it served last
+    monkeypatch.setenv("TL_AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    deployed.refresh()
+    assert deployed.snapshot() is sentinel
+    assert deployed.problem.startswith("cannot read the deployment")

@@ -28,10 +28,11 @@ import pytest
 import redis as redis_py
 
 from tlops import aws, contract
-from tlops.local import bootstrap, services, tiny_model
+from tlops.local import services, tiny_model, users
 from tlops.local.stack import EDGE_SERVICES, SERVICES, LocalStack, StackError, free_port
 
 from .gateway_fixtures import ACCESS_LOG_KEYS, jwt_claims, post_json
+from .stack_fixtures import deploy
 
 pytestmark = pytest.mark.integration
 
@@ -71,11 +72,6 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def instance_state(instance_id: str) -> str:
-    answer = aws.client("ec2").describe_instances(InstanceIds=[instance_id])
-    return answer["Reservations"][0]["Instances"][0]["State"]["Name"]
-
-
 def gateway_access_log(stack: LocalStack) -> list[dict[str, Any]]:
     """The gateway's JSON access lines from its log file (the router's own logs are skipped)."""
     records = []
@@ -89,10 +85,12 @@ def gateway_access_log(stack: LocalStack) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[LocalStack]:
+    """A stack brought up, then deployed to with deploy.yml (as `tlops demo` does)."""
     local = new_stack(tmp_path_factory.mktemp("stack"))
     with stack_env(local):
         try:
             local.up()
+            deploy(local)
             yield local
         finally:
             local.down()
@@ -116,44 +114,54 @@ def test_up_brings_every_service_up_on_the_given_ports(stack):
     assert "TL_INFERENCE_URL" not in stack.env()
 
 
-def test_stack_json_records_pids_ports_and_resources(stack):
+def test_stack_json_records_pids_and_ports_and_the_deploy_its_outputs(stack):
     state = json.loads(stack.state_file.read_text())
     assert state["ports"] == stack.ports
     assert set(state["pids"]) == set(EDGE_SERVICES)
-    resources = state["resources"]
-    assert set(resources) == {"user_pool_id", "client_id", "reply_bucket", "instance_id"}
-    assert resources["user_pool_id"].startswith("eu-west-1_")
-    assert resources["reply_bucket"] == "tinyllama-replies-local"
-    assert stack.status()["resources"] == resources
+    assert "resources" not in state  # `up` creates no AWS resources; deploy.yml does
+    outputs = stack.outputs()
+    assert outputs["user_pool_id"].startswith("eu-west-1_")
+    assert outputs["reply_bucket"] == "tinyllama-replies-123456789012"  # the stand-in's account
+    assert stack.status()["deployed"] == {
+        k: outputs[k] for k in ("user_pool_id", "client_id", "reply_bucket")
+    }
 
 
-def test_the_resources_exist_in_the_stand_in(stack):
-    resources = stack.load()["resources"]
+def test_the_deployed_resources_exist_in_the_stand_in(stack):
+    outputs = stack.outputs()
     idp = aws.client("cognito-idp")
-    pool = idp.describe_user_pool(UserPoolId=resources["user_pool_id"])["UserPool"]
-    assert pool["Name"] == bootstrap.POOL_NAME
+    pool = idp.describe_user_pool(UserPoolId=outputs["user_pool_id"])["UserPool"]
+    assert pool["Name"] == "tinyllama-users"
     client = idp.describe_user_pool_client(
-        UserPoolId=resources["user_pool_id"], ClientId=resources["client_id"]
+        UserPoolId=outputs["user_pool_id"], ClientId=outputs["client_id"]
     )["UserPoolClient"]
-    assert client["ClientName"] == bootstrap.CLIENT_NAME
-    aws.client("s3").head_bucket(Bucket=resources["reply_bucket"])
-    instance = aws.client("ec2").describe_instances(InstanceIds=[resources["instance_id"]])
-    [found] = instance["Reservations"][0]["Instances"]
+    assert client["ClientName"] == "tinyllama-cli"
+    aws.client("s3").head_bucket(Bucket=outputs["reply_bucket"])
+    [found] = [
+        instance
+        for page in aws.client("ec2").describe_instances(
+            Filters=[{"Name": "tag:Role", "Values": ["gpu"]}]
+        )["Reservations"]
+        for instance in page["Instances"]
+    ]
     tags = {t["Key"]: t["Value"] for t in found["Tags"]}
     assert (tags["Project"], tags["Role"]) == ("tinyllama", "gpu")
-    assert found["InstanceType"] == bootstrap.NODE_INSTANCE_TYPE
-    # bootstrap is idempotent: asking again finds the same resources
-    assert bootstrap.ensure(project="tinyllama") == resources
+    assert found["InstanceType"] == "g4dn.xlarge"
+    config = aws.client("lambda").get_function_configuration(
+        FunctionName="tinyllama-router", Qualifier="prod"
+    )
+    assert config["Environment"]["Variables"]["TL_REDIS_URL"] == stack.redis_url
 
 
 def test_env_names_every_endpoint(stack):
     env = stack.env()
-    resources = stack.load()["resources"]
+    outputs = stack.outputs()
     assert env["TL_API_URL"] == f"http://127.0.0.1:{stack.ports['gateway']}"
     assert env["TL_AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{stack.ports['moto']}"
     assert env["TL_REDIS_URL"] == f"redis://127.0.0.1:{stack.ports['redis']}/0"
-    assert env["TL_JWT_ISSUER"].endswith("/" + resources["user_pool_id"])
-    assert env["TL_JWT_AUDIENCE"] == resources["client_id"]
+    assert env["TL_JWT_ISSUER"].endswith("/" + outputs["user_pool_id"])
+    assert env["TL_JWT_AUDIENCE"] == outputs["client_id"]
+    assert env["TLOPS_STATE_DIR"] == str(stack.state_dir)
     assert env["TL_JWKS_URL"].startswith(env["TL_AWS_ENDPOINT_URL"])
     with urllib.request.urlopen(env["TL_JWKS_URL"], timeout=5) as response:
         assert json.load(response)["keys"]
@@ -162,9 +170,9 @@ def test_env_names_every_endpoint(stack):
 
 
 def test_a_stand_in_token_through_the_gateway_is_queued_in_redis(stack, redis_of):
-    resources = stack.load()["resources"]
-    token = bootstrap.id_token(
-        pool_id=resources["user_pool_id"], client_id=resources["client_id"], username="erin"
+    outputs = stack.outputs()
+    token = users.id_token(
+        pool_id=outputs["user_pool_id"], client_id=outputs["client_id"], username="erin"
     )
     status, headers, body = post_json(
         stack.env()["TL_API_URL"] + "/infer", {"prompt": "hello from the stack"}, token
@@ -177,7 +185,10 @@ def test_a_stand_in_token_through_the_gateway_is_queued_in_redis(stack, redis_of
     assert job["prompt"] == "hello from the stack"
     assert body["id"] in [f["id"] for _, f in redis_of.xrange(contract.JOB_STREAM)]
     if body["status"] == "starting":  # the stand-in's node was stopped: the router started it
-        assert instance_state(resources["instance_id"]) in ("pending", "running")
+        [node] = aws.client("ec2").describe_instances(
+            Filters=[{"Name": "tag:Role", "Values": ["gpu"]}]
+        )["Reservations"][0]["Instances"]
+        assert node["State"]["Name"] in ("pending", "running")
     request_id = {k.lower(): v for k, v in headers.items()}["x-request-id"]
     deadline = time.monotonic() + 5
     while not [r for r in gateway_access_log(stack) if r["requestId"] == request_id]:
@@ -196,7 +207,7 @@ def test_second_up_is_harmless_and_keeps_the_processes(stack):
     before = stack.load()
     state = stack.up()
     assert state["pids"] == before["pids"]
-    assert state["resources"] == before["resources"]
+    assert stack.outputs()["user_pool_id"]  # a second up keeps what was deployed
     assert all(s["up"] for s in stack.status()["services"].values())
 
 
@@ -228,11 +239,11 @@ def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
             assert {n: second["pids"][n] for n in ("moto", "redis")} == {
                 n: pids[n] for n in ("moto", "redis")
             }
-            assert second["resources"] == first["resources"]
             assert all(s["up"] for s in local.status()["services"].values())
 
-            # the stand-in dies: it forgets everything, so the resources are made again
-            # and the gateway (holding the old pool's ids) is restarted with the new ones
+            # the stand-in dies: it forgets everything, so what deploy.yml wrote about it is
+            # dropped, and the gateway says to deploy again
+            local.outputs_file.write_text('{"user_pool_id": "eu-west-1_gone"}')
             os.kill(second["pids"]["moto"], signal.SIGKILL)
             assert gone(second["pids"]["moto"])
             third = local.up()
@@ -240,12 +251,10 @@ def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
             assert third["pids"]["moto"] != second["pids"]["moto"]
             assert third["pids"]["gateway"] != second["pids"]["gateway"]
             assert gone(second["pids"]["gateway"])
-            resources = third["resources"]
-            token = bootstrap.id_token(
-                pool_id=resources["user_pool_id"], client_id=resources["client_id"], username="f"
-            )
-            status, _, body = post_json(local.api_url + "/infer", {"prompt": "again"}, token)
-            assert status == 202, body
+            assert not local.outputs_file.exists()
+            answer = post_json(local.api_url + "/infer", {"prompt": "again"}, "a.b.c")
+            assert answer[0] == 503
+            assert "run ansible-playbook playbooks/deploy.yml" in answer[2]["message"]
 
             # down: every recorded process and its group is gone, and the state with it
             recorded = list(third["pids"].values())
@@ -463,9 +472,9 @@ def test_inference_under_supervisord_serves_a_prompt_end_to_end(tmp_path):
             children = program_pids(state["pids"]["supervisor"])
             assert set(children) == {"inference", "watcher"}
 
-            resources = state["resources"]
-            token = bootstrap.id_token(
-                pool_id=resources["user_pool_id"], client_id=resources["client_id"], username="g"
+            outputs = deploy(local)
+            token = users.id_token(
+                pool_id=outputs["user_pool_id"], client_id=outputs["client_id"], username="g"
             )
             code, _, body = post_json(local.api_url + "/infer", {"prompt": "Tell me"}, token)
             assert code == 202, body

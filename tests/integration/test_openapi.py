@@ -21,7 +21,7 @@ from openapi_spec_validator import validate as validate_spec
 from tlops import aws, contract
 from tlops.local.gateway import ROUTES
 from tlops.local.services import free_port
-from tlops.testing import AUDIENCE
+from tlops.testing import AUDIENCE, tagged_instance
 
 from .gateway_fixtures import *  # noqa: F403 - the fixtures
 from .gateway_fixtures import LiveGateway, Reply
@@ -212,9 +212,7 @@ def _queued(gw: LiveGateway, keyset, redis_client, **_: Any):
 
 
 def _starting(gw: LiveGateway, keyset, **_: Any):
-    from tlops.local import bootstrap
-
-    bootstrap._gpu_node("tinyllama")
+    tagged_instance()
     return "POST", "/infer", gw.infer(keyset.token())
 
 
@@ -267,9 +265,7 @@ def _auth_down(gw: LiveGateway, keyset, start_gateway, **_: Any):
 
 
 def _stop(gw: LiveGateway, keyset, **_: Any):
-    from tlops.local import bootstrap
-
-    instance = bootstrap._gpu_node("tinyllama")
+    instance = tagged_instance()
     aws.client("ec2").start_instances(InstanceIds=[instance])
     return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token())
 

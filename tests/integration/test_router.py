@@ -17,7 +17,6 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import tlops.router
 from tlops import aws, contract
 from tlops.local.services import free_port
 from tlops.router import Router, RouterConfig
+from tlops.testing import tagged_instance
 
 pytestmark = pytest.mark.integration
 
@@ -90,24 +90,7 @@ def instance_state(instance_id: str) -> str:
 
 
 def create_instance(tags: dict[str, str], *, stopped: bool = True) -> str:
-    """An instance as tlops.local.bootstrap (and later the gpu_node role) makes it."""
-    amis = json.loads(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
-    image = next(a["ami_id"] for a in amis if a["architecture"] == "x86_64")
-    instance_id = ec2().run_instances(
-        ImageId=image,
-        InstanceType="g4dn.xlarge",
-        MinCount=1,
-        MaxCount=1,
-        TagSpecifications=[
-            {
-                "ResourceType": "instance",
-                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-            }
-        ],
-    )["Instances"][0]["InstanceId"]
-    if stopped:
-        ec2().stop_instances(InstanceIds=[instance_id])
-    return instance_id
+    return tagged_instance(tags, stopped=stopped)
 
 
 def describe_answer(state: str, instance_id: str = "i-0123456789abcdef0") -> dict[str, Any]:
@@ -162,7 +145,7 @@ def router(router_env) -> Router:
 
 @pytest.fixture
 def gpu_node(aws_stand_in) -> str:
-    """The tagged GPU node in moto, created and then stopped (as bootstrap/deploy leave it)."""
+    """The tagged GPU node in moto, created and then stopped (as deploy.yml leaves it)."""
     return create_instance({"Project": PROJECT, "Role": "gpu", "Name": f"{PROJECT}-gpu"})
 
 

@@ -7,6 +7,13 @@ origins, the payload size limit (413), a JSON access-log line per request, and
 a payload-format-2.0 event handed to the very same handler code that runs in
 Lambda. Each Lambda function gets a pool of handler instances, like warm
 containers: one request at a time per instance, new instances on demand.
+
+What it serves is what `deploy.yml` deployed to the stand-in (`DeployedGateway`):
+the HTTP API named `<project>-api` with its routes, JWT authorizer and CORS
+origins, and behind each integration the Lambda function's own environment
+(its `Function` tag says which handler it runs). It reads that again every
+few seconds, so a second deploy is picked up without a restart; until the
+first one, every request gets 503 saying to run it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import os
 import queue
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -90,15 +98,22 @@ CORS_HEADERS = "authorization,content-type"
 CORS_EXPOSE = "x-request-id,retry-after,x-gpu-coldboot"
 
 
-def default_functions() -> dict[str, FunctionPool]:
-    """The Lambda handlers of this stack, configured from the environment as in Lambda."""
+def handler_factory(function: str, env: dict[str, str] | None = None) -> Callable[[], Handler]:
+    """Makes handler instances of one of the stack's functions, configured from `env` the way
+    Lambda configures them from the function's environment (None: this process's)."""
     from tlops.queue_health import QueueHealth
     from tlops.router import Router, RouterConfig
 
-    return {
-        "router": FunctionPool(lambda: Router(RouterConfig.from_env()).handle),
-        "queue_health": FunctionPool(lambda: QueueHealth.from_env().handle),
-    }
+    if function == "router":
+        return lambda: Router(RouterConfig.from_env(env)).handle
+    if function == "queue_health":
+        return lambda: QueueHealth.from_env(env).handle
+    raise KeyError(f"no handler for a function tagged Function={function}")
+
+
+def default_functions() -> dict[str, FunctionPool]:
+    """The Lambda handlers of this stack, configured from this process's environment."""
+    return {name: FunctionPool(handler_factory(name)) for name in ("router", "queue_health")}
 
 
 class Gateway:
@@ -149,6 +164,147 @@ class Gateway:
             "access-control-expose-headers": CORS_EXPOSE,
             "vary": "origin",
         }
+
+    def log_access(self, record: dict[str, Any]) -> None:
+        self.access_log.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.access_log.flush()
+
+    def snapshot(self) -> Gateway | None:
+        """The configuration one request is served with (a fixed gateway is its own)."""
+        return self
+
+
+class NotDeployed(Exception):
+    """The stand-in holds no HTTP API for the project (yet)."""
+
+
+def read_deployment(project: str, jwks_base_url: str) -> dict[str, Any]:
+    """What deploy.yml made in the stand-in, as plain data: routes, authorizer, CORS origins,
+    and each integration's function with its environment. Raises NotDeployed."""
+    from tlops import aws
+
+    apigw, lam = aws.client("apigatewayv2"), aws.client("lambda")
+    name = f"{project}-api"
+    apis = [
+        api
+        for api in apigw.get_apis().get("Items", [])
+        if api.get("Name") == name and (api.get("Tags") or {}).get("Project") == project
+    ]
+    if not apis:
+        raise NotDeployed(f"no HTTP API named {name} tagged Project={project}")
+    api_id = apis[0]["ApiId"]
+    integrations = {i["IntegrationId"]: i for i in apigw.get_integrations(ApiId=api_id)["Items"]}
+    functions: dict[str, dict[str, Any]] = {}
+    for integration_id, integration in integrations.items():
+        arn = integration["IntegrationUri"]
+        config = lam.get_function_configuration(FunctionName=arn)
+        tags = lam.list_tags(Resource=config["FunctionArn"].rsplit(":", 1)[0]).get("Tags", {})
+        functions[integration_id] = {
+            "function": tags.get("Function", ""),
+            "env": dict((config.get("Environment") or {}).get("Variables") or {}),
+        }
+    routes, authorizer = [], None
+    for route in apigw.get_routes(ApiId=api_id)["Items"]:
+        method, _, path = route["RouteKey"].partition(" ")
+        target = route.get("Target", "").removeprefix("integrations/")
+        authorized = route.get("AuthorizationType") == "JWT"
+        if authorized and authorizer is None:
+            found = apigw.get_authorizer(ApiId=api_id, AuthorizerId=route["AuthorizerId"])
+            jwt_config = found.get("JwtConfiguration") or {}
+            issuer = jwt_config.get("Issuer", "").rstrip("/")
+            authorizer = {
+                "issuer": issuer,
+                "audience": (jwt_config.get("Audience") or [""])[0],
+                # the stand-in signs with the AWS issuer's name and serves the keys itself
+                "jwks_url": f"{jwks_base_url.rstrip('/')}/{issuer.rsplit('/', 1)[-1]}"
+                "/.well-known/jwks.json",
+            }
+        routes.append({"method": method, "path": path, "target": target, "authorized": authorized})
+    cors = (apis[0].get("CorsConfiguration") or {}).get("AllowOrigins") or []
+    return {
+        "routes": sorted(routes, key=lambda r: (r["path"], r["method"])),
+        "functions": functions,
+        "authorizer": authorizer,
+        "allowed_origins": sorted(cors),
+    }
+
+
+def gateway_for(deployment: dict[str, Any], access_log=None) -> Gateway:
+    """A gateway serving `deployment` (see read_deployment)."""
+    authorizer = deployment["authorizer"] or {"issuer": "", "audience": "", "jwks_url": ""}
+    verifier = TokenVerifier(
+        issuer=authorizer["issuer"],
+        audience=authorizer["audience"],
+        jwks=JwksCache(authorizer["jwks_url"]),
+        token_use=None,  # the HTTP API authorizer accepts ID and access tokens alike
+    )
+    functions = {
+        integration_id: FunctionPool(handler_factory(spec["function"], spec["env"]))
+        for integration_id, spec in deployment["functions"].items()
+        if spec["function"] in ("router", "queue_health")
+    }
+    routes = tuple(
+        Route(r["method"], r["path"], r["target"], authorized=r["authorized"])
+        for r in deployment["routes"]
+        if r["target"] in functions
+    )
+    return Gateway(
+        verifier=verifier,
+        functions=functions,
+        allowed_origins=deployment["allowed_origins"],
+        routes=routes,
+        access_log=access_log,
+    )
+
+
+class DeployedGateway:
+    """Serves whatever deploy.yml last deployed to the stand-in, re-read every `refresh_s`."""
+
+    def __init__(self, project: str, jwks_base_url: str, *, access_log=None, refresh_s=2.0):
+        self.project = project
+        self.jwks_base_url = jwks_base_url
+        self.access_log = access_log or sys.stdout
+        self.refresh_s = refresh_s
+        self._current: Gateway | None = None
+        self._seen: dict[str, Any] | None = None
+        self.problem = "not read yet"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def refresh(self) -> None:
+        """Read the deployment; rebuild only when it changed (warm handlers stay warm)."""
+        try:
+            deployment = read_deployment(self.project, self.jwks_base_url)
+        except NotDeployed as exc:
+            with self._lock:
+                self._current, self._seen, self.problem = None, None, str(exc)
+            return
+        except Exception as exc:  # the stand-in restarting, say: keep what was served
+            with self._lock:
+                self.problem = f"cannot read the deployment: {exc}"
+            return
+        with self._lock:
+            if deployment != self._seen:
+                self._current = gateway_for(deployment, self.access_log)
+                self._seen = deployment
+            self.problem = ""
+
+    def start(self) -> DeployedGateway:
+        self.refresh()
+
+        def loop() -> None:
+            while not self._stop.wait(self.refresh_s):
+                self.refresh()
+
+        threading.Thread(target=loop, name="deployment-refresh", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def snapshot(self) -> Gateway | None:
+        with self._lock:
+            return self._current
 
     def log_access(self, record: dict[str, Any]) -> None:
         self.access_log.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -213,10 +369,18 @@ def build_event(
     return event
 
 
+def not_deployed(source: Any) -> str:
+    return (
+        "nothing is deployed behind the local gateway "
+        f"({getattr(source, 'problem', 'no deployment')}): "
+        "run ansible-playbook playbooks/deploy.yml"
+    )
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "tlops-local-gateway"
-    gateway: Gateway  # set on the subclass made by make_server
+    gateway: Gateway | DeployedGateway  # set on the subclass made by make_server
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the JSON access log replaces http.server's own lines."""
@@ -234,7 +398,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        gateway = self.gateway
+        source = self.gateway
+        gateway = source.snapshot()
         headers = {k.lower(): v for k, v in self.headers.items()}
         parts = urlsplit(self.path)
         method = self.command
@@ -253,16 +418,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # None: over the limit (the connection is then closed).
         body = self._read_body(headers)
         try:
-            status, out_headers, body = self._dispatch(
-                gateway, method, parts, headers, body, origin, request_id, record
-            )
+            if gateway is None:
+                status, out_headers, body = 503, {}, {"message": not_deployed(source)}
+            else:
+                status, out_headers, body = self._dispatch(
+                    gateway, method, parts, headers, body, origin, request_id, record
+                )
         except Exception as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
             status, out_headers, body = 500, {}, {"message": "Internal Server Error"}
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         out_headers.setdefault("content-type", "application/json")
         out_headers["apigw-requestid"] = request_id
-        out_headers.update(gateway.cors_headers(origin))
+        if gateway is not None:
+            out_headers.update(gateway.cors_headers(origin))
         self.send_response(status)
         for name, value in out_headers.items():
             self.send_header(name, value)
@@ -272,7 +441,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         record["status"] = status
         record["latencyMs"] = round((time.perf_counter() - started) * 1000, 3)
-        gateway.log_access(record)
+        source.log_access(record)
 
     def _read_body(self, headers: dict[str, str]) -> bytes | None:
         """The body, or None when it exceeds the limit (the connection is then closed)."""
@@ -342,7 +511,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return int(result.get("statusCode", 200)), dict(result.get("headers") or {}), payload
 
 
-def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
+def make_server(gateway: Gateway | DeployedGateway, host: str, port: int) -> ThreadingHTTPServer:
     handler = type("GatewayRequestHandler", (_RequestHandler,), {"gateway": gateway})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
@@ -354,34 +523,26 @@ def allowed_origins(ports: str) -> list[str]:
     return [*origins, "capacitor://localhost"]
 
 
-def gateway_from_env(access_log=None) -> Gateway:
-    issuer = os.environ["TL_JWT_ISSUER"].rstrip("/")
-    verifier = TokenVerifier(
-        issuer=issuer,
-        audience=os.environ["TL_JWT_AUDIENCE"],
-        jwks=JwksCache(os.environ.get("TL_JWKS_URL") or f"{issuer}/.well-known/jwks.json"),
-        token_use=None,  # the HTTP API authorizer accepts ID and access tokens alike
-    )
-    return Gateway(
-        verifier=verifier,
-        functions=default_functions(),
-        allowed_origins=allowed_origins(os.environ.get("TL_CORS_PORTS", "3000,5173,8080")),
-        access_log=access_log,
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Local stand-in for the HTTP API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--project", default=os.environ.get("TL_PROJECT", "tinyllama"))
+    parser.add_argument(
+        "--jwks-base-url",
+        default=os.environ.get("TL_AWS_ENDPOINT_URL", ""),
+        help="where the stand-in serves each pool's JWKS (default: TL_AWS_ENDPOINT_URL)",
+    )
     args = parser.parse_args(argv)
-    server = make_server(gateway_from_env(), args.host, args.port)
+    deployed = DeployedGateway(args.project, args.jwks_base_url).start()
+    server = make_server(deployed, args.host, args.port)
     print(f"local gateway listening on http://{args.host}:{args.port}", file=sys.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        deployed.stop()
         server.server_close()
 
 

@@ -57,6 +57,17 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def http_status(url: str) -> int | None:
+    """The HTTP status `url` answers with (errors included), or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, urllib.error.URLError):
+        return None
+
+
 def redis_command(port: int, data_dir: Path, *, persist: bool) -> list[str]:
     binary = shutil.which("redis-server")
     if binary is None:

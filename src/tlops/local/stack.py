@@ -10,8 +10,11 @@ Each service is a real process started in its own session (so `down` can end
 it and everything it spawned), with its pid, port and log under the state
 directory (`TLOPS_STATE_DIR`, default `~/.local/state/tlops/local`). `up` is
 idempotent: a service whose pid is alive and whose port answers is kept.
-The stand-in holds no state across restarts, so the resource ids recorded in
-`stack.json` are dropped when moto is (re)started.
+
+`up` creates no AWS resources: `ansible-playbook playbooks/deploy.yml` does,
+in the stand-in, and writes their ids to `outputs.json` in the state
+directory, which `env()` and `tlops token` read. The stand-in holds no state
+across restarts, so those outputs are dropped whenever moto is (re)started.
 
 Nothing secret is written: the only credentials are the stand-in's dummy keys.
 """
@@ -50,6 +53,8 @@ EDGE_SERVICES = ("moto", "redis", "gateway")
 # supervisord runs the inference server and the watcher under it.
 SERVICES = (*EDGE_SERVICES, "supervisor")
 READY_TIMEOUT_S = 30.0
+# What `tlops local status` shows of the deploy outputs.
+DEPLOYED_SHOWN = ("user_pool_id", "client_id", "reply_bucket")
 
 
 class StackError(services.ServiceError):
@@ -151,11 +156,23 @@ class LocalStack:
             **STAND_IN_CREDENTIALS,
         }
 
+    @property
+    def outputs_file(self) -> Path:
+        return self.state_dir / "outputs.json"
+
+    def outputs(self) -> dict[str, Any]:
+        """What deploy.yml wrote about the stand-in's resources; {} before a deploy."""
+        try:
+            return json.loads(self.outputs_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
     def env(self, state: dict[str, Any] | None = None) -> dict[str, str]:
         """Everything a script (or the gateway) needs to talk to this stack."""
         state = self.load() if state is None else state
-        resources_ = state.get("resources", {})
+        deployed = self.outputs()
         out = {
+            "TLOPS_STATE_DIR": str(self.state_dir),  # deploy.yml writes its outputs here
             "TL_API_URL": self.api_url,
             "TL_REDIS_URL": self.redis_url,
             "TL_PROJECT": PROJECT,
@@ -163,15 +180,15 @@ class LocalStack:
         }
         if "supervisor" in state.get("pids", {}):
             out |= {"TL_INFERENCE_URL": self.inference_url, "TL_MODEL": self.model_name}
-        if pool := resources_.get("user_pool_id"):
-            issuer = f"https://cognito-idp.{self.region}.amazonaws.com/{pool}"
+        if pool := deployed.get("user_pool_id"):
             out |= {
                 "TL_USER_POOL_ID": pool,
-                "TL_JWT_ISSUER": issuer,
-                "TL_JWT_AUDIENCE": resources_["client_id"],
+                "TL_CLIENT_ID": deployed["client_id"],
+                "TL_JWT_ISSUER": deployed["issuer"],
+                "TL_JWT_AUDIENCE": deployed["client_id"],
                 # moto signs with the real issuer name but serves the keys itself
                 "TL_JWKS_URL": f"{self.moto_url}/{pool}/.well-known/jwks.json",
-                "TL_REPLY_BUCKET": resources_["reply_bucket"],
+                "TL_REPLY_BUCKET": deployed["reply_bucket"],
             }
         return out
 
@@ -239,7 +256,8 @@ class LocalStack:
             return all(
                 states.get(program) == "RUNNING" for program in services.SUPERVISOR_PROGRAMS
             ) and services.completion_ok(self.inference_url, self.model_name)
-        return services.http_ok(self.api_url + "/ping")
+        # 200 once deployed; before that the gateway answers 503 "run deploy.yml"
+        return services.http_status(self.api_url + "/ping") in (200, 503)
 
     def _start(self, name: str, state: dict[str, Any]) -> int:
         port = self.ports["inference" if name == "supervisor" else name]
@@ -311,9 +329,7 @@ class LocalStack:
                 continue
             if name == "moto":
                 moto_restarted = True
-                state.pop("resources", None)  # a fresh stand-in knows none of them
-            if name == "gateway":
-                self._ensure_resources(state)
+                self.outputs_file.unlink(missing_ok=True)  # a fresh stand-in holds none of it
             if name == "supervisor":
                 self._write_supervisor_config()
             pids[name] = self._start(name, state)
@@ -330,6 +346,7 @@ class LocalStack:
                 self._terminate(pid, timeout=45.0 if name == "supervisor" else 10.0)
                 stopped.append(name)
         self.state_file.unlink(missing_ok=True)
+        self.outputs_file.unlink(missing_ok=True)  # the stand-in's resources went with it
         shutil.rmtree(self.state_dir / "redis", ignore_errors=True)
         services.remove_run_dir(self.state_dir / "vllm-run")
         return stopped
@@ -350,12 +367,5 @@ class LocalStack:
             }
             if name == "supervisor" and alive:
                 report[name]["programs"] = services.supervisor_states(self.supervisor_config)
-        return {"services": report, "resources": state.get("resources", {})}
-
-    # --- stand-in resources (until deploy.yml creates them) -------------
-    def _ensure_resources(self, state: dict[str, Any]) -> None:
-        if state.get("resources"):
-            return
-        from tlops.local import bootstrap
-
-        state["resources"] = bootstrap.ensure(project=PROJECT)
+        deployed = {k: v for k, v in self.outputs().items() if k in DEPLOYED_SHOWN}
+        return {"services": report, "deployed": deployed}

@@ -1,0 +1,123 @@
+"""The whole path minus the model: `POST /infer` → result readable through `GET /jobs/{id}`.
+
+A local stack (moto, redis-server, the local gateway) deployed with deploy.yml,
+a watcher process on its queue, and an inference double that answers at once:
+what remains is the edge, the router, Redis, the watcher, S3 and the polling
+client. Jobs are sent one after another; each is timed from just before its
+POST to the first GET that says `done`, and the model's own time (the
+watcher's `latency_ms`) is subtracted. The client polls every millisecond, so
+the figure includes up to one GET round trip of polling slack. In the same run
+the baseline: one `GET /ping` round trip through the gateway. Requests go out
+from several stand-in users in turn, as the per-user limit allows.
+Figures, not a test.
+
+    .venv/bin/python bench/e2e.py [--jobs 300] [--users 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tlops import client, playbooks
+from tlops.local import users
+from tlops.local.services import free_port
+from tlops.local.stack import LocalStack
+from tlops.testing import InferenceDouble
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--users", type=int, default=20)
+    args = parser.parse_args()
+
+    state_dir = Path(tempfile.mkdtemp(prefix="tlops-e2e-"))
+    ports = {name: free_port() for name in ("moto", "redis", "gateway", "inference")}
+    stack = LocalStack(state_dir=state_dir, ports=ports, inference=False)
+    os.environ["TLOPS_STATE_DIR"] = str(state_dir)
+    watcher = None
+    try:
+        stack.up()
+        deployed = playbooks.run("deploy.yml", env=stack.env(), capture=True)
+        if deployed.returncode != 0:
+            sys.exit(f"deploy.yml failed:\n{deployed.stdout[-3000:]}")
+        outputs = stack.outputs()
+        with InferenceDouble(latency=0.0, cap=8) as double:
+            env = {**os.environ, **stack.env()}
+            watcher = subprocess.Popen(
+                [sys.executable, "-m", "tlops.watcher", "--redis-url", stack.redis_url,
+                 "--inference-url", double.url, "--concurrency", "8"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            apis = [
+                client.Api(
+                    stack.api_url,
+                    client.TokenSource(
+                        token=users.id_token(
+                            pool_id=outputs["user_pool_id"],
+                            client_id=outputs["client_id"],
+                            username=f"bench-{n}",
+                        )
+                    ),
+                    max_rate_waits=10,
+                )
+                for n in range(args.users)
+            ]
+            pings = []
+            for _ in range(200):
+                started = time.perf_counter()
+                apis[0].request("GET", "/ping")
+                pings.append((time.perf_counter() - started) * 1000)
+
+            # warm-up: the first jobs pay the node's cold boot, imports, connections
+            for api in apis[:3]:
+                view = client.follow(api, api.submit({"prompt": "warm up"})["id"], timeout=60)
+                assert view["status"] == "done", view
+
+            overheads, model_ms = [], []
+            for index in range(args.jobs):
+                api = apis[index % len(apis)]
+                started = time.perf_counter()
+                job_id = api.submit({"prompt": f"job {index}", "max_tokens": 4})["id"]
+                while True:
+                    view = api.job(job_id)
+                    if view["status"] in client.FINAL_STATUSES:
+                        break
+                    time.sleep(0.001)
+                elapsed = (time.perf_counter() - started) * 1000
+                assert view["status"] == "done", view
+                model_ms.append(view.get("latency_ms", 0.0))
+                overheads.append(elapsed - view.get("latency_ms", 0.0))
+    finally:
+        if watcher is not None:
+            watcher.terminate()
+            watcher.wait(timeout=30)
+        stack.down()
+
+    ping_p50 = statistics.median(pings)
+    p50, p99 = percentile(overheads, 0.5), percentile(overheads, 0.99)
+    print(f"# e2e, {platform.node() or 'machine'}, Python {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d')}, {args.jobs} jobs, {args.users} users")  # fmt: skip
+    print(f"GET /ping round trip (baseline)    p50 {ping_p50:7.2f} ms  "
+          f"p99 {percentile(pings, 0.99):7.2f} ms")  # fmt: skip
+    print(f"/infer -> result readable, minus model  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms")
+    print(f"model time (watcher's latency_ms)  p50 {statistics.median(model_ms):7.2f} ms")
+    print(f"ratio p50 / ping p50: {p50 / ping_p50:.1f}x   goal p50 <= 25 ms: "
+          f"{'met' if p50 <= 25 else 'NOT met'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
