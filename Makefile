@@ -114,15 +114,24 @@ lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint
 	$(IN_VENV) $(BIN)/ansible-lint
 
 test: setup vllm lint ## Lint, then pytest with coverage (fails under 90 %)
-	$(IN_VENV) $(BIN)/pytest --cov --cov-report=term-missing
+	$(IN_VENV) $(BIN)/pytest --cov --cov-report=term-missing --durations=15
 
 demo: setup vllm ## Bring the local stack up, send a prompt, tear it down
 	$(IN_VENV) $(BIN)/tlops demo
 
-bench: setup ## Run every bench/*.py and print its figures
+# arq needs redis-py < 6 and the project pins 8.x: the queue benchmark runs it from a venv of its own.
+ARQ_VENV  ?= .venv-arq
+ARQ_STAMP := $(ARQ_VENV)/.installed
+
+$(ARQ_STAMP): requirements/bench-arq.txt | $(UV_STAMP)
+	test -x $(ARQ_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(BIN)/python $(ARQ_VENV)
+	$(UV) pip install --quiet --python $(ARQ_VENV)/bin/python -r requirements/bench-arq.txt
+	touch $@
+
+bench: setup vllm $(ARQ_STAMP) ## Run every bench/*.py and print its figures
 	@for script in bench/*.py; do \
 	  echo "== $$script"; \
-	  $(IN_VENV) $(BIN)/python "$$script"; \
+	  TL_BENCH_ARQ_PYTHON=$(ARQ_VENV)/bin/python $(IN_VENV) $(BIN)/python "$$script"; \
 	done
 
 # --- cleaning ---------------------------------------------------------------
@@ -130,5 +139,5 @@ clean: ## Remove build outputs, caches and coverage files (keeps .venv)
 	rm -rf build dist .pytest_cache .ruff_cache htmlcov .coverage .coverage.* coverage.xml
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
-distclean: clean ## clean, and remove .venv and .venv-vllm too
-	rm -rf $(VENV) $(VLLM_VENV)
+distclean: clean ## clean, and remove the virtualenvs too
+	rm -rf $(VENV) $(VLLM_VENV) $(ARQ_VENV)

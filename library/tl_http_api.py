@@ -19,8 +19,10 @@ description:
     existing ones are matched to O(integrations[].name) by their function ARN (C(IntegrationUri)).
     Authorizers with another name than O(jwt_authorizer.name) and stages with another name than
     O(stage.name) are left alone.
-  - If several HTTP APIs carry O(name), the one carrying every tag in O(tags) is managed; if that
-    does not single one out, the module fails and lists their ids.
+  - API names are not unique. When O(tags) holds a C(Project) tag, only an API of that name
+    carrying the same C(Project) value is managed; one without it is someone else's, is never
+    adopted (a new API is created next to it) and is never deleted, with a warning. Several
+    APIs of the name carrying it make the module fail and list their ids.
   - Stage settings are changed in place with C(update_stage). The local stand-in (moto) lacks
     C(update_stage), so there the stage is deleted and created again with the new settings, with
     a warning. The stand-in also lacks C(get_authorizers); there the authorizer is found through the

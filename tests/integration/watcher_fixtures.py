@@ -153,6 +153,11 @@ class WatcherProcess:
         return records
 
     def stop(self) -> None:
+        """SIGTERM (it drains and exits, writing its coverage data), SIGKILL if it lingers."""
         if self.alive:
-            self.signal(signal.SIGKILL)
-            self.wait()
+            self.signal(signal.SIGTERM)
+            try:
+                self.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.wait()

@@ -256,14 +256,22 @@ def test_the_router_zip_is_the_same_bytes_in_another_process():
     """Ansible runs each task in a fresh interpreter (another hash seed, other imports)."""
     here = packaging.build_source_zip(ROUTER)
     code = (
-        "import sys; from pathlib import Path; from tlops import packaging; "
-        f"sys.stdout.write(packaging.build_source_zip(Path({str(ROUTER)!r})).code_sha256)"
+        "import io, json, sys, zipfile; from pathlib import Path; from tlops import packaging; "
+        f"built = packaging.build_source_zip(Path({str(ROUTER)!r})); "
+        "entries = zipfile.ZipFile(io.BytesIO(built.data)).infolist(); "
+        "sys.stdout.write(json.dumps([built.code_sha256, {e.filename: e.CRC for e in entries}]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    there = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    ).stdout
-    assert there == here.code_sha256
+    there, their_entries = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        ).stdout
+    )
+    ours = {e.filename: e.CRC for e in zipfile.ZipFile(io.BytesIO(here.data)).infolist()}
+    differ = sorted(
+        name for name in set(ours) | set(their_entries) if ours.get(name) != their_entries.get(name)
+    )
+    assert there == here.code_sha256, f"entries that differ: {differ}"
     names = zipfile.ZipFile(io.BytesIO(here.data)).namelist()
     assert "handler.py" in names and "tlops/router.py" in names and "jwt/__init__.py" in names
     assert not [n for n in names if n.endswith((".so", ".pyd", ".dylib"))]

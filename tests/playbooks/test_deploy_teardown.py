@@ -38,6 +38,7 @@ KINDS = {
     "launch_templates": "LaunchTemplates",
     "route_tables": "RouteTables",
     "internet_gateways": "InternetGateways",
+    "vpc_endpoints": "VpcEndpoints",
 }
 
 
@@ -214,6 +215,12 @@ def assert_deployed(account: Account) -> None:
     for group in groups.values():  # no SSH anywhere
         assert all(r.get("FromPort") != 22 for r in group["IpPermissions"])
 
+    (endpoint,) = account.tagged("vpc_endpoints")  # S3 for the private subnet, free
+    assert (endpoint["ServiceName"], endpoint["VpcEndpointType"]) == (
+        f"com.amazonaws.{REGION}.s3",
+        "Gateway",
+    )
+
     bucket = "tinyllama-replies-123456789012"
     assert account.bucket_tags()[bucket] == {"Project": "tinyllama", "Role": "storage"}
     sse = account.s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
@@ -381,7 +388,7 @@ def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
     assert idle_cost(everything) == {"rows": [], "total_eur_month": 0.0,
                                      "recorded": idle_cost(everything)["recorded"]}  # fmt: skip
     for kind in ("vpcs", "subnets", "security_groups", "route_tables", "internet_gateways",
-                 "addresses", "launch_templates"):  # fmt: skip
+                 "addresses", "launch_templates", "vpc_endpoints"):  # fmt: skip
         assert not account.tagged(kind), kind
     assert not account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
     assert not [b for b, tags in account.bucket_tags().items() if tags.get("Project")]
@@ -402,6 +409,9 @@ def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
         ({"network_node_ingress_cidrs": {"office": 1}}, "network_node_ingress_cidrs"),
         ({"gpu_node_seed_ami": "perhaps"}, "gpu_node_seed_ami"),
         ({"enable_redis": "sometimes"}, "enable_redis"),
+        ({"router_timeout_s": "long"}, "router_timeout_s"),
+        ({"auth_callback_ports": "53682"}, "auth_callback_ports"),
+        ({"router_log_retention_days": 13}, "router_log_retention_days"),
         ({"aws_region": "Ireland"}, "aws_region"),
     ],
 )
