@@ -28,13 +28,14 @@ def run(name: str, env: dict[str, str], *args: str) -> tuple[float, dict[str, in
     done = playbooks.run(
         name,
         env={**env, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
-             "ANSIBLE_CALLBACKS_ENABLED": "", "ANSIBLE_DEPRECATION_WARNINGS": "false"},
+             "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer",
+             "ANSIBLE_DEPRECATION_WARNINGS": "false"},
         args=args,
         capture=True,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{name} {' '.join(args)} failed:\n{done.stdout[-3000:]}")
+        raise SystemExit(f"{name} {args} failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
     report = json.JSONDecoder().raw_decode(done.stdout, done.stdout.index("{"))[0]
     return elapsed, report["stats"]["localhost"]
 

@@ -66,6 +66,35 @@ _REDIS_ERRORS = (redis_py.ConnectionError, redis_py.TimeoutError)
 _FINISHED = {JobStatus.DONE.value, JobStatus.FAILED.value, JobStatus.EXPIRED.value}
 
 
+# KEYS: job records. ARGV: started_ms, max_deliveries, held TTL, the running status, then the
+# finished statuses. Each record is returned as it was; a record that exists, is not finished
+# and has deliveries left is marked running, its attempts counted and its TTL set.
+_PICK_UP = """
+local started, max_deliveries, held = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local running = ARGV[4]
+local finished = {}
+for i = 5, #ARGV do finished[ARGV[i]] = true end
+local out = {}
+for i, key in ipairs(KEYS) do
+  local record = redis.call('HGETALL', key)
+  out[i] = record
+  if #record > 0 then
+    local status, attempts = nil, 0
+    for j = 1, #record, 2 do
+      if record[j] == 'status' then status = record[j + 1] end
+      if record[j] == 'attempts' then attempts = tonumber(record[j + 1]) or 0 end
+    end
+    if not finished[status] and attempts < max_deliveries then
+      redis.call('HSET', key, 'status', running, 'started_ts', started)
+      redis.call('HINCRBY', key, 'attempts', 1)
+      redis.call('EXPIRE', key, held)
+    end
+  end
+end
+return out
+"""
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -406,6 +435,7 @@ class Watcher:
         self._next_claim = 0.0
         self._next_heartbeat = 0.0
         self._threads: list[threading.Thread] = []
+        self._pick_up_script = self.redis.register_script(_PICK_UP)
 
     # rq-style skeleton ----------------------------------------------------------
     def work(self) -> int:
@@ -541,12 +571,20 @@ class Watcher:
         if not entries:
             return
         valid = [(eid, f) for eid, f in entries if contract.is_job_id(f.get("id", ""))]
-        reads = self.redis.pipeline(transaction=False)
-        for _, fields in valid:
-            reads.hgetall(contract.job_key(fields["id"]))
-        records = reads.execute() if valid else []
-
         started = now_ms()
+        # One script reads every record and marks the runnable ones running (atomically, one
+        # round trip); what it returns is each record as it was before.
+        flat_records = (
+            self._pick_up_script(
+                keys=[contract.job_key(fields["id"]) for _, fields in valid],
+                args=[started, self.settings.max_deliveries, self._held_ttl_s,
+                      JobStatus.RUNNING.value, *sorted(_FINISHED)],
+            )
+            if valid
+            else []
+        )  # fmt: skip
+        records = [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in flat_records]
+
         writes = self.redis.pipeline(transaction=False)
         to_run: list[Job] = []
         for entry_id, fields in entries:
@@ -578,14 +616,9 @@ class Watcher:
                 reason = record.get("error") or "watcher lost the job on every delivery"
                 to_run.append(dataclasses.replace(job, delivery=attempts, dead_reason=reason))
                 continue
-            writes.hset(
-                key,
-                mapping={"status": JobStatus.RUNNING.value, "started_ts": started},
-            )
-            writes.hincrby(key, "attempts", 1)
-            writes.expire(key, self._held_ttl_s)
-            to_run.append(job)
-        writes.execute()
+            to_run.append(job)  # the script marked it running
+        if len(writes):
+            writes.execute()
         if to_run:
             with self._slots:
                 self._in_flight.update(job.entry_id for job in to_run)
@@ -679,6 +712,7 @@ class Watcher:
     def _settle(self, batch: list[_Outcome]) -> None:
         finished = now_ms()
         pipe = self.redis.pipeline(transaction=True)
+        settled: list[str] = []  # acknowledged with one XACK, last in the same transaction
         for outcome in batch:
             job, key = outcome.job, contract.job_key(outcome.job.job_id)
             if outcome.kind in ("pending", "returned"):
@@ -711,7 +745,9 @@ class Watcher:
                         "deliveries": job.delivery,
                     },
                 )
-            pipe.xack(contract.JOB_STREAM, contract.CONSUMER_GROUP, job.entry_id)
+            settled.append(job.entry_id)
+        if settled:
+            pipe.xack(contract.JOB_STREAM, contract.CONSUMER_GROUP, *settled)
         pipe.execute()
         for outcome in batch:
             self._log_outcome(outcome)
