@@ -11,8 +11,11 @@ left out, and so are optional imports a dependency only tries (PyJWT tries
 built on the operator's machine must run on Lambda's, whatever its CPU.
 
 Same inputs give the same bytes: entries sorted, timestamps and permissions
-fixed, and bytecode compiled with unchecked-hash invalidation (no mtimes), so
-`CodeSha256` only changes when code does. Shipping `__pycache__` matters on
+fixed, and bytecode compiled with unchecked-hash invalidation (no mtimes) in a
+fresh interpreter with a fixed hash seed (marshal's output depends on the
+reference counts of the compiling process and on set ordering, so bytecode
+compiled inside a busy process differs from run to run), so `CodeSha256` only
+changes when code does. Shipping `__pycache__` matters on
 Lambda: its filesystem is read-only, so without it every cold start compiles
 every module again. Bytecode is only compiled when the interpreter building
 the zip is the runtime's Python version (a .pyc is version-specific).
@@ -24,10 +27,11 @@ import base64
 import hashlib
 import importlib.util
 import io
+import json
 import modulefinder
 import os
-import py_compile
 import re
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -220,17 +224,34 @@ def _package_files(top: str) -> dict[str, Path]:
     return out
 
 
-def _pyc(source: Path, arcname: str) -> bytes:
+# Compiles (source, arcname, target) triples given as JSON; run in a fresh interpreter.
+_COMPILE = """
+import json, py_compile, sys
+for source, arcname, target in json.loads(sys.stdin.read()):
+    py_compile.compile(source, cfile=target, dfile=arcname, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
+
+
+def _compile_all(sources: dict[str, Path]) -> dict[str, bytes]:
+    """arcname → bytecode of each source, compiled in one fresh interpreter: no user site,
+    an environment of its own (-I would also drop the fixed PYTHONHASHSEED)."""
     with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "out.pyc"
-        py_compile.compile(
-            str(source),
-            cfile=str(target),
-            dfile=arcname,
-            doraise=True,
-            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        jobs = [
+            (str(path), arcname, str(Path(tmp) / f"{index}.pyc"))
+            for index, (arcname, path) in enumerate(sorted(sources.items()))
+        ]
+        done = subprocess.run(  # noqa: S603 - this interpreter, fixed script
+            [sys.executable, "-s", "-c", _COMPILE],
+            input=json.dumps(jobs),
+            capture_output=True,
+            text=True,
+            env={"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "")},
+            check=False,
         )
-        return target.read_bytes()
+        if done.returncode != 0:
+            raise PackagingError(f"cannot compile the function's code: {done.stderr[-2000:]}")
+        return {arcname: Path(target).read_bytes() for _, arcname, target in jobs}
 
 
 def _write(archive: zipfile.ZipFile, arcname: str, data: bytes) -> None:
@@ -268,13 +289,13 @@ def build_source_zip(
         for arcname, path in _package_files(top).items():
             files.setdefault(arcname, path)
     with_bytecode = compile_bytecode and sys.version_info[:2] == target
-    entries: dict[str, bytes] = {}
-    for arcname, path in files.items():
-        entries[arcname] = path.read_bytes()
-        if with_bytecode and path.suffix == ".py":
-            parent = Path(arcname).parent
-            cached = parent / "__pycache__" / f"{path.stem}.{sys.implementation.cache_tag}.pyc"
-            entries[cached.as_posix()] = _pyc(path, arcname)
+    entries = {arcname: path.read_bytes() for arcname, path in files.items()}
+    if with_bytecode:
+        sources = {arcname: path for arcname, path in files.items() if path.suffix == ".py"}
+        for arcname, code in _compile_all(sources).items():
+            path = Path(arcname)
+            cached = path.parent / "__pycache__" / f"{path.stem}.{sys.implementation.cache_tag}.pyc"
+            entries[cached.as_posix()] = code
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for arcname in sorted(entries):

@@ -2,8 +2,9 @@
 
 Test modules import the fixtures they use from here (another file owns
 tests/integration/conftest.py). The gateway is built exactly as
-`gateway_from_env` builds it, but from the test keys' JWKS and with the
-access log captured, so a test can read what the operator would read.
+the deployed gateway builds it (`tlops.local.gateway.gateway_for`), but with a
+fixed configuration, from the test keys' JWKS and with the access log captured,
+so a test can read what the operator would read.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 
 from tlops import contract
 from tlops.auth import JwksCache, TokenVerifier
-from tlops.local.gateway import Gateway, allowed_origins, default_functions, make_server
+from tlops.local.gateway import FunctionPool, Gateway, handler_factory, make_server
 from tlops.testing import AUDIENCE, ISSUER, tagged_instance
 
 __all__ = [  # the fixtures; test modules take them with `from .gateway_fixtures import *`
@@ -34,7 +35,7 @@ __all__ = [  # the fixtures; test modules take them with `from .gateway_fixtures
     "token",
 ]
 
-CORS_PORTS = "3000,5173"
+CORS_PORTS = (3000, 5173)
 ACCESS_LOG_KEYS = {"requestId", "ip", "route", "status", "jwtSub", "latencyMs", "userAgent"}
 
 
@@ -150,15 +151,23 @@ class LiveGateway:
         return self.access_records()
 
 
+def default_functions() -> dict[str, FunctionPool]:
+    """The stack's handlers, configured from this process's environment (router_env)."""
+    return {name: FunctionPool(handler_factory(name)) for name in ("router", "queue_health")}
+
+
 def build_gateway(jwks_url: str, access_log: io.StringIO | None = None) -> Gateway:
-    """A gateway as `gateway_from_env` makes it, from the test keys."""
+    """A gateway configured as a deployment would configure it, from the test keys."""
     verifier = TokenVerifier(
         issuer=ISSUER, audience=AUDIENCE, jwks=JwksCache(jwks_url), token_use=None
     )
     return Gateway(
         verifier=verifier,
         functions=default_functions(),  # they read the env that router_env sets
-        allowed_origins=allowed_origins(CORS_PORTS),
+        allowed_origins=[
+            *(f"http://localhost:{port}" for port in CORS_PORTS),
+            "capacitor://localhost",
+        ],
         access_log=access_log if access_log is not None else io.StringIO(),
     )
 

@@ -28,14 +28,13 @@ from cryptography.hazmat.primitives.hashes import SHA256
 
 from tlops import aws, contract
 from tlops.auth import JwksCache
-from tlops.local.gateway import DeployedGateway, FunctionPool, Gateway, Route, allowed_origins
+from tlops.local.gateway import DeployedGateway, FunctionPool, Gateway, Route
 from tlops.local.services import free_port
 from tlops.testing import AUDIENCE, ISSUER, KeySet
 
 from .gateway_fixtures import *  # noqa: F403 - the fixtures
 from .gateway_fixtures import (
     ACCESS_LOG_KEYS,
-    CORS_PORTS,
     LiveGateway,
     Reply,
     b64url,
@@ -512,15 +511,6 @@ def test_cors_headers_on_normal_responses_only_for_allowed_origins(gateway, toke
     assert foreign.status == 200  # served, but the browser will not hand it to the page
     assert foreign.header("access-control-allow-origin") is None
     assert gateway.request("GET", "/ping").header("access-control-allow-origin") is None
-
-
-def test_allowed_origins_follow_the_configured_ports():
-    assert allowed_origins(CORS_PORTS) == [
-        "http://localhost:3000",
-        "http://localhost:5173",
-        "capacitor://localhost",
-    ]
-    assert allowed_origins(" 8080 , ,") == ["http://localhost:8080", "capacitor://localhost"]
 
 
 # --- access log -------------------------------------------------------------------------

@@ -118,7 +118,9 @@ class Account:
         filters = [{"Name": "tag:Project", "Values": ["tinyllama"]}, *extra.pop("Filters", [])]
         method = getattr(self.ec2, f"describe_{kind}")
         key = KINDS[kind]
-        return method(Filters=filters, **extra)[key]
+        found = method(Filters=filters, **extra)[key]
+        # a deleted endpoint stays listed for a while, as on AWS
+        return [item for item in found if str(item.get("State", "")).lower() != "deleted"]
 
     def instances(self, *tag_filters: dict[str, Any]) -> list[dict[str, Any]]:
         live = {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]}
@@ -410,7 +412,7 @@ def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
         ({"gpu_node_seed_ami": "perhaps"}, "gpu_node_seed_ami"),
         ({"enable_redis": "sometimes"}, "enable_redis"),
         ({"router_timeout_s": "long"}, "router_timeout_s"),
-        ({"auth_callback_ports": "53682"}, "auth_callback_ports"),
+        ({"auth_callback_ports": ["any"]}, "auth_callback_ports"),
         ({"router_log_retention_days": 13}, "router_log_retention_days"),
         ({"aws_region": "Ireland"}, "aws_region"),
     ],
@@ -435,3 +437,44 @@ def test_unreachable_endpoint_fails_before_any_change() -> None:
     report = run_playbook("deploy.yml", nowhere)
     assert report["rc"] != 0
     assert "aws_endpoint_url" in report["stdout"] and "not reachable" in report["stdout"]
+
+
+def test_the_queue_role_on_the_stand_in(moto_server: str) -> None:
+    """enable_redis as on a real account: the replication group (encrypted at rest and in
+    transit) and the router's EC2 endpoint are made, the router is pointed at the queue, a
+    second deploy changes nothing, and teardown idle takes both away again. The stand-in never
+    finishes a delete, hence queue_delete_wait: false (and its parameter groups are missing:
+    the role's warnings say so)."""
+    MotoProcess.reset_url(moto_server)
+    account = Account(moto_server)
+    settings = {"enable_redis": True, "queue_delete_wait": False,
+                "router_redis_url": "{{ queue_redis_url | default('') }}"}  # fmt: skip
+    extra = ("-e", json.dumps(settings))
+    assert changed(run_playbook("deploy.yml", moto_server, *extra)) > 0
+    cache = boto3.Session(
+        aws_access_key_id="standin-key-id", aws_secret_access_key="standin-secret",
+        region_name=REGION,
+    ).client("elasticache", endpoint_url=moto_server)  # fmt: skip
+    (group,) = cache.describe_replication_groups()["ReplicationGroups"]
+    assert (group["ReplicationGroupId"], group["Status"]) == ("tinyllama-queue", "available")
+    assert group["AtRestEncryptionEnabled"] and group["TransitEncryptionEnabled"]
+    endpoints = {e["ServiceName"]: e for e in account.tagged("vpc_endpoints")}
+    assert endpoints[f"com.amazonaws.{REGION}.ec2"]["VpcEndpointType"] == "Interface"
+    router_env = account.lam.get_function_configuration(
+        FunctionName="tinyllama-router", Qualifier="prod"
+    )["Environment"]["Variables"]
+    assert router_env["TL_REDIS_URL"].startswith("rediss://")  # TLS to ElastiCache
+    assert changed(run_playbook("deploy.yml", moto_server, *extra)) == 0
+
+    confirm = ("-e", json.dumps({**settings, "teardown_confirmation": "yes"}))
+    idle = run_playbook("teardown.yml", moto_server, *confirm)
+    assert [task.split(" : ")[-1] for task in changed_tasks(idle)] == [
+        "Delete the queue with its subnet and parameter groups (only if tagged)",
+        "Delete the router's EC2 endpoint (billed by the hour)",
+    ]
+    (group,) = cache.describe_replication_groups()["ReplicationGroups"]
+    assert group["Status"] == "deleting"
+    assert {e["ServiceName"] for e in account.tagged("vpc_endpoints")} == {
+        f"com.amazonaws.{REGION}.s3"  # the free one stays
+    }
+    assert changed(run_playbook("teardown.yml", moto_server, *confirm)) == 0

@@ -111,11 +111,6 @@ def handler_factory(function: str, env: dict[str, str] | None = None) -> Callabl
     raise KeyError(f"no handler for a function tagged Function={function}")
 
 
-def default_functions() -> dict[str, FunctionPool]:
-    """The Lambda handlers of this stack, configured from this process's environment."""
-    return {name: FunctionPool(handler_factory(name)) for name in ("router", "queue_health")}
-
-
 class Gateway:
     def __init__(
         self,
@@ -516,11 +511,6 @@ def make_server(gateway: Gateway | DeployedGateway, host: str, port: int) -> Thr
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
-
-
-def allowed_origins(ports: str) -> list[str]:
-    origins = [f"http://localhost:{p.strip()}" for p in ports.split(",") if p.strip()]
-    return [*origins, "capacitor://localhost"]
 
 
 def main(argv: list[str] | None = None) -> None:
