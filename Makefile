@@ -37,7 +37,7 @@ INSTALL_STAMP := $(VENV)/.installed
 # Like an activated venv: ansible-lint and the tests find the venv's tools first.
 IN_VENV       := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help setup apt-packages vllm lock lint test demo bench clean distclean
+.PHONY: help setup apt-packages vllm lock lint test test-slow demo bench clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -113,8 +113,11 @@ lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint
 	$(BIN)/yamllint -s .
 	$(IN_VENV) $(BIN)/ansible-lint
 
-test: setup vllm lint ## Lint, then pytest with coverage (fails under 90 %)
-	$(IN_VENV) $(BIN)/pytest --cov --cov-report=term-missing --durations=15
+test: setup vllm lint ## Lint, then pytest with coverage (fails under 90 %), the slow tier aside
+	$(IN_VENV) $(BIN)/pytest -m "not slow" --cov --cov-report=term-missing --durations=10
+
+test-slow: setup ## The slow tier: deploy/teardown life cycles on the stand-in (about 8 min)
+	$(IN_VENV) $(BIN)/pytest -m slow --durations=5
 
 demo: setup vllm ## Bring the local stack up, send a prompt, tear it down
 	$(IN_VENV) $(BIN)/tlops demo

@@ -333,6 +333,7 @@ def assert_look_alikes_intact(account: Account, seeded: dict[str, str]) -> None:
     assert [g["logGroupName"] for g in groups] == ["/aws/lambda/tinyllama-router-old"]
 
 
+@pytest.mark.slow
 def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
     MotoProcess.reset_url(moto_server)
     account = Account(moto_server)
@@ -439,6 +440,7 @@ def test_unreachable_endpoint_fails_before_any_change() -> None:
     assert "aws_endpoint_url" in report["stdout"] and "not reachable" in report["stdout"]
 
 
+@pytest.mark.slow
 def test_the_queue_role_on_the_stand_in(moto_server: str) -> None:
     """enable_redis as on a real account: the replication group (encrypted at rest and in
     transit) and the router's EC2 endpoint are made, the router is pointed at the queue, a
