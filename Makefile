@@ -116,7 +116,7 @@ lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint
 test: setup vllm lint ## Lint, then pytest with coverage (fails under 90 %), the slow tier aside
 	$(IN_VENV) $(BIN)/pytest -m "not slow" --cov --cov-report=term-missing --durations=10
 
-test-slow: setup ## The slow tier: deploy/teardown life cycles on the stand-in (about 8 min)
+test-slow: setup ## The slow tier: deploy/teardown life cycles on the stand-in (about 6 min)
 	$(IN_VENV) $(BIN)/pytest -m slow --durations=5
 
 demo: setup vllm ## Bring the local stack up, send a prompt, tear it down
