@@ -264,6 +264,7 @@ from ansible.module_utils.tl_aws import (
     ClientError,
     Failure,
     is_not_found,
+    pages,
     result,
     retrying_client,
     run,
@@ -275,7 +276,6 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import (
     boto3_tag_list_to_ansible_dict,
 )
 
-_MAX_PAGES = 100
 _MAX_NOTIFICATIONS = 10
 _MAX_SUBSCRIBERS = 10
 _EMAIL = re.compile(
@@ -519,20 +519,9 @@ def read_budget(client, account, name):
         raise
 
 
-def _pages(call, key, **kwargs):
-    items, token = [], None
-    for _ in range(_MAX_PAGES):
-        page = call(**kwargs, **({"NextToken": token} if token else {}), aws_retry=True)
-        items.extend(page.get(key) or [])
-        token = page.get("NextToken")
-        if not token:
-            return items
-    raise Failure(f"more than {_MAX_PAGES} pages of {key}; list them with the AWS CLI")
-
-
 def read_notifications(client, account, name):
     """The budget's notifications as described (API shape, kept for delete calls)."""
-    return _pages(
+    return pages(
         client.describe_notifications_for_budget,
         "Notifications",
         AccountId=account,
@@ -543,7 +532,7 @@ def read_notifications(client, account, name):
 def read_subscribers(client, account, name, notification):
     """The notification's subscribers (API shape), or None where they cannot be read."""
     try:
-        return _pages(
+        return pages(
             client.describe_subscribers_for_notification,
             "Subscribers",
             AccountId=account,

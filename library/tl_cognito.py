@@ -301,6 +301,8 @@ from ansible.module_utils.tl_aws import (
     AnsibleAWSModule,
     ClientError,
     Failure,
+    carries,
+    pages,
     result,
     retrying_client,
     run,
@@ -432,19 +434,9 @@ def _unique(items):
 
 
 # --- reading ------------------------------------------------------------------------------------
-def _pages(call, key, **kwargs):
-    token = None
-    while True:
-        page = call(aws_retry=True, **kwargs, **({"NextToken": token} if token else {}))
-        yield from page.get(key, [])
-        token = page.get("NextToken")
-        if not token:
-            return
-
-
 def find_pools(client, name):
     return [
-        p for p in _pages(client.list_user_pools, "UserPools", MaxResults=60) if p["Name"] == name
+        p for p in pages(client.list_user_pools, "UserPools", MaxResults=60) if p["Name"] == name
     ]
 
 
@@ -453,7 +445,7 @@ def find_client(client, pool_id, name, strict=True):
     (or, not `strict`, gives None then: a diff's view must not block a deletion)."""
     found = [
         c["ClientId"]
-        for c in _pages(
+        for c in pages(
             client.list_user_pool_clients, "UserPoolClients", UserPoolId=pool_id, MaxResults=60
         )
         if c["ClientName"] == name
@@ -479,8 +471,7 @@ def read_state(client, pool_id, client_name, strict=True):
     )
     app = find_client(client, pool_id, client_name, strict) if client_name else None
     groups = {
-        g["GroupName"]: g
-        for g in _pages(client.list_groups, "Groups", UserPoolId=pool_id, Limit=60)
+        g["GroupName"]: g for g in pages(client.list_groups, "Groups", UserPoolId=pool_id, Limit=60)
     }
     status = None
     if pool.get("Domain"):
@@ -949,18 +940,13 @@ def create_everything(client, params, check_mode, warn):
     return {"changed": True, **outputs(final, params), "_diff": ({}, actual)}
 
 
-def _carries(pool, tags):
-    have = pool.get("UserPoolTags") or {}
-    return all(have.get(key) == value for key, value in tags.items())
-
-
 def ensure_absent(client, params, check_mode, warn):
     name, tags = params["pool_name"], params["tags"]
     pools = [
         client.describe_user_pool(UserPoolId=p["Id"], aws_retry=True)["UserPool"]
         for p in find_pools(client, name)
     ]
-    ours = [pool for pool in pools if _carries(pool, tags)]
+    ours = [pool for pool in pools if carries(pool.get("UserPoolTags"), tags)]
     for pool in pools:
         if pool not in ours:
             warn(

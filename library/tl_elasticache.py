@@ -273,6 +273,7 @@ from ansible.module_utils.tl_aws import (
     ClientError,
     Failure,
     ResponseParserError,
+    carries,
     is_boto3_error_code,
     result,
     retrying_client,
@@ -855,16 +856,12 @@ def _with_parts(settings, subnet_group, parameter_group):
 
 
 # --- absent ---------------------------------------------------------------------------------
-def _carries(tags, wanted):
-    return all(tags.get(key) == value for key, value in wanted.items())
-
-
 def delete_subnet_group(client, name, wanted_tags, check_mode, warn):
     found = find_subnet_group(client, name)
     if found is None:
         return False, None
     view = subnet_group_view(found)
-    if not _carries(resource_tags(client, found.get("ARN")), wanted_tags):
+    if not carries(resource_tags(client, found.get("ARN")), wanted_tags):
         warn(f"subnet group {name} was not deleted: it is not tagged {wanted_tags}")
         return False, view
     if check_mode:
@@ -894,7 +891,7 @@ def delete_parameter_group(client, name, wanted_tags, check_mode, warn):
     if found is None:
         return False, None
     view = {"name": name, "family": found.get("CacheParameterGroupFamily")}
-    if not _carries(resource_tags(client, found.get("ARN")), wanted_tags):
+    if not carries(resource_tags(client, found.get("ARN")), wanted_tags):
         warn(f"parameter group {name} was not deleted: it is not tagged {wanted_tags}")
         return False, view
     if check_mode:
@@ -949,7 +946,7 @@ def ensure_absent(client, params, check_mode, warn):
     if group is not None and group.get("Status") != "deleting":
         tags = resource_tags(client, group.get("ARN"))
         before = group_settings(group, None, tags)
-        if not _carries(tags, wanted):
+        if not carries(tags, wanted):
             warn(
                 f"replication group {group_id} was not deleted: it is not tagged {wanted} "
                 f"(its tags: {tags}); its subnet group and parameter group were left too"

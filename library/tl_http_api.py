@@ -311,7 +311,9 @@ from ansible.module_utils.tl_aws import (
     AnsibleAWSModule,
     ClientError,
     Failure,
+    carries,
     is_not_found,
+    pages,
     result,
     retrying_client,
     run,
@@ -652,21 +654,6 @@ def strip(response):
     return {key: value for key, value in response.items() if key != "ResponseMetadata"}
 
 
-def list_items(call, **kwargs):
-    items, token = [], None
-    while True:
-        page = call(aws_retry=True, **kwargs, **({"NextToken": token} if token else {}))
-        items.extend(page.get("Items", []))
-        token = page.get("NextToken")
-        if not token:
-            return items
-
-
-def carries(api, tags):
-    present = api.get("Tags") or {}
-    return all(present.get(key) == value for key, value in (tags or {}).items())
-
-
 def find_api(gw, name, tags, warn=None):
     """The HTTP API named `name` that carries every tag in `tags`.
 
@@ -676,12 +663,12 @@ def find_api(gw, name, tags, warn=None):
     """
     named = [
         api
-        for api in list_items(gw.get_apis)
+        for api in pages(gw.get_apis, "Items")
         if api.get("Name") == name and api.get("ProtocolType") == "HTTP"
     ]
     # The Project tag says whose it is; the other tags may be about to change.
     identity = {"Project": tags["Project"]} if tags and "Project" in tags else tags
-    candidates = [api for api in named if carries(api, identity)] if identity else named
+    candidates = [api for api in named if carries(api.get("Tags"), identity)] if identity else named
     foreign = [api["ApiId"] for api in named if api not in candidates]
     if foreign and warn is not None:
         warn(
@@ -699,7 +686,7 @@ def find_api(gw, name, tags, warn=None):
 
 def read_authorizers(gw, api_id, routes, warn):
     try:
-        return list_items(gw.get_authorizers, ApiId=api_id)
+        return pages(gw.get_authorizers, "Items", ApiId=api_id)
     except ClientError as exc:
         if not unsupported(exc):
             raise
@@ -724,7 +711,7 @@ def read_api(gw, api, stage_name, warn):
     if api is None:
         return {"api": None, "authorizers": [], "integrations": [], "routes": [], "stage": None}
     api_id = api["ApiId"]
-    routes = list_items(gw.get_routes, ApiId=api_id)
+    routes = pages(gw.get_routes, "Items", ApiId=api_id)
     try:
         stage = strip(gw.get_stage(ApiId=api_id, StageName=stage_name, aws_retry=True))
     except ClientError as exc:
@@ -734,7 +721,7 @@ def read_api(gw, api, stage_name, warn):
     return {
         "api": api,
         "authorizers": read_authorizers(gw, api_id, routes, warn),
-        "integrations": list_items(gw.get_integrations, ApiId=api_id),
+        "integrations": pages(gw.get_integrations, "Items", ApiId=api_id),
         "routes": routes,
         "stage": stage,
     }

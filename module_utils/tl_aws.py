@@ -11,7 +11,9 @@ modules do. What is added here is small and shared:
 - `wait_until()`: a bounded poll, for states no boto3 waiter covers.
 - `unsupported()`: recognises an API the endpoint does not implement (the
   local stand-in lacks a few), so a module can warn and carry on knowingly.
-- `tag_changes()`: the amazon.aws comparison, returned as one structure.
+- `tag_changes()`: the amazon.aws comparison, returned as one structure;
+  `carries()`: whether a resource's tags include the ones given.
+- `pages()`: every item of a NextToken-paginated call, bounded.
 - `result()`: the exit dictionary with `before`/`after` diff when asked.
 """
 
@@ -37,8 +39,10 @@ __all__ = [
     "ClientError",
     "Failure",
     "ResponseParserError",
+    "carries",
     "is_boto3_error_code",
     "is_not_found",
+    "pages",
     "result",
     "retrying_client",
     "run",
@@ -131,6 +135,30 @@ def tag_changes(current, desired, purge):
         return {}, []
     to_set, to_remove = compare_aws_tags(current or {}, desired, purge_tags=purge)
     return to_set, list(to_remove)
+
+
+def carries(present, wanted):
+    """Whether the tag dict `present` holds every key and value of `wanted`."""
+    present = present or {}
+    return all(present.get(key) == value for key, value in (wanted or {}).items())
+
+
+MAX_PAGES = 100
+
+
+def pages(call, key, **kwargs):
+    """Every item under `key` of a NextToken-paginated call (with retries), in order.
+
+    Bounded: a listing longer than MAX_PAGES pages fails rather than loop forever.
+    """
+    items, token = [], None
+    for _ in range(MAX_PAGES):
+        page = call(aws_retry=True, **kwargs, **({"NextToken": token} if token else {}))
+        items.extend(page.get(key) or [])
+        token = page.get("NextToken")
+        if not token:
+            return items
+    raise Failure(f"more than {MAX_PAGES} pages of {key}: list them with the AWS CLI")
 
 
 def result(module, changed, before, after, **extra):

@@ -25,13 +25,6 @@ class ResultUnavailable(Exception):
     """S3 could not be read; the client still gets the status and the URL."""
 
 
-def split_s3_uri(uri: str) -> tuple[str, str] | None:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not uri.startswith("s3://") or not bucket or not key:
-        return None
-    return bucket, key
-
-
 def status_view(job_id: str, record: dict[str, str]) -> dict[str, Any]:
     """The public part of a job record: never the prompt, never another user's `sub`."""
     view: dict[str, Any] = {"id": job_id, "status": record.get("status", "")}
@@ -119,12 +112,12 @@ def job_view(
         if record.get("sub") != sub:
             return None
         view = status_view(job_id, record)
-        location = split_s3_uri(record.get("reply_s3", ""))
+        location = contract.split_s3_uri(record.get("reply_s3", ""))
         if view["status"] in (JobStatus.DONE, JobStatus.FAILED) and location:
             return finished_view(view, *location)
         return view
     # The record is gone (finished TTL): the caller's own result key may still be there.
-    key = contract.reply_s3_uri(reply_bucket, sub, job_id).removeprefix(f"s3://{reply_bucket}/")
+    _, key = contract.split_s3_uri(contract.reply_s3_uri(reply_bucket, sub, job_id))
     try:
         stored = read_small_result(reply_bucket, key)
     except ResultUnavailable:

@@ -304,10 +304,10 @@ class OpenAIRunner:
     @staticmethod
     def _location(job: Job) -> tuple[str, str]:
         uri = job.record.get("reply_s3", "")
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        if not uri.startswith("s3://") or not bucket or not key:
+        location = contract.split_s3_uri(uri)
+        if location is None:
             raise Refused(f"job record has no usable reply_s3: {uri!r}")
-        return bucket, key
+        return location
 
     def _existing(self, bucket: str, key: str) -> JobResult | None:
         from botocore.exceptions import BotoCoreError, ClientError

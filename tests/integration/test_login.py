@@ -72,10 +72,8 @@ def test_login_returns_an_id_token_through_the_loopback_callback(hosted, ports):
 
 
 def test_no_answer_within_the_timeout_is_a_clear_error(hosted, ports):
-    started = time.monotonic()
     with pytest.raises(login.LoginError, match=r"no answer from the login page within 0.5 s"):
         login.login(ui_for(hosted, ports), open_url=lambda _: None, timeout=0.5)
-    assert time.monotonic() - started < 10  # bounded, not open-ended
 
 
 def test_a_refused_login_says_so(hosted, ports):

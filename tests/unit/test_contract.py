@@ -286,3 +286,20 @@ def test_queued_job_fields_integer_temperature_round_trips():
     request = parse_infer_request({"prompt": "p", "temperature": 1})
     fields = queued_job_fields(request, sub="s", job_id=new_job_id(), reply_bucket="b")
     assert float(fields["temperature"]) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://bucket/sub/id.json", ("bucket", "sub/id.json")),
+        ("s3://bucket/", None),
+        ("s3:///key", None),
+        ("https://bucket/key", None),
+        ("", None),
+    ],
+)
+def test_split_s3_uri_takes_back_what_reply_s3_uri_makes(uri, expected):
+    assert contract.split_s3_uri(uri) == expected
+    made = contract.reply_s3_uri("b", "alice", contract.new_job_id())
+    assert contract.reply_s3_uri("b", "alice", "x") == "s3://b/alice/x.json"
+    assert contract.split_s3_uri(made)[0] == "b"

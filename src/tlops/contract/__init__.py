@@ -88,6 +88,14 @@ def reply_s3_uri(bucket: str, sub: str, job_id: str) -> str:
     return f"s3://{bucket}/{sub}/{job_id}.json"
 
 
+def split_s3_uri(uri: str) -> tuple[str, str] | None:
+    """(bucket, key) of an `s3://bucket/key` URI; None when it is not one."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        return None
+    return bucket, key
+
+
 # --- the request ------------------------------------------------------------
 REQUEST_FIELDS = ("prompt", "idle", "max_tokens", "temperature")
 TEMPERATURE_MAX = 2.0

@@ -111,6 +111,12 @@ def handler_factory(function: str, env: dict[str, str] | None = None) -> Callabl
     raise KeyError(f"no handler for a function tagged Function={function}")
 
 
+def write_access_line(stream: Any, record: dict[str, Any]) -> None:
+    """One JSON line per request, as the HTTP API's access log writes it."""
+    stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+    stream.flush()
+
+
 class Gateway:
     def __init__(
         self,
@@ -161,8 +167,7 @@ class Gateway:
         }
 
     def log_access(self, record: dict[str, Any]) -> None:
-        self.access_log.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.access_log.flush()
+        write_access_line(self.access_log, record)
 
     def snapshot(self) -> Gateway | None:
         """The configuration one request is served with (a fixed gateway is its own)."""
@@ -302,8 +307,7 @@ class DeployedGateway:
             return self._current
 
     def log_access(self, record: dict[str, Any]) -> None:
-        self.access_log.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.access_log.flush()
+        write_access_line(self.access_log, record)
 
 
 def build_event(
