@@ -11,10 +11,13 @@ modules do. What is added here is small and shared:
 - `wait_until()`: a bounded poll, for states no boto3 waiter covers.
 - `unsupported()`: recognises an API the endpoint does not implement (the
   local stand-in lacks a few), so a module can warn and carry on knowingly.
-- `tag_changes()`: the amazon.aws comparison, returned as one structure;
+- `tag_changes()`: the amazon.aws comparison; `tags_after()`: the tags it leads to;
+  `apply_tags()`: writes it through a service's own tag and untag calls;
   `carries()`: whether a resource's tags include the ones given.
-- `pages()`: every item of a NextToken-paginated call, bounded.
+- `pages()`: every item of a paginated call (NextToken or Marker), bounded.
 - `result()`: the exit dictionary with `before`/`after` diff when asked.
+
+What the local stand-in lacks, and how a module copes, is in `tl_standin`.
 """
 
 from __future__ import annotations
@@ -39,14 +42,17 @@ __all__ = [
     "ClientError",
     "Failure",
     "ResponseParserError",
+    "apply_tags",
     "carries",
     "is_boto3_error_code",
     "is_not_found",
     "pages",
+    "refuse_untagged_delete",
     "result",
     "retrying_client",
     "run",
     "tag_changes",
+    "tags_after",
     "unsupported",
     "wait_until",
 ]
@@ -60,6 +66,16 @@ _RETRY = AWSRetry.jittered_backoff(
     max_delay=20,
     catch_extra_error_codes=["ThrottlingException", "TooManyRequestsException"],
 )
+
+
+def refuse_untagged_delete(params):
+    """state=absent deletes only a resource carrying the tags given: the Project tag at least,
+    so that no resource is ever deleted by its name alone (names are not identities)."""
+    if params.get("state") == "absent" and not (params.get("tags") or {}).get("Project"):
+        raise Failure(
+            "state=absent needs tags with at least Project (e.g. tags: {Project: tinyllama}): "
+            "only a resource that carries them is deleted, never one found by name alone"
+        )
 
 
 class Failure(Exception):
@@ -137,6 +153,24 @@ def tag_changes(current, desired, purge):
     return to_set, list(to_remove)
 
 
+def tags_after(current, to_set, to_remove):
+    """The tags a resource carries once `tag_changes()`' answer is written."""
+    return {k: v for k, v in {**(current or {}), **to_set}.items() if k not in to_remove}
+
+
+def apply_tags(tag_call, untag_call, to_set, to_remove):
+    """Write `tag_changes()`' answer: `untag_call(keys)`, then `tag_call(tags)`, each if needed.
+
+    Every service names the resource and shapes the tags its own way, so the module
+    passes two small adapters. Removals go first: a resource's tag limit still counts
+    the tags on their way out.
+    """
+    if to_remove:
+        untag_call(to_remove)
+    if to_set:
+        tag_call(to_set)
+
+
 def carries(present, wanted):
     """Whether the tag dict `present` holds every key and value of `wanted`."""
     present = present or {}
@@ -146,16 +180,18 @@ def carries(present, wanted):
 MAX_PAGES = 100
 
 
-def pages(call, key, **kwargs):
-    """Every item under `key` of a NextToken-paginated call (with retries), in order.
+def pages(call, key, *, marker="NextToken", next_marker=None, **kwargs):
+    """Every item under `key` of a paginated call (with retries), in order.
 
-    Bounded: a listing longer than MAX_PAGES pages fails rather than loop forever.
+    `marker` names the request's page token, `next_marker` the answer's when it differs
+    (Lambda asks with Marker and answers NextMarker). Bounded: a listing longer than
+    MAX_PAGES pages fails rather than loop forever.
     """
     items, token = [], None
     for _ in range(MAX_PAGES):
-        page = call(aws_retry=True, **kwargs, **({"NextToken": token} if token else {}))
+        page = call(aws_retry=True, **kwargs, **({marker: token} if token else {}))
         items.extend(page.get(key) or [])
-        token = page.get("NextToken")
+        token = page.get(next_marker or marker)
         if not token:
             return items
     raise Failure(f"more than {MAX_PAGES} pages of {key}: list them with the AWS CLI")

@@ -1,4 +1,5 @@
-"""ID-token verification (tlops.auth): signature, algorithm, claims, the JWKS cache."""
+"""ID-token verification (tlops.edge.auth): signature, algorithm, claims, clock skew, the JWKS
+cache against endpoints that fail or misbehave, the static keys from TL_JWKS, groups."""
 
 from __future__ import annotations
 
@@ -20,16 +21,20 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric import rsa as crypto_rsa
 from jwt.exceptions import InvalidKeyError
 
-from tlops.auth import (
+from tests.doubles.raw_http import RawHttpServer
+from tests.doubles.tokens import AUDIENCE, ISSUER, KeySet
+from tlops.edge import auth
+from tlops.edge.auth import (
+    LEEWAY_S,
     InvalidToken,
     JwksCache,
     KeysUnavailable,
     PureRS256,
+    StaticKeys,
     TokenVerifier,
     bearer_token,
 )
 from tlops.local.services import free_port
-from tlops.testing import AUDIENCE, ISSUER
 
 
 def b64url(data: bytes) -> str:
@@ -238,7 +243,7 @@ def test_payload_not_a_json_object(verifier, keyset, payload):
 @pytest.mark.parametrize(
     ("claims", "reason"),
     [
-        ({"exp": int(time.time()) - 10}, "expired"),
+        ({"exp": int(time.time()) - 60}, "expired"),
         # Far in the future: the values are computed when tests are collected, which may be
         # many minutes before this one runs.
         ({"nbf": int(time.time()) + 30 * 86400}, "not yet valid"),
@@ -284,9 +289,23 @@ def test_expiry_checked_on_every_use_even_when_cached(jwks_url, keyset):
     )
     token = keyset.token(exp=int(now[0]) + 60)
     assert verifier.verify(token)["sub"]
-    now[0] += 61
+    now[0] += 61 + LEEWAY_S
     error = refuse(verifier, token)
     assert "expired" in str(error)
+
+
+def test_ten_seconds_of_clock_skew_are_allowed_by_default(jwks_url, keyset):
+    """Cognito's clock and Lambda's are both synced, never to the same instant."""
+    now = time.time()
+    verifier = TokenVerifier(
+        issuer=ISSUER, audience=AUDIENCE, jwks=JwksCache(jwks_url), clock=lambda: now
+    )
+    assert LEEWAY_S == 10
+    assert verifier.verify(keyset.token(exp=now - 9))["sub"]
+    assert verifier.verify(keyset.token(nbf=now + 9, iat=now + 9))["sub"]
+    assert "expired" in str(refuse(verifier, keyset.token(exp=now - 11)))
+    assert "not yet valid" in str(refuse(verifier, keyset.token(nbf=now + 11)))
+    assert "future" in str(refuse(verifier, keyset.token(iat=now + 11)))
 
 
 def test_leeway(jwks_url, keyset):
@@ -402,7 +421,9 @@ def test_pure_rs256_verifies_sha256_pkcs1(signing_pair):
     assert algorithm.verify(b"massage", public, signature) is False
 
 
-@pytest.mark.parametrize("digest", [hashes.SHA1(), hashes.SHA512(), hashes.SHA384()], ids=str)
+@pytest.mark.parametrize(
+    "digest", [hashes.SHA1(), hashes.SHA512(), hashes.SHA384()], ids=lambda d: d.name
+)
 def test_pure_rs256_refuses_other_hashes(signing_pair, digest):
     private, public = signing_pair
     signature = private.sign(b"message", padding.PKCS1v15(), digest)
@@ -621,9 +642,25 @@ def test_first_fetch_failure_raises_keys_unavailable():
     cache = JwksCache(f"http://127.0.0.1:{free_port()}/jwks.json", timeout=1)
     with pytest.raises(KeysUnavailable):
         cache.key("kid-0")
-    # still nothing cached: the next request tries again, and fails the same way
-    with pytest.raises(KeysUnavailable):
+
+
+def test_a_failed_fetch_is_remembered_for_a_few_seconds(endpoint, clock):
+    """Without keys to fall back on, requests in the next 5 s fail at once instead of each
+    asking (and waiting out) an endpoint that just failed; then it is asked again."""
+    endpoint.status = 500
+    cache = JwksCache(endpoint.url, clock=clock, failure_ttl=5)
+    for _ in range(3):
+        with pytest.raises(KeysUnavailable, match="HTTP 500"):
+            cache.key("kid-0")
+    assert endpoint.hits == 1
+    clock.now += 4.9
+    with pytest.raises(KeysUnavailable, match="retried after 5 s"):
         cache.key("kid-0")
+    assert endpoint.hits == 1
+    endpoint.status = 200
+    clock.now += 0.1
+    assert cache.key("kid-0")
+    assert endpoint.hits == 2
 
 
 @pytest.mark.parametrize("status", [404, 500])
@@ -667,3 +704,169 @@ def test_unusable_jwks_entries_are_skipped(endpoint, keyset, clock):
     for kid in ("enc-key", "rs512-key", "ec-key"):
         with pytest.raises(InvalidToken):
             cache.key(kid)
+
+
+# --- endpoints that misbehave at the HTTP level ----------------------------------------
+def _answer(body: bytes, *, length: int | None = None) -> bytes:
+    head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {length or len(body)}\r\n\r\n".encode() + body
+
+
+MISBEHAVING = {
+    "garbage-status-line": b"HELLO THERE\r\n\r\n",
+    "bad-status-code": b"HTTP/1.1 abc OK\r\n\r\n",
+    "truncated-body": _answer(b'{"keys": [', length=500),
+    "closed-without-answer": b"",
+    "header-without-end": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n",
+    "not-json": _answer(b"<html>maintenance</html>"),
+    "nested-too-deep": _answer(b"[" * 100_000),
+    "keys-not-a-list": _answer(b'{"keys": 5}'),
+}
+
+
+@pytest.mark.parametrize("answer", MISBEHAVING.values(), ids=MISBEHAVING.keys())
+def test_a_broken_answer_is_keys_unavailable(answer):
+    with RawHttpServer(answer) as server:
+        with pytest.raises(KeysUnavailable):
+            JwksCache(server.url, timeout=2).key("kid-0")
+        assert server.hits == 1
+
+
+@pytest.mark.parametrize(
+    ("delay", "drip"), [(3.0, 0.0), (0.0, 0.1)], ids=["slow-to-answer", "a-byte-at-a-time"]
+)
+def test_a_slow_endpoint_costs_the_timeout_once_then_fails_fast(delay, drip):
+    """Each socket operation of a trickling endpoint finishes in time (the whole answer
+    would take 7 s); the fetch as a whole is still cut at its timeout, and the failure is
+    then remembered."""
+    with RawHttpServer(_answer(b'{"keys": []}'), delay=delay, drip=drip) as srv:
+        cache = JwksCache(srv.url, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable, match=r"within 0.5 s|timed out"):
+            cache.key("kid-0")
+        assert time.monotonic() - started < 1.5
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            cache.key("kid-0")
+        assert time.monotonic() - started < 0.1
+        assert srv.hits == 1
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["not an object"],
+        [{"kty": "RSA", "kid": "k", "n": 5, "e": "AQAB"}],
+        [{"kty": "RSA", "kid": 7, "n": "AQAB", "e": "AQAB"}],
+        [{"kty": "RSA", "kid": "k", "n": "###", "e": "AQAB"}],
+        [{"kty": "RSA", "kid": "k", "n": "Ā", "e": "AQAB"}],
+        [{"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"}],
+    ],
+    ids=[
+        "string",
+        "n-not-a-string",
+        "kid-not-a-string",
+        "n-not-base64",
+        "n-not-ascii",
+        "n-too-small",
+    ],
+)
+def test_unusable_entries_are_skipped_not_crashed_on(keys):
+    assert auth.parse_jwks({"keys": keys}) == {}
+
+
+# --- the static keys (TL_JWKS) ---------------------------------------------------------
+def test_static_keys_verify_without_any_fetch(keyset):
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=StaticKeys(keyset.jwks()))
+    assert verifier.verify(keyset.token(sub="static"))["sub"] == "static"
+    assert verifier.verify(keyset.token(kid="kid-1"))["sub"]
+
+
+def test_a_kid_not_in_the_static_keys_says_to_run_deploy(keyset):
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=StaticKeys(keyset.jwks()))
+    rotated = KeySet(count=3)
+    error = refuse(verifier, rotated.token(kid="kid-2"))
+    assert "unknown key id 'kid-2'" in str(error)
+    assert "older than the pool's: run deploy.yml" in str(error)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [[], {}, {"keys": "x"}, {"keys": []}, {"keys": [{"kty": "EC", "kid": "e"}]}],
+    ids=["list", "no-keys", "keys-not-a-list", "empty", "no-rsa-key"],
+)
+def test_static_keys_refuse_a_document_without_a_usable_key(document):
+    with pytest.raises(ValueError):
+        StaticKeys(document)
+
+
+def test_compact_jwks_keeps_what_the_router_verifies_with(keyset):
+    full = keyset.jwks()
+    for jwk in full["keys"]:
+        jwk["x5c"] = ["MIIC" + "A" * 1200]  # members the router does not use
+    full["keys"].insert(0, {"kty": "EC", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"})
+    full["keys"].append({**keyset.jwks()["keys"][0], "kid": "enc", "use": "enc"})
+    compact = auth.compact_jwks(full)
+    parsed = json.loads(compact)
+    assert [jwk["kid"] for jwk in parsed["keys"]] == ["kid-0", "kid-1"]
+    assert all(set(jwk) == {"kid", "kty", "alg", "use", "n", "e"} for jwk in parsed["keys"])
+    assert " " not in compact
+    # what the router reads back verifies tokens
+    keys = StaticKeys(json.loads(compact))
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=keys)
+    assert verifier.verify(keyset.token())["sub"]
+
+
+def test_compact_jwks_fits_lambdas_environment_with_room_to_spare(keyset):
+    """Two RSA-2048 keys, as a Cognito pool has, in well under Lambda's 4 KB of variables."""
+    compact = auth.compact_jwks(keyset.jwks())
+    assert len(compact.encode()) < 1024
+
+
+def test_compact_jwks_is_the_same_text_for_the_same_keys(keyset):
+    """A redeploy with unchanged keys must not change the function's configuration."""
+    document = keyset.jwks()
+    reversed_document = {"keys": [dict(reversed(j.items())) for j in reversed(document["keys"])]}
+    assert auth.compact_jwks(document) == auth.compact_jwks(reversed_document)
+    assert auth.compact_jwks(json.dumps(document)) == auth.compact_jwks(document)
+
+
+@pytest.mark.parametrize(
+    "document", [{"keys": []}, {"nope": 1}, "[1]"], ids=["no-keys", "not-jwks", "json-list"]
+)
+def test_compact_jwks_refuses_what_the_router_could_not_use(document):
+    with pytest.raises(ValueError):
+        auth.compact_jwks(document)
+
+
+def test_compact_jwks_refuses_more_than_the_variable_can_hold():
+    many = KeySet(count=6).jwks()
+    with pytest.raises(ValueError, match="4 KB"):
+        auth.compact_jwks(many)
+
+
+# --- groups --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (["admins", "users"], {"admins", "users"}),  # the ID token's own claim
+        ("[admins users]", {"admins", "users"}),  # as API Gateway's authorizer flattens it
+        ("[admins]", {"admins"}),
+        ("admins", {"admins"}),
+        ("", set()),
+        (None, set()),
+        (5, set()),
+        ([5, "", "admins"], {"admins"}),
+        ("[not-admins]", {"not-admins"}),
+    ],
+    ids=lambda v: repr(sorted(v)) if isinstance(v, set) else repr(v),  # same in every worker
+)
+def test_groups_of_a_token(value, expected):
+    claims = {} if value is None else {"cognito:groups": value}
+    assert auth.groups(claims) == expected
+
+
+def test_compact_jwks_leaves_out_entries_the_router_could_not_read(keyset):
+    good = keyset.jwks()["keys"][0]
+    document = {"keys": [good, {**good, "kid": "weak", "n": "AQAB"}]}
+    assert [jwk["kid"] for jwk in json.loads(auth.compact_jwks(document))["keys"]] == ["kid-0"]

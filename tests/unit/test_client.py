@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
 
-from tlops import client
-from tlops.client import Api, ApiError, Reply, TokenSource
+from tlops.cli import client
+from tlops.cli.client import Api, ApiError, Reply, TokenSource
 
 
 class Scripted(Api):
@@ -120,3 +121,38 @@ def test_a_job_that_is_not_there_is_an_error_with_its_status():
     with pytest.raises(ApiError) as missing:
         api.job("j")
     assert missing.value.status == 404
+
+
+def test_follow_reports_each_boot_phase_of_a_queued_job():
+    views = [
+        {"status": "queued", "boot_phase": "starting instance"},
+        {"status": "queued", "boot_phase": "starting services"},
+        {"status": "queued", "boot_phase": "starting services"},
+        {"status": "queued", "boot_phase": "loading model"},
+        {"status": "queued"},
+        {"status": "done", "output_inline": True, "output": "hi"},
+    ]
+    api = Scripted([reply(200, v) for v in views], TokenSource(token="t"))
+    seen = []
+    client.follow(api, "job", timeout=60, on_change=lambda v: seen.append(v.get("boot_phase")),
+                  clock=lambda: 0.0, sleep=lambda _: None)  # fmt: skip
+    assert seen == ["starting instance", "starting services", "loading model", None, None]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_the_nodes_phase_and_the_eta_countdown():
+    from tlops.cli.infer import Progress
+
+    stream = _Tty()
+    progress = Progress(stream)
+    progress.accepted({"status": "starting", "eta": 35, "id": "j"})
+    progress.changed({"status": "queued", "boot_phase": "loading model"})
+    shown = stream.getvalue().split("\r\033[K")
+    assert shown[1] == "starting the GPU node, ETA 35 s"
+    assert shown[2] == "starting the GPU node (loading model), ETA 35 s"
+    progress.changed({"status": "running"})
+    assert stream.getvalue().endswith("running")

@@ -1,4 +1,4 @@
-"""The job contract (ARCHITECTURE §3): request validation, key names, stored fields, errors."""
+"""The job contract (docs/architecture.md): request validation, key names, stored fields, errors."""
 
 from __future__ import annotations
 
@@ -8,15 +8,8 @@ import uuid
 import pytest
 
 from tlops import contract
-from tlops.contract import (
-    InferRequest,
-    RequestError,
-    job_key,
-    new_job_id,
-    parse_infer_request,
-    queued_job_fields,
-    reply_s3_uri,
-)
+from tlops.contract import job_key, new_job_id, records, reply_s3_uri, responses
+from tlops.contract.request import InferRequest, RequestError, parse_infer_request
 
 
 def refused_field(payload) -> str:
@@ -194,13 +187,13 @@ def test_request_error_body_from_parse_is_json_serialisable():
 
 
 def test_error_body_and_response_bodies():
-    assert contract.error_body(contract.ErrorCode.RATE_LIMITED) == {"error": "rate_limited"}
-    assert contract.error_body(contract.ErrorCode.QUEUE_UNAVAILABLE, x=1) == {
+    assert responses.error_body(contract.ErrorCode.RATE_LIMITED) == {"error": "rate_limited"}
+    assert responses.error_body(contract.ErrorCode.QUEUE_UNAVAILABLE, x=1) == {
         "error": "queue_unavailable",
         "x": 1,
     }
-    assert contract.queued_body("abc") == {"status": "queued", "id": "abc"}
-    assert contract.starting_body("abc", 90) == {"status": "starting", "eta": 90, "id": "abc"}
+    assert responses.queued_body("abc") == {"status": "queued", "id": "abc"}
+    assert responses.starting_body("abc", 90) == {"status": "starting", "eta": 90, "id": "abc"}
 
 
 # --- keys ----------------------------------------------------------------------
@@ -215,16 +208,17 @@ def test_new_job_id_is_a_lowercase_uuid4():
 @pytest.mark.parametrize(
     "value",
     [
-        str(uuid.uuid4()).upper(),
-        str(uuid.uuid1()),
-        uuid.uuid4().hex,
+        # fixed values: the ids must be the same in every test worker's collection
+        "22606551-BB07-49B8-B975-EE5F144BDED1",  # upper case
+        "e513364c-ee1b-11f1-8648-02fc00000001",  # version 1
+        "26930ecd2cd04365a9f96f73c2320ed0",  # no dashes
         "../x",
         "job:x",
         "",
         "*",
         "00000000-0000-4000-8000-00000000000",  # one digit short
         "00000000-0000-4000-c000-000000000000",  # wrong variant
-        " " + str(uuid.uuid4()),
+        " 71ba9991-d6e3-4de7-991a-0c4d28baae6a",
     ],
 )
 def test_job_key_refuses_non_uuid4(value):
@@ -245,8 +239,29 @@ def test_job_key_refuses_trailing_newline():
 
 def test_other_key_names():
     assert contract.rate_key("user-1") == "rate:user-1"
+    assert contract.stop_rate_key("user-1") == "rate:stop:user-1"
     assert contract.JOB_STREAM == "jobs"
     assert contract.HEARTBEAT_KEY == "watcher:heartbeat"
+
+
+def test_idempotency_keys_are_scoped_by_user():
+    assert contract.idempotency_key("alice", "k-1") == "idem:alice:k-1"
+    assert contract.idempotency_key("bob", "k-1") != contract.idempotency_key("alice", "k-1")
+    assert contract.IDEMPOTENCY_TTL_SECONDS == 3600
+
+
+@pytest.mark.parametrize("key", ["", "a b", "x" * 129, "é", "a/b", "a\nb", None, 5], ids=repr)
+def test_idempotency_key_refuses_what_the_header_may_not_hold(key):
+    assert not contract.is_idempotency_key(key)
+    with pytest.raises(ValueError):
+        contract.idempotency_key("alice", key)
+
+
+@pytest.mark.parametrize(
+    "key", ["a", "x" * 128, "A.b_c:d-9", "c2735865-6f37-45ec-9442-5655682c6781"]
+)
+def test_idempotency_key_accepts_its_alphabet(key):
+    assert contract.is_idempotency_key(key)
 
 
 def test_reply_s3_uri():
@@ -257,7 +272,7 @@ def test_reply_s3_uri():
 # --- the stored job fields -----------------------------------------------------
 def test_queued_job_fields_minimal():
     job_id = new_job_id()
-    fields = queued_job_fields(
+    fields = records.queued(
         InferRequest(prompt="hi"), sub="sub-1", job_id=job_id, reply_bucket="bucket"
     )
     assert fields == {
@@ -275,7 +290,7 @@ def test_queued_job_fields_minimal():
 def test_queued_job_fields_full_are_strings():
     job_id = new_job_id()
     request = parse_infer_request({"prompt": "p", "idle": 7, "max_tokens": 100, "temperature": 0.7})
-    fields = queued_job_fields(request, sub="s", job_id=job_id, reply_bucket="b")
+    fields = records.queued(request, sub="s", job_id=job_id, reply_bucket="b")
     assert fields["idle"] == "7"
     assert fields["max_tokens"] == "100"
     assert float(fields["temperature"]) == 0.7
@@ -284,7 +299,7 @@ def test_queued_job_fields_full_are_strings():
 
 def test_queued_job_fields_integer_temperature_round_trips():
     request = parse_infer_request({"prompt": "p", "temperature": 1})
-    fields = queued_job_fields(request, sub="s", job_id=new_job_id(), reply_bucket="b")
+    fields = records.queued(request, sub="s", job_id=new_job_id(), reply_bucket="b")
     assert float(fields["temperature"]) == 1.0
 
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tlops import lambda_http
-from tlops.lambda_http import BodyError, body_bytes, headers, request_id, response, route_key
+from tlops.edge import lambda_http
+from tlops.edge.lambda_http import BodyError, body_bytes, headers, request_id, response, route_key
 
 
 # --- route_key ------------------------------------------------------------------------

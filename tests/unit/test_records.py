@@ -1,135 +1,75 @@
-"""Typed views of the stored job record and the S3 result (tlops.contract.records)."""
+"""The job record's transitions (tlops.contract.records) and the typed S3 result."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from tlops.contract import InferRequest, JobStatus, new_job_id, queued_job_fields
-from tlops.contract.records import JobRecord, JobResult
+from tlops.contract import JobStatus, new_job_id, records
+from tlops.contract.records import FINISHED, TRANSITIONS, Field
+from tlops.contract.request import InferRequest
+from tlops.contract.results import JobResult
 
 
-def make_record(**overrides) -> JobRecord:
-    job_id = overrides.pop("id", new_job_id())
-    values = {
-        "id": job_id,
-        "status": JobStatus.QUEUED,
-        "sub": "sub-1",
-        "prompt": "héllo\nworld",
-        "idle": 5,
-        "reply_s3": f"s3://b/sub-1/{job_id}.json",
-        "ts": 1_700_000_000_123,
-        **overrides,
-    }
-    return JobRecord(**values)
-
-
-def test_to_hash_is_all_strings_without_id():
-    record = make_record(max_tokens=64, temperature=0.7)
-    fields = record.to_hash()
-    assert "id" not in fields
-    assert all(isinstance(value, str) for value in fields.values())
-    assert fields["status"] == "queued"
-    assert fields["idle"] == "5"
-    assert fields["ts"] == "1700000000123"
-    assert fields["attempts"] == "0"
-    assert fields["error"] == ""
-    assert fields["max_tokens"] == "64"
-    assert float(fields["temperature"]) == 0.7
-
-
-def test_to_hash_leaves_out_unset_optionals():
-    fields = make_record().to_hash()
-    assert "max_tokens" not in fields
-    assert "temperature" not in fields
+# --- transitions ---------------------------------------------------------------------
+def test_every_status_has_its_transitions_and_final_ones_have_none():
+    assert set(TRANSITIONS) == {None, *JobStatus}
+    for status in FINISHED:
+        assert TRANSITIONS[status] == frozenset()
+    assert JobStatus.RUNNING in TRANSITIONS[JobStatus.RUNNING]  # a redelivery
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("before", "fields"),
     [
-        {},
-        {"max_tokens": 4096, "temperature": 0.0},
-        {"status": JobStatus.FAILED, "attempts": 3, "error": "boom"},
-        {"status": JobStatus.DONE, "temperature": 1.25},
+        (None, records.queued(InferRequest(prompt="p"), sub="s", job_id="j", reply_bucket="b")),
+        (JobStatus.QUEUED, records.not_booted("instance_unavailable: no capacity")),
+        (JobStatus.RUNNING, records.finished(JobStatus.DONE, sub="s", finished_ms=1)),
+        (JobStatus.RUNNING, records.finished(JobStatus.FAILED, sub="s", finished_ms=1, error="x")),
+        (JobStatus.RUNNING, records.returned()),
+        (None, records.expired(sub="s", finished_ms=1)),
     ],
 )
-def test_from_hash_round_trips_to_hash(overrides):
-    record = make_record(**overrides)
-    again = JobRecord.from_hash(record.id, record.to_hash())
-    assert again == record
-    assert isinstance(again.idle, int)
-    assert isinstance(again.ts, int)
-    assert isinstance(again.status, JobStatus)
+def test_each_transition_writes_a_status_its_state_may_become(before, fields):
+    assert JobStatus(fields[Field.STATUS]) in TRANSITIONS[before]
+    assert all(isinstance(value, str) for value in fields.values())
+    assert set(fields) <= {field.value for field in Field}
 
 
-def test_from_hash_types_strings():
+def test_a_delivery_settles_only_as_done_or_failed():
+    with pytest.raises(ValueError, match="done or failed"):
+        records.finished(JobStatus.EXPIRED, sub="s", finished_ms=1)
+
+
+def test_left_pending_keeps_the_status_and_records_the_reason():
+    assert records.left_pending("S3 down") == {"error": "S3 down"}
+
+
+def test_finished_fields_carry_owner_time_and_error():
+    assert records.finished(JobStatus.FAILED, sub="alice", finished_ms=42, error="boom") == {
+        "status": "failed",
+        "sub": "alice",
+        "finished_ts": "42",
+        "error": "boom",
+    }
+
+
+def test_the_dead_letter_entry_names_job_owner_reason_and_deliveries():
     job_id = new_job_id()
-    record = JobRecord.from_hash(
-        job_id,
-        {
-            "status": "running",
-            "sub": "s",
-            "prompt": "p",
-            "idle": "30",
-            "reply_s3": "s3://b/s/x.json",
-            "ts": "42",
-            "attempts": "2",
-            "error": "",
-            "max_tokens": "10",
-            "temperature": "0.5",
-        },
-    )
-    assert record.id == job_id
-    assert record.status is JobStatus.RUNNING
-    assert (record.idle, record.ts, record.attempts) == (30, 42, 2)
-    assert record.max_tokens == 10
-    assert record.temperature == 0.5
+    entry = records.dead_letter(job_id=job_id, sub="alice", reason="r", deliveries=3)
+    assert entry == {"id": job_id, "sub": "alice", "reason": "r", "deliveries": "3"}
 
 
-def test_from_hash_reads_what_the_contract_writes():
-    job_id = new_job_id()
-    fields = queued_job_fields(
-        InferRequest(prompt="p", idle=9, max_tokens=5, temperature=0.3),
-        sub="s",
-        job_id=job_id,
-        reply_bucket="b",
-    )
-    record = JobRecord.from_hash(job_id, {**fields, "ts": "1000"})
-    assert record.status is JobStatus.QUEUED
-    assert record.idle == 9
-    assert record.max_tokens == 5
-    assert record.temperature == 0.3
-    assert record.reply_s3 == f"s3://b/s/{job_id}.json"
+def test_lua_scripts_get_the_names_from_here():
+    script = records.lua("HSET KEYS[1] '$status' '$running' '$attempts' 1 -- $entry_id $entry_sub")
+    assert script == "HSET KEYS[1] 'status' 'running' 'attempts' 1 -- id sub"
+    idem = records.lua("'$idem_job' '$idem_fingerprint'")
+    assert idem == f"'{records.IDEM_JOB}' '{records.IDEM_FINGERPRINT}'"
+    with pytest.raises(KeyError):
+        records.lua("'$no_such_field'")
 
 
-def test_from_hash_ignores_extra_fields():
-    record = make_record()
-    again = JobRecord.from_hash(record.id, {**record.to_hash(), "worker": "gpu-1"})
-    assert again == record
-
-
-@pytest.mark.parametrize("status", ["bogus", "QUEUED", ""])
-def test_from_hash_rejects_unknown_status(status):
-    record = make_record()
-    with pytest.raises(ValidationError):
-        JobRecord.from_hash(record.id, {**record.to_hash(), "status": status})
-
-
-@pytest.mark.parametrize("missing", ["status", "sub", "prompt", "idle", "reply_s3", "ts"])
-def test_from_hash_rejects_missing_required_field(missing):
-    record = make_record()
-    fields = record.to_hash()
-    del fields[missing]
-    with pytest.raises(ValidationError):
-        JobRecord.from_hash(record.id, fields)
-
-
-def test_from_hash_rejects_non_numeric_idle():
-    record = make_record()
-    with pytest.raises(ValidationError):
-        JobRecord.from_hash(record.id, {**record.to_hash(), "idle": "five"})
-
-
+# --- the result in S3 ----------------------------------------------------------------
 def test_job_result_fields_and_defaults():
     job_id = new_job_id()
     result = JobResult(

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tlops.telemetry import NAMESPACE, Telemetry
+from tlops.common.telemetry import NAMESPACE, Telemetry
 
 
 @pytest.fixture

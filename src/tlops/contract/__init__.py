@@ -1,13 +1,24 @@
 """The job contract: the one definition shared by the router, the watcher and the CLI.
 
 Everything a client sends, everything stored in Redis and every error body a
-client can receive is defined in this package (ARCHITECTURE §3). Other modules
-import these names; none of them spell a key, a status or an error code.
+client can receive is defined in this package (docs/architecture.md, "The job
+contract"); other code imports these names and spells no key, field, status or
+error code itself:
 
-This module is plain Python on purpose: the router imports it on every cold
-start, and pydantic alone costs more than that start's whole 200 ms budget
-(docs/decisions.md). The typed models of what is stored and returned, which
-the watcher and the CLI use, are pydantic models in `tlops.contract.records`.
+- this module: limits, Redis key and stream names, header and group names, statuses,
+  error codes, ids;
+- `request`: the body of `POST /infer` and its validation;
+- `records`: the job record's fields and its transitions (Lua scripts take the
+  field names from there), and the dead-letter entry;
+- `responses`: the bodies the edge answers with;
+- `boot`: the node's boot record, the cold-boot ETA from measured boots, what a queued
+  job's view says of a boot;
+- `resize`: the body of `POST /resize` and the record of a resize operation;
+- `results`: the typed result stored in S3 (pydantic, long-running side only).
+
+The modules other than `results` are plain Python on purpose: the router
+imports them on every cold start, and pydantic alone costs more than that
+start's whole 200 ms budget (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -15,7 +26,6 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from typing import Any, NamedTuple
 
 # --- limits -----------------------------------------------------------------
 PROMPT_MAX_BYTES = 6 * 1024  # "6 kB" of UTF-8, counted in bytes, not characters
@@ -29,6 +39,13 @@ FINISHED_TTL_SECONDS = 3600  # done/failed/expired records stay readable by GET 
 HEARTBEAT_TTL_SECONDS = 30  # a watcher refreshes its heartbeat well within this
 VISIBILITY_TIMEOUT_SECONDS = 120  # an unacknowledged delivery older than this is reclaimed
 MAX_DELIVERIES = 3  # deliveries of one job before it goes to the dead-letter stream
+IDEMPOTENCY_TTL_SECONDS = 3600  # a retry with the same Idempotency-Key finds its job this long
+# Jobs queued or running at once (configurable): a burst cannot pile up hours of GPU work.
+QUEUE_CAP_TOTAL = 50
+QUEUE_CAP_PER_USER = 20
+# Retry-After of a refusal by a queue cap: until the oldest open job has surely left the
+# queue (its queued TTL), but at least 5 s and at most 30 s (a running node frees one sooner).
+QUEUE_FULL_RETRY_SECONDS = (5, 30)
 
 # --- Redis names ------------------------------------------------------------
 JOB_KEY_PREFIX = "job:"
@@ -37,8 +54,25 @@ DEAD_LETTER_STREAM = "jobs:dead"
 CONSUMER_GROUP = "watchers"
 HEARTBEAT_KEY = "watcher:heartbeat"  # present (with a TTL) while a watcher runs
 RATE_KEY_PREFIX = "rate:"
+STOP_RATE_KEY_PREFIX = "rate:stop:"  # `POST /stop`'s own window (Cognito subs are UUIDs)
+STATUS_RATE_KEY_PREFIX = "rate:status:"  # `GET /status`'s own window: it calls EC2 each time
+IDEMPOTENCY_KEY_PREFIX = "idem:"  # idem:{sub}:{key} → the job that key admitted
+# The node's boot: a hash (fields in `tlops.contract.boot`) and the last boot durations (ms),
+# newest first, at most BOOT_TIMES_KEPT; the router's cold-boot ETA is their median.
+NODE_BOOT_KEY = "node:boot"
+NODE_BOOT_TIMES_KEY = "node:boot_times"
+BOOT_TIMES_KEPT = 10
+OPEN_JOBS_KEY = "jobs:open"  # sorted set: ids admitted and not yet final, scored by admission ms
+RESIZE_LOCK_KEY = "resize:current"  # the operation in progress, if any (one at a time)
+RESIZE_KEY_PREFIX = "resize:op:"  # resize:op:{id} → the operation's record (contract.resize)
+
+# --- HTTP names -------------------------------------------------------------
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"  # `true` on the answer to a retry
+ADMINS_GROUP = "admins"  # the pool group allowed to stop the node (made by the auth role)
 
 _UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class JobStatus(enum.StrEnum):
@@ -49,6 +83,16 @@ class JobStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class BootPhase(enum.StrEnum):
+    """Where a boot of the node is, in order; the router writes the first, the node the rest."""
+
+    STARTING_INSTANCE = "starting instance"  # the router called StartInstances
+    STARTING_SERVICES = "starting services"  # the node's supervisord started its programs
+    LOADING_MODEL = "loading model"  # nginx and the watcher are up; vLLM is loading
+    READY = "ready"  # vLLM answered a real completion
+    STOPPED = "stopped"  # `POST /stop` stopped the node (no boot runs)
+
+
 class ErrorCode(enum.StrEnum):
     """The `error` values a client can receive; each maps to one HTTP status."""
 
@@ -57,12 +101,19 @@ class ErrorCode(enum.StrEnum):
     INVALID_TOKEN = "invalid_token"  # 403  # noqa: S105 - an error code, not a secret
     NOT_FOUND = "not_found"  # 404
     METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # 409, same key, another request
     PAYLOAD_TOO_LARGE = "payload_too_large"  # 413
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415, the body is not application/json
     RATE_LIMITED = "rate_limited"  # 429
     QUEUE_UNAVAILABLE = "queue_unavailable"  # 503
     INSTANCE_UNAVAILABLE = "instance_unavailable"  # 503
     AUTH_UNAVAILABLE = "auth_unavailable"  # 503, the JWKS cannot be fetched
-    FORBIDDEN = "forbidden"  # 403 for non-JWT refusals (source IP, CORS origin)
+    USER_QUEUE_FULL = "user_queue_full"  # 429, this user's jobs queued or running at the cap
+    QUEUE_FULL = "queue_full"  # 503, every user's jobs queued or running at the global cap
+    # 403 for a valid token that may not use the route (a group it lacks), a source IP or
+    # CORS origin: distinct from invalid_token, so that clients do not renew their token.
+    FORBIDDEN = "forbidden"
+    RESIZE_IN_PROGRESS = "resize_in_progress"  # 409, another POST /resize has not finished
 
 
 def new_job_id() -> str:
@@ -84,6 +135,25 @@ def rate_key(sub: str) -> str:
     return RATE_KEY_PREFIX + sub
 
 
+def stop_rate_key(sub: str) -> str:
+    return STOP_RATE_KEY_PREFIX + sub
+
+
+def status_rate_key(sub: str) -> str:
+    return STATUS_RATE_KEY_PREFIX + sub
+
+
+def is_idempotency_key(value: str) -> bool:
+    return isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value) is not None
+
+
+def idempotency_key(sub: str, key: str) -> str:
+    """The Redis key remembering what `key` admitted for `sub`: keys are scoped per user."""
+    if not is_idempotency_key(key):
+        raise ValueError(f"not an idempotency key (1-128 of A-Z a-z 0-9 . _ : -): {key!r}")
+    return f"{IDEMPOTENCY_KEY_PREFIX}{sub}:{key}"
+
+
 def reply_s3_uri(bucket: str, sub: str, job_id: str) -> str:
     return f"s3://{bucket}/{sub}/{job_id}.json"
 
@@ -94,130 +164,3 @@ def split_s3_uri(uri: str) -> tuple[str, str] | None:
     if not uri.startswith("s3://") or not bucket or not key:
         return None
     return bucket, key
-
-
-# --- the request ------------------------------------------------------------
-REQUEST_FIELDS = ("prompt", "idle", "max_tokens", "temperature")
-TEMPERATURE_MAX = 2.0
-
-
-class InferRequest(NamedTuple):
-    """Body of `POST /infer`, validated by `parse_infer_request`."""
-
-    prompt: str
-    idle: int = IDLE_DEFAULT_MINUTES
-    max_tokens: int | None = None
-    temperature: float | None = None
-
-
-class RequestError(Exception):
-    """A client error in the request body: which field, and what is wrong with it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-    def body(self) -> dict[str, str]:
-        return error_body(ErrorCode.INVALID_REQUEST, field=self.field, message=self.message)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _bounded_int(payload: dict[str, Any], name: str, low: int, high: int) -> int | None:
-    value = payload.get(name)
-    if value is None:
-        return None
-    if not _is_int(value):
-        raise RequestError(name, f"must be a whole number from {low} to {high}")
-    if not low <= value <= high:
-        raise RequestError(name, f"must be from {low} to {high}, got {value}")
-    return value
-
-
-def parse_infer_request(payload: Any) -> InferRequest:
-    """Validate an already JSON-decoded body; raise RequestError naming the first bad field.
-
-    Numbers are not coerced ("5" and 3.5 are not an idle time), unknown fields
-    are refused, and the prompt is measured in UTF-8 bytes.
-    """
-    if not isinstance(payload, dict):
-        raise RequestError("body", "must be a JSON object")
-    for name in payload:
-        if name not in REQUEST_FIELDS:
-            raise RequestError(str(name), "unknown field")
-
-    if "prompt" not in payload:
-        raise RequestError("prompt", "is required")
-    prompt = payload["prompt"]
-    if not isinstance(prompt, str):
-        raise RequestError("prompt", "must be a string")
-    try:
-        size = len(prompt.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise RequestError("prompt", "must be valid UTF-8 text (no lone surrogates)") from None
-    if size < 1:
-        raise RequestError("prompt", "must not be empty")
-    if size > PROMPT_MAX_BYTES:
-        raise RequestError(
-            "prompt", f"must be at most {PROMPT_MAX_BYTES} bytes of UTF-8, got {size}"
-        )
-
-    if "idle" in payload and payload["idle"] is None:
-        raise RequestError(
-            "idle", f"must be a whole number from {IDLE_MIN_MINUTES} to {IDLE_MAX_MINUTES}"
-        )
-    idle = _bounded_int(payload, "idle", IDLE_MIN_MINUTES, IDLE_MAX_MINUTES)
-    max_tokens = _bounded_int(payload, "max_tokens", 1, MAX_TOKENS_LIMIT)
-
-    temperature = payload.get("temperature")
-    if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-            raise RequestError("temperature", f"must be a number from 0 to {TEMPERATURE_MAX:g}")
-        # A plain range check: NaN compares false, infinities and integers too big for a
-        # float fall outside, and nothing here converts the value (which could overflow).
-        if not 0 <= temperature <= TEMPERATURE_MAX:
-            raise RequestError("temperature", f"must be from 0 to {TEMPERATURE_MAX:g}")
-        temperature = float(temperature)
-
-    return InferRequest(
-        prompt=prompt,
-        idle=IDLE_DEFAULT_MINUTES if idle is None else idle,
-        max_tokens=max_tokens,
-        temperature=temperature,
-    )
-
-
-def queued_job_fields(
-    request: InferRequest, *, sub: str, job_id: str, reply_bucket: str
-) -> dict[str, str]:
-    """The hash fields of a new job record; `ts` is added by Redis' clock when it is written."""
-    fields = {
-        "status": JobStatus.QUEUED.value,
-        "sub": sub,
-        "prompt": request.prompt,
-        "idle": str(request.idle),
-        "reply_s3": reply_s3_uri(reply_bucket, sub, job_id),
-        "attempts": "0",
-        "error": "",
-    }
-    if request.max_tokens is not None:
-        fields["max_tokens"] = str(request.max_tokens)
-    if request.temperature is not None:
-        fields["temperature"] = repr(request.temperature)
-    return fields
-
-
-# --- responses --------------------------------------------------------------
-def error_body(code: ErrorCode, **details: Any) -> dict[str, Any]:
-    return {"error": str(code), **details}
-
-
-def queued_body(job_id: str) -> dict[str, str]:
-    return {"status": JobStatus.QUEUED.value, "id": job_id}
-
-
-def starting_body(job_id: str, eta_seconds: int) -> dict[str, Any]:
-    return {"status": "starting", "eta": eta_seconds, "id": job_id}

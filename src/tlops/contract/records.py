@@ -1,54 +1,147 @@
-"""Typed views of what the contract stores and returns: the job record and the result.
+"""The job record `job:{id}` and how it changes: the one place that names its fields.
 
-These are pydantic models for the long-running side (watcher, CLI, tests),
-where validation of Redis and S3 contents is worth its import cost. Names and
-statuses come from `tlops.contract`.
+A record is a Redis hash of strings. Admission creates it `queued`; after that
+it changes only by the transitions below, each a function here that returns
+the fields it writes (the Lua scripts that change records take their field
+names from `lua()`, so no script spells one):
+
+    (none)   --admit-------------------------> queued
+    queued   --pick-up-----------------------> running   (attempts + 1)
+    running  --pick-up after a lost delivery-> running   (attempts + 1)
+    running  --returned before it ran--------> queued    (attempts - 1)
+    running  --settled-----------------------> done | failed
+    queued   --the router could not boot-----> failed
+    (none)   --picked up after its TTL-------> expired
+
+`done`, `failed` and `expired` are final: a final record is never changed
+again, only acknowledged (`FINISHED`).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import enum
+import hashlib
+import json
+import string
 
-from tlops.contract import JobStatus
-
-
-class JobRecord(BaseModel):
-    """The Redis hash `job:{id}`. Hash values are strings on the wire; this is the typed view."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    status: JobStatus
-    sub: str
-    prompt: str
-    idle: int
-    reply_s3: str
-    ts: int = Field(description="enqueue time, ms since the epoch")
-    attempts: int = 0
-    error: str = ""
-    max_tokens: int | None = None
-    temperature: float | None = None
-
-    def to_hash(self) -> dict[str, str]:
-        """Flatten to the string fields Redis stores; optional fields left out when unset."""
-        fields = self.model_dump(exclude={"id"}, exclude_none=True, mode="json")
-        return {name: str(value) for name, value in fields.items()}
-
-    @classmethod
-    def from_hash(cls, job_id: str, fields: dict[str, str]) -> JobRecord:
-        return cls.model_validate({"id": job_id, **fields})
+from tlops.contract import JobStatus, reply_s3_uri
+from tlops.contract.request import InferRequest
 
 
-class JobResult(BaseModel):
-    """The JSON written to `s3://{reply_bucket}/{sub}/{job_id}.json`."""
+class Field(enum.StrEnum):
+    STATUS = "status"
+    SUB = "sub"  # the owner: the token subject that submitted the job
+    PROMPT = "prompt"
+    IDLE = "idle"  # minutes the node stays up after this job
+    REPLY_S3 = "reply_s3"
+    TS = "ts"  # enqueued, ms since the epoch, Redis' clock
+    ATTEMPTS = "attempts"  # deliveries so far
+    ERROR = "error"
+    MAX_TOKENS = "max_tokens"
+    TEMPERATURE = "temperature"
+    STARTED_TS = "started_ts"
+    FINISHED_TS = "finished_ts"
 
-    id: str
-    status: JobStatus
-    output: str = ""
-    usage: dict[str, int] = Field(default_factory=dict)
-    model: str = ""
-    latency_ms: float = 0.0
-    queued_at_ms: int
-    started_at_ms: int
-    finished_at_ms: int
-    error: str = ""
+
+# The `jobs` stream entry's fields: the job id, and its owner for when the record is gone.
+ENTRY_ID = "id"
+ENTRY_SUB = "sub"
+
+# The idempotency record `idem:{sub}:{key}` (a hash, IDEMPOTENCY_TTL_SECONDS): the job its
+# first request admitted, and that request's fingerprint (`fingerprint` below).
+IDEM_JOB = "job"
+IDEM_FINGERPRINT = "request_sha256"
+
+FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.EXPIRED})
+
+# status before → statuses it may become (None: no record yet).
+TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
+    None: frozenset({JobStatus.QUEUED, JobStatus.EXPIRED}),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.DONE, JobStatus.FAILED}
+    ),
+    **{status: frozenset() for status in FINISHED},
+}
+
+
+def lua(source: str) -> str:
+    """A Lua script with the names defined here put in: `$status`, `$attempts`, ... for the
+    record's fields, `$queued`, `$running`, ... for its statuses, `$entry_id` and `$entry_sub`
+    for the stream entry's fields, `$idem_job` and `$idem_fingerprint` for the idempotency
+    record's."""
+    names = {field.value: field.value for field in Field}
+    names |= {status.value: status.value for status in JobStatus}
+    return string.Template(source).substitute(
+        names,
+        entry_id=ENTRY_ID,
+        entry_sub=ENTRY_SUB,
+        idem_job=IDEM_JOB,
+        idem_fingerprint=IDEM_FINGERPRINT,
+    )
+
+
+def fingerprint(request: InferRequest) -> str:
+    """What makes two requests the same for an Idempotency-Key: the validated fields, defaults
+    applied (so `{"prompt": "x"}` and `{"prompt": "x", "idle": 5}` are one request)."""
+    canonical = json.dumps(request._asdict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def queued(request: InferRequest, *, sub: str, job_id: str, reply_bucket: str) -> dict[str, str]:
+    """A new record's fields; `ts` is added by the admission script from Redis' clock."""
+    fields = {
+        Field.STATUS: JobStatus.QUEUED.value,
+        Field.SUB: sub,
+        Field.PROMPT: request.prompt,
+        Field.IDLE: str(request.idle),
+        Field.REPLY_S3: reply_s3_uri(reply_bucket, sub, job_id),
+        Field.ATTEMPTS: "0",
+        Field.ERROR: "",
+    }
+    if request.max_tokens is not None:
+        fields[Field.MAX_TOKENS] = str(request.max_tokens)
+    if request.temperature is not None:
+        fields[Field.TEMPERATURE] = repr(request.temperature)
+    return {str(name): value for name, value in fields.items()}
+
+
+def not_booted(reason: str) -> dict[str, str]:
+    """queued → failed: the router answered 503 because the node could not be started."""
+    return {Field.STATUS.value: JobStatus.FAILED.value, Field.ERROR.value: reason}
+
+
+def finished(status: JobStatus, *, sub: str, finished_ms: int, error: str = "") -> dict[str, str]:
+    """running → done | failed."""
+    if status not in (JobStatus.DONE, JobStatus.FAILED):
+        raise ValueError(f"a delivery settles as done or failed, not {status}")
+    return {
+        Field.STATUS.value: status.value,
+        Field.SUB.value: sub,
+        Field.FINISHED_TS.value: str(finished_ms),
+        Field.ERROR.value: error,
+    }
+
+
+def expired(*, sub: str, finished_ms: int) -> dict[str, str]:
+    """(none) → expired: the stream entry outlived its record; `sub` comes from the entry."""
+    return {
+        Field.STATUS.value: JobStatus.EXPIRED.value,
+        Field.SUB.value: sub,
+        Field.FINISHED_TS.value: str(finished_ms),
+    }
+
+
+def left_pending(reason: str) -> dict[str, str]:
+    """running stays running until redelivered; the reason is kept for the dead letter."""
+    return {Field.ERROR.value: reason}
+
+
+def returned() -> dict[str, str]:
+    """running → queued: taken just before a drain and never run (attempts is decremented)."""
+    return {Field.STATUS.value: JobStatus.QUEUED.value}
+
+
+def dead_letter(*, job_id: str, sub: str, reason: str, deliveries: int) -> dict[str, str]:
+    """The entry on the dead-letter stream for a job that will not be delivered again."""
+    return {ENTRY_ID: job_id, ENTRY_SUB: sub, "reason": reason, "deliveries": str(deliveries)}

@@ -1,41 +1,44 @@
 """A local stand-in for the API Gateway HTTP API in front of the Lambda handlers.
 
 It does what the HTTP API does for this stack, no more: route matching
-(404 unknown path, 405 wrong method), the JWT authorizer on protected routes
-(401 without a token, 403 `invalid_token` otherwise), CORS for the configured
+(404 unknown path, 405 wrong method), the stage's per-route throttling (429,
+`tlops.local.throttling`), the JWT authorizer on protected routes (401
+without a token, 403 `invalid_token` otherwise), CORS for the configured
 origins, the payload size limit (413), a JSON access-log line per request, and
 a payload-format-2.0 event handed to the very same handler code that runs in
 Lambda. Each Lambda function gets a pool of handler instances, like warm
 containers: one request at a time per instance, new instances on demand.
 
-What it serves is what `deploy.yml` deployed to the stand-in (`DeployedGateway`):
-the HTTP API named `<project>-api` with its routes, JWT authorizer and CORS
-origins, and behind each integration the Lambda function's own environment
-(its `Function` tag says which handler it runs). It reads that again every
-few seconds, so a second deploy is picked up without a restart; until the
-first one, every request gets 503 saying to run it.
+What it serves is what `deploy.yml` deployed to the stand-in
+(`tlops.local.deployment`), read again every few seconds; until the first
+deploy, every request gets 503 saying to run it. A `Gateway` built by hand
+(tests) serves the route table of openapi.yaml (`tlops.edge.routes`).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import json
 import os
 import queue
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tlops.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier, bearer_token
-from tlops.contract import MAX_BODY_BYTES, ErrorCode, error_body
+from tlops.contract import MAX_BODY_BYTES, ErrorCode
+from tlops.contract.responses import error_body
+from tlops.edge.auth import InvalidToken, KeysUnavailable, TokenVerifier, bearer_token
+from tlops.edge.routes import ROUTES, Route
+from tlops.local.throttling import TOO_MANY_REQUESTS, Throttling
+
+if TYPE_CHECKING:
+    from tlops.local.deployment import DeployedGateway
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -58,51 +61,16 @@ class FunctionPool:
             self._idle.put(handler)
 
 
-@dataclasses.dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # may hold one `{name}` segment
-    function: str
-    authorized: bool
-
-    @property
-    def key(self) -> str:
-        return f"{self.method} {self.path}"
-
-    def match(self, path: str) -> dict[str, str] | None:
-        want, got = self.path.strip("/").split("/"), path.strip("/").split("/")
-        if len(want) != len(got):
-            return None
-        params = {}
-        for pattern, part in zip(want, got, strict=True):
-            if pattern.startswith("{") and pattern.endswith("}"):
-                if not part:
-                    return None
-                params[pattern[1:-1]] = part
-            elif pattern != part:
-                return None
-        return params
-
-
-ROUTES = (
-    Route("POST", "/infer", "router", authorized=True),
-    Route("GET", "/jobs/{id}", "router", authorized=True),
-    Route("POST", "/stop", "router", authorized=True),
-    Route("GET", "/ping", "router", authorized=False),
-    Route("GET", "/health", "router", authorized=False),
-    Route("GET", "/queue-health", "queue_health", authorized=False),
-)
-
 CORS_METHODS = "GET,POST,OPTIONS"
-CORS_HEADERS = "authorization,content-type"
-CORS_EXPOSE = "x-request-id,retry-after,x-gpu-coldboot"
+CORS_HEADERS = "authorization,content-type,idempotency-key"
+CORS_EXPOSE = "x-request-id,retry-after,x-gpu-coldboot,idempotent-replayed"
 
 
 def handler_factory(function: str, env: dict[str, str] | None = None) -> Callable[[], Handler]:
     """Makes handler instances of one of the stack's functions, configured from `env` the way
     Lambda configures them from the function's environment (None: this process's)."""
-    from tlops.queue_health import QueueHealth
-    from tlops.router import Router, RouterConfig
+    from tlops.edge.queue_health import QueueHealth
+    from tlops.edge.router import Router, RouterConfig
 
     if function == "router":
         return lambda: Router(RouterConfig.from_env(env)).handle
@@ -125,12 +93,14 @@ class Gateway:
         functions: dict[str, FunctionPool],
         allowed_origins: list[str],
         routes: tuple[Route, ...] = ROUTES,
+        throttling: Throttling | None = None,
         access_log=None,
     ):
         self.verifier = verifier
         self.functions = functions
         self.allowed_origins = set(allowed_origins)
         self.routes = routes
+        self.throttling = throttling or Throttling()
         self.access_log = access_log or sys.stdout
 
     # --- the pieces the request handler calls -------------------------------
@@ -172,142 +142,6 @@ class Gateway:
     def snapshot(self) -> Gateway | None:
         """The configuration one request is served with (a fixed gateway is its own)."""
         return self
-
-
-class NotDeployed(Exception):
-    """The stand-in holds no HTTP API for the project (yet)."""
-
-
-def read_deployment(project: str, jwks_base_url: str) -> dict[str, Any]:
-    """What deploy.yml made in the stand-in, as plain data: routes, authorizer, CORS origins,
-    and each integration's function with its environment. Raises NotDeployed."""
-    from tlops import aws
-
-    apigw, lam = aws.client("apigatewayv2"), aws.client("lambda")
-    name = f"{project}-api"
-    apis = [
-        api
-        for api in apigw.get_apis().get("Items", [])
-        if api.get("Name") == name and (api.get("Tags") or {}).get("Project") == project
-    ]
-    if not apis:
-        raise NotDeployed(f"no HTTP API named {name} tagged Project={project}")
-    api_id = apis[0]["ApiId"]
-    integrations = {i["IntegrationId"]: i for i in apigw.get_integrations(ApiId=api_id)["Items"]}
-    functions: dict[str, dict[str, Any]] = {}
-    for integration_id, integration in integrations.items():
-        arn = integration["IntegrationUri"]
-        config = lam.get_function_configuration(FunctionName=arn)
-        tags = lam.list_tags(Resource=config["FunctionArn"].rsplit(":", 1)[0]).get("Tags", {})
-        functions[integration_id] = {
-            "function": tags.get("Function", ""),
-            "env": dict((config.get("Environment") or {}).get("Variables") or {}),
-        }
-    routes, authorizer = [], None
-    for route in apigw.get_routes(ApiId=api_id)["Items"]:
-        method, _, path = route["RouteKey"].partition(" ")
-        target = route.get("Target", "").removeprefix("integrations/")
-        authorized = route.get("AuthorizationType") == "JWT"
-        if authorized and authorizer is None:
-            found = apigw.get_authorizer(ApiId=api_id, AuthorizerId=route["AuthorizerId"])
-            jwt_config = found.get("JwtConfiguration") or {}
-            issuer = jwt_config.get("Issuer", "").rstrip("/")
-            authorizer = {
-                "issuer": issuer,
-                "audience": (jwt_config.get("Audience") or [""])[0],
-                # the stand-in signs with the AWS issuer's name and serves the keys itself
-                "jwks_url": f"{jwks_base_url.rstrip('/')}/{issuer.rsplit('/', 1)[-1]}"
-                "/.well-known/jwks.json",
-            }
-        routes.append({"method": method, "path": path, "target": target, "authorized": authorized})
-    cors = (apis[0].get("CorsConfiguration") or {}).get("AllowOrigins") or []
-    return {
-        "routes": sorted(routes, key=lambda r: (r["path"], r["method"])),
-        "functions": functions,
-        "authorizer": authorizer,
-        "allowed_origins": sorted(cors),
-    }
-
-
-def gateway_for(deployment: dict[str, Any], access_log=None) -> Gateway:
-    """A gateway serving `deployment` (see read_deployment)."""
-    authorizer = deployment["authorizer"] or {"issuer": "", "audience": "", "jwks_url": ""}
-    verifier = TokenVerifier(
-        issuer=authorizer["issuer"],
-        audience=authorizer["audience"],
-        jwks=JwksCache(authorizer["jwks_url"]),
-        token_use=None,  # the HTTP API authorizer accepts ID and access tokens alike
-    )
-    functions = {
-        integration_id: FunctionPool(handler_factory(spec["function"], spec["env"]))
-        for integration_id, spec in deployment["functions"].items()
-        if spec["function"] in ("router", "queue_health")
-    }
-    routes = tuple(
-        Route(r["method"], r["path"], r["target"], authorized=r["authorized"])
-        for r in deployment["routes"]
-        if r["target"] in functions
-    )
-    return Gateway(
-        verifier=verifier,
-        functions=functions,
-        allowed_origins=deployment["allowed_origins"],
-        routes=routes,
-        access_log=access_log,
-    )
-
-
-class DeployedGateway:
-    """Serves whatever deploy.yml last deployed to the stand-in, re-read every `refresh_s`."""
-
-    def __init__(self, project: str, jwks_base_url: str, *, access_log=None, refresh_s=2.0):
-        self.project = project
-        self.jwks_base_url = jwks_base_url
-        self.access_log = access_log or sys.stdout
-        self.refresh_s = refresh_s
-        self._current: Gateway | None = None
-        self._seen: dict[str, Any] | None = None
-        self.problem = "not read yet"
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-
-    def refresh(self) -> None:
-        """Read the deployment; rebuild only when it changed (warm handlers stay warm)."""
-        try:
-            deployment = read_deployment(self.project, self.jwks_base_url)
-        except NotDeployed as exc:
-            with self._lock:
-                self._current, self._seen, self.problem = None, None, str(exc)
-            return
-        except Exception as exc:  # the stand-in restarting, say: keep what was served
-            with self._lock:
-                self.problem = f"cannot read the deployment: {exc}"
-            return
-        with self._lock:
-            if deployment != self._seen:
-                self._current = gateway_for(deployment, self.access_log)
-                self._seen = deployment
-            self.problem = ""
-
-    def start(self) -> DeployedGateway:
-        self.refresh()
-
-        def loop() -> None:
-            while not self._stop.wait(self.refresh_s):
-                self.refresh()
-
-        threading.Thread(target=loop, name="deployment-refresh", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def snapshot(self) -> Gateway | None:
-        with self._lock:
-            return self._current
-
-    def log_access(self, record: dict[str, Any]) -> None:
-        write_access_line(self.access_log, record)
 
 
 def build_event(
@@ -480,6 +314,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 )
             return 404, {}, {"message": "Not Found"}
         record["route"] = route.key
+        if not gateway.throttling.allow(route.key):
+            return 429, {}, TOO_MANY_REQUESTS
         if body is None:
             return 413, {}, error_body(ErrorCode.PAYLOAD_TOO_LARGE, limit=MAX_BODY_BYTES)
         claims = None
@@ -528,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
         help="where the stand-in serves each pool's JWKS (default: TL_AWS_ENDPOINT_URL)",
     )
     args = parser.parse_args(argv)
+    from tlops.local.deployment import DeployedGateway
+
     deployed = DeployedGateway(args.project, args.jwks_base_url).start()
     server = make_server(deployed, args.host, args.port)
     print(f"local gateway listening on http://{args.host}:{args.port}", file=sys.stderr)

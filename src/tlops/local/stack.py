@@ -1,10 +1,15 @@
 """`tlops local up | down | status | env`: the AWS stand-in, Redis, the gateway and the node.
 
-The node part is a real supervisord running vLLM's OpenAI server (CPU build,
-serving a tiny Llama the project builds itself, see `tiny_model`) and the
-watcher. It is the slow part (vLLM takes tens of seconds to be ready and about
-3 GB of memory), so `LocalStack(inference=False)` / `tlops local up
---no-inference` leaves it out for work that only needs the edge and the queue.
+The node part is the node roles applied to this machine (`playbooks/node.yml`,
+see `tlops.local.node`): one supervisord running vLLM's OpenAI server (CPU
+build, serving a tiny Llama the project builds itself, see `tiny_model`),
+nginx on a loopback TLS port, the watcher, the boot reporter and the idle
+watchdog. It follows the stand-in's instance through the node agent (service
+`node`): stopped while the instance is stopped, booted when it starts. It is
+the slow part (the playbook takes tens of seconds, vLLM tens more at each
+boot and about 3 GB of memory), so `LocalStack(inference=False)` / `tlops
+local up --no-inference` leaves it out for work that only needs the edge and
+the queue.
 
 Each service is a real process started in its own session (so `down` can end
 it and everything it spawned), with its pid, port and log under the state
@@ -33,13 +38,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tlops.local import services
+from tlops.edge.resp import RedisUnavailable, RespClient
+from tlops.local import services, vllm
+from tlops.local.node import LocalNode
 from tlops.local.services import free_port
-from tlops.resp import RedisUnavailable, RespClient
 
 __all__ = ["DEFAULT_PORTS", "LocalStack", "StackError", "free_port"]
 
-DEFAULT_PORTS = {"moto": 5055, "redis": 6390, "gateway": 8787, "inference": 8800}
+# inference: vLLM; tls: nginx in front of it; imds: the node agent's metadata double.
+DEFAULT_PORTS = {
+    "moto": 5055,
+    "redis": 6390,
+    "gateway": 8787,
+    "inference": 8800,
+    "tls": 8443,
+    "imds": 8169,
+}
 REGION = "eu-west-1"
 PROJECT = "tinyllama"
 # The stand-in accepts any key; these are placeholders, not credentials.
@@ -50,8 +64,11 @@ STAND_IN_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "standin-secret",
 }
 EDGE_SERVICES = ("moto", "redis", "gateway")
-# supervisord runs the inference server and the watcher under it.
-SERVICES = (*EDGE_SERVICES, "supervisor")
+# The node agent: the node's supervisord follows the stand-in's instance through it.
+SERVICES = (*EDGE_SERVICES, "node")
+# The port each service is found on (the agent serves the node's metadata double).
+SERVICE_PORT = {"moto": "moto", "redis": "redis", "gateway": "gateway", "node": "imds"}
+NODE_STOP_TIMEOUT_S = 120.0  # the agent shuts supervisord down, which waits for vLLM
 READY_TIMEOUT_S = 30.0
 # What `tlops local status` shows of the deploy outputs.
 DEPLOYED_SHOWN = ("user_pool_id", "client_id", "reply_bucket")
@@ -66,22 +83,6 @@ def default_state_dir() -> Path:
         return Path(configured)
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "tlops" / "local"
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still "exists"; reap it and call it dead.
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    return True
 
 
 @dataclasses.dataclass
@@ -118,7 +119,7 @@ class LocalStack:
     def _adopt_ports(self, state: dict[str, Any]) -> None:
         """A running stack keeps the ports it was started on."""
         for name, port in state.get("ports", {}).items():
-            if _pid_alive(state.get("pids", {}).get(name)):
+            if services.pid_alive(state.get("pids", {}).get(name)):
                 self.ports[name] = port
 
     # --- endpoints --------------------------------------------------------
@@ -139,8 +140,8 @@ class LocalStack:
         return f"http://127.0.0.1:{self.ports['inference']}"
 
     @property
-    def supervisor_config(self) -> Path:
-        return self.state_dir / "supervisord.conf"
+    def node(self) -> LocalNode:
+        return LocalNode(self.state_dir, self.ports, self.redis_url)
 
     @property
     def model_name(self) -> str:
@@ -178,7 +179,7 @@ class LocalStack:
             "TL_PROJECT": PROJECT,
             **self.aws_env(),
         }
-        if "supervisor" in state.get("pids", {}):
+        if "node" in state.get("pids", {}):
             out |= {"TL_INFERENCE_URL": self.inference_url, "TL_MODEL": self.model_name}
         if pool := deployed.get("user_pool_id"):
             out |= {
@@ -200,43 +201,14 @@ class LocalStack:
             return services.redis_command(
                 self.ports["redis"], self.state_dir / "redis", persist=True
             )
-        if name == "supervisor":
-            return [services.supervisord_binary(), "--nodaemon", "-c", str(self.supervisor_config)]
+        if name == "node":
+            return self.node.agent_command()
         return [sys.executable, "-m", "tlops.local.gateway", "--port", str(self.ports["gateway"])]
-
-    def _write_supervisor_config(self) -> None:
-        """vLLM on the inference port and the watcher pointed at it, Redis and the stand-in.
-
-        The model is built (or found in its cache) first, with the vLLM venv's
-        interpreter; a missing venv is reported before anything starts.
-        """
-        python = services.vllm_python()
-        model_dir = services.build_tiny_model(python)
-        run_dir = self.state_dir / "vllm-run"
-        services.remove_run_dir(run_dir)  # sockets a killed run left behind
-        inference = services.Program(
-            services.vllm_command(python, model_dir, self.ports["inference"], self.model_name),
-            services.vllm_env(run_dir),
-            # vLLM loads for tens of seconds; dying within 30 s is a failed start, so a
-            # broken setup ends FATAL after a few tries instead of looping forever
-            startsecs=30,
-        )
-        watcher_env = {
-            "TL_REDIS_URL": self.redis_url,
-            "TL_INFERENCE_URL": self.inference_url,
-            "TL_MODEL": self.model_name,
-            "TL_WATCHER_STATE_DIR": str(self.state_dir / "watcher"),
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            **self.aws_env(),
-        }
-        watcher = services.Program([sys.executable, "-m", "tlops.watcher"], watcher_env)
-        programs = {"inference": inference, "watcher": watcher}
-        self.supervisor_config.write_text(services.supervisord_config(self.state_dir, programs))
 
     def _service_env(self, name: str, state: dict[str, Any]) -> dict[str, str]:
         if name == "moto":
             return services.moto_env(self.state_dir)
-        if name == "gateway":
+        if name in ("gateway", "node"):
             return {**os.environ, **self.env(state)}
         return dict(os.environ)
 
@@ -251,23 +223,42 @@ class LocalStack:
                 client.close()
         if name == "moto":
             return services.http_ok(self.moto_url + "/moto-api/")
-        if name == "supervisor":
-            states = services.supervisor_states(self.supervisor_config)
-            return all(
-                states.get(program) == "RUNNING" for program in services.SUPERVISOR_PROGRAMS
-            ) and services.completion_ok(self.inference_url, self.model_name)
-        # 200 once deployed; before that the gateway answers 503 "run deploy.yml"
-        return services.http_status(self.api_url + "/ping") in (200, 503)
+        if name == "node":  # the agent serves the node's metadata double
+            return services.http_status(self.node.imds_url + "/latest/meta-data/") == 401
+        # 200 once deployed (429 when /ping's throttling is used up); before that the
+        # gateway answers 503 "run deploy.yml"
+        return services.http_status(self.api_url + "/ping") in (200, 429, 503)
+
+    def _ours(self, pid: int, state: dict[str, Any]) -> bool:
+        """Whether `pid` belongs to one of this stack's services: it is one, or it is in the
+        process group one was started in (each service leads its own session)."""
+        ours = {p for p in state.get("pids", {}).values() if p}
+        try:
+            return pid in ours or os.getpgid(pid) in ours
+        except ProcessLookupError:
+            return False
+
+    def _free_port_of_ours(self, name: str, port: int, state: dict[str, Any]) -> None:
+        """Before starting `name`: a process of ours left on its port is ended; anyone
+        else's is refused, named (checked before starting: otherwise the readiness probe
+        could be answered by whatever holds the port while our process dies on bind)."""
+        if not services.port_in_use(port):
+            return
+        owner = services.port_owner(port)
+        if owner is not None and self._ours(owner, state):
+            self._terminate(os.getpgid(owner))
+            if not services.port_in_use(port):
+                return
+        held = f"by {services.describe_pid(owner)}" if owner is not None else "by another user"
+        raise StackError(
+            f"{name} cannot start: port {port} on 127.0.0.1 is already in use, {held}, "
+            f"which is not this stack's (state dir {self.state_dir}): another local stack? "
+            "stop that one (`tlops local down` with its TLOPS_STATE_DIR), or pick other ports"
+        )
 
     def _start(self, name: str, state: dict[str, Any]) -> int:
-        port = self.ports["inference" if name == "supervisor" else name]
-        if services.port_in_use(port):
-            # Checked before starting: otherwise the readiness probe could be answered by
-            # whatever holds the port while our process dies on bind.
-            raise StackError(
-                f"{name} cannot start: port {port} on 127.0.0.1 is already in use "
-                "(another local stack? `tlops local down`, or pick other ports)"
-            )
+        port = self.ports[SERVICE_PORT[name]]
+        self._free_port_of_ours(name, port, state)
         log = (self.state_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             self._command(name),
@@ -278,19 +269,15 @@ class LocalStack:
             start_new_session=True,
         )
         log.close()
-        slow = name == "supervisor"  # vLLM loads for tens of seconds
-        deadline = time.monotonic() + (services.VLLM_READY_TIMEOUT_S if slow else READY_TIMEOUT_S)
+        deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 break
             if self._ready(name):
                 return process.pid
-            if slow and "FATAL" in services.supervisor_states(self.supervisor_config).values():
-                break  # supervisord gave up on a program: no point waiting out the timeout
-            time.sleep(0.5 if slow else 0.1)
+            time.sleep(0.1)
         self._terminate(process.pid)
-        log_name = "inference" if slow else name
-        tail = (self.state_dir / f"{log_name}.log").read_text(errors="replace")[-1500:]
+        tail = (self.state_dir / f"{name}.log").read_text(errors="replace")[-1500:]
         raise StackError(
             f"{name} did not become ready on port {port} "
             f"(is the port taken?). Last log lines:\n{tail}"
@@ -304,16 +291,29 @@ class LocalStack:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and services.pid_alive(pid):
             time.sleep(0.05)
         for group in (pid, *children):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
 
     # --- the verbs --------------------------------------------------------
+    def _instance_running(self) -> bool:
+        """Whether the stand-in's instance for the node is pending or running (no instance,
+        or a stand-in that does not answer: not running)."""
+        from tlops.common import aws
+        from tlops.edge import gpu_node
+
+        try:
+            ec2 = aws.client("ec2", connect_timeout=1, read_timeout=5, max_attempts=1)
+            found = gpu_node.find(ec2, PROJECT)
+        except gpu_node.NodeUnavailable:
+            return False
+        return found is not None and found.state in ("pending", "running")
+
     def up(self) -> dict[str, Any]:
         if self.inference:
-            services.vllm_python()  # a missing vLLM venv is said before anything starts
+            vllm.vllm_python()  # a missing vLLM venv is said before anything starts
         self.state_dir.mkdir(parents=True, exist_ok=True)
         state = self.load()
         self._adopt_ports(state)
@@ -322,16 +322,24 @@ class LocalStack:
         os.environ.update(self.aws_env())  # this process talks to the stand-in from here on
         moto_restarted = False
         for name in self.services:
-            alive = _pid_alive(pids.get(name))
+            alive = services.pid_alive(pids.get(name))
             if alive and name == "gateway" and moto_restarted:
                 self._terminate(pids[name])  # it holds the old stand-in's pool and client ids
+            elif alive and name == "node":
+                # kept; the node's configuration is applied again (idempotent: no change)
+                self.node.configure(self.env(state), running=self._instance_running())
+                continue
             elif alive and self._ready(name):
                 continue
+            elif alive:
+                # ours (its pid is in our state file) but not answering: hung; restart it
+                self._terminate(pids[name])
             if name == "moto":
                 moto_restarted = True
                 self.outputs_file.unlink(missing_ok=True)  # a fresh stand-in holds none of it
-            if name == "supervisor":
-                self._write_supervisor_config()
+            if name == "node":
+                # configured as the stand-in's instance is now; the agent then follows it
+                self.node.configure(self.env(state), running=self._instance_running())
             pids[name] = self._start(name, state)
             self.save(state)
         return state
@@ -341,14 +349,18 @@ class LocalStack:
         stopped = []
         for name in reversed(SERVICES):
             pid = state.get("pids", {}).get(name)
-            if _pid_alive(pid):
-                # supervisord stops vLLM (up to its stopwaitsecs) before it exits itself
-                self._terminate(pid, timeout=45.0 if name == "supervisor" else 10.0)
+            if services.pid_alive(pid):
+                # the node agent shuts supervisord down (vLLM first) before it exits itself
+                self._terminate(pid, timeout=NODE_STOP_TIMEOUT_S if name == "node" else 10.0)
                 stopped.append(name)
+        node = self.node
+        from tlops.local.node_agent import Supervisord
+
+        Supervisord(node.supervisor_config, node.supervisor_pidfile).shutdown()  # if left
+        node.cleanup()
         self.state_file.unlink(missing_ok=True)
         self.outputs_file.unlink(missing_ok=True)  # the stand-in's resources went with it
         shutil.rmtree(self.state_dir / "redis", ignore_errors=True)
-        services.remove_run_dir(self.state_dir / "vllm-run")
         return stopped
 
     def status(self) -> dict[str, Any]:
@@ -359,13 +371,16 @@ class LocalStack:
         names = [name for name in SERVICES if name in state.get("pids", {})] or self.services
         for name in names:
             pid = state.get("pids", {}).get(name)
-            alive = _pid_alive(pid)
+            alive = services.pid_alive(pid)
             report[name] = {
                 "pid": pid if alive else None,
-                "port": self.ports["inference" if name == "supervisor" else name],
+                "port": self.ports[SERVICE_PORT[name]],
                 "up": alive and self._ready(name),
             }
-            if name == "supervisor" and alive:
-                report[name]["programs"] = services.supervisor_states(self.supervisor_config)
+            if name == "node" and alive:
+                seen = self.node.agent_state()
+                report[name]["instance"] = seen.get("instance")
+                report[name]["instance_state"] = seen.get("instance_state")
+                report[name]["programs"] = self.node.programs()
         deployed = {k: v for k, v in self.outputs().items() if k in DEPLOYED_SHOWN}
         return {"services": report, "deployed": deployed}

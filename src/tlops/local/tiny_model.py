@@ -135,8 +135,19 @@ def build(out: Path) -> Path:
         vocab_size = len(AutoTokenizer.from_pretrained(work))
         _save_model(work, vocab_size)
         (work / STAMP_FILE).write_text(recipe_hash() + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        work.rename(out)
+        # safetensors writes the weights 0600 through a temporary file: the server runs as
+        # another user than the build on a node (root builds, tlops serves). Nothing secret.
+        for path in work.iterdir():
+            path.chmod(0o644)
+        # Builds running side by side (test workers) may race here: the first one moved
+        # in wins, and an identical build already there is never pulled from under a reader.
+        if not is_built(out):
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                work.rename(out)
+            except OSError:
+                if not is_built(out):
+                    raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out

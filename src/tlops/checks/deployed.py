@@ -1,0 +1,213 @@
+"""Judge a deployment against access.yml: each component's network paths and its role's calls.
+
+`verify()` reads what is deployed (the same calls on the stand-in and on an account),
+places each component (its function's VPC configuration, or the GPU node's instance),
+proves every declared target with `tlops.checks.paths`, and judges every declared call
+against the policy its role really holds with `tlops.checks.access.allows`. It also says
+where the role's policy differs from the one access.yml renders (drift).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+from urllib.parse import unquote
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tlops.checks import access, paths
+
+NODE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+class Call(NamedTuple):
+    component: str
+    action: str
+    resource: str
+    allowed: bool
+
+    def line(self) -> str:
+        verdict = "allowed" if self.allowed else "DENIED"
+        return f"{self.component} may {self.action} on {self.resource}: {verdict}"
+
+
+class Verdict(NamedTuple):
+    component: str
+    proofs: list[paths.Proof]
+    calls: list[Call]
+    drift: str  # "" when the deployed policy is the one access.yml renders
+
+    @property
+    def ok(self) -> bool:
+        return (
+            all(p.ok for p in self.proofs) and all(c.allowed for c in self.calls) and not self.drift
+        )
+
+
+class Deployment(NamedTuple):
+    """Where to look: names and ids that the inventory and the roles decide."""
+
+    region: str
+    account: str
+    project: str
+    reply_bucket: str
+    functions: Mapping[str, str]  # component → function name
+    node_role: str  # the GPU node's IAM role
+    queue_id: str  # the ElastiCache replication group id
+    budget_name: str = ""  # the guard rails' budget
+    cost_topic: str = ""  # the daily cost mail's SNS topic (its name)
+    node_settings_parameter: str = ""  # the SSM parameter the node reads at boot (/a/b)
+
+
+def find_node(ec2: Any, project: str) -> dict[str, Any] | None:
+    found = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:Project", "Values": [project]},
+            {"Name": "tag:Role", "Values": ["gpu"]},
+            {"Name": "instance-state-name", "Values": list(NODE_STATES)},
+        ]
+    )
+    instances = [i for r in found["Reservations"] for i in r["Instances"]]
+    return sorted(instances, key=lambda i: i["InstanceId"])[0] if instances else None
+
+
+def queue_groups(elasticache: Any, queue_id: str, network: paths.Network | None, project: str):
+    """The queue's security groups; None when no queue is deployed."""
+    if not queue_id:
+        return None
+    try:
+        found = elasticache.describe_replication_groups(ReplicationGroupId=queue_id)
+    except (BotoCoreError, ClientError):  # not found (or not allowed): no queue to prove a path to
+        return None
+    if not found.get("ReplicationGroups"):
+        return None
+    members = found["ReplicationGroups"][0].get("MemberClusters") or []
+    ids: list[str] = []
+    for member in members:
+        try:
+            cluster = elasticache.describe_cache_clusters(CacheClusterId=member)["CacheClusters"][0]
+        except ClientError:
+            continue
+        ids += [g["SecurityGroupId"] for g in cluster.get("SecurityGroups", [])]
+    if ids or network is None:
+        return ids
+    # The stand-in reports no member clusters: the network role's queue group, by name.
+    return [
+        group_id
+        for group_id, group in network.groups.items()
+        if group.get("GroupName") == f"{project}-redis"
+    ]
+
+
+def inline_policy(iam: Any, role_name: str) -> dict[str, Any]:
+    """Every inline statement of the role, as one policy document."""
+    statements: list[Any] = []
+    for name in iam.list_role_policies(RoleName=role_name).get("PolicyNames", []):
+        document = iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"]
+        if isinstance(document, str):
+            document = json.loads(unquote(document))
+        found = document.get("Statement") or []
+        statements += [found] if isinstance(found, dict) else found
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _drift(deployed: Mapping[str, Any], rendered: Mapping[str, Any]) -> str:
+    def key(statement: Mapping[str, Any]) -> str:
+        return json.dumps(statement, sort_keys=True)
+
+    have = {key(s) for s in access._listed_statements(deployed)}
+    want = {key(s) for s in access._listed_statements(rendered)}
+    extra, lacking = sorted(have - want), sorted(want - have)
+    if not extra and not lacking:
+        return ""
+    parts = [f"lacks {len(lacking)} statement(s) access.yml renders"] if lacking else []
+    parts += [f"holds {len(extra)} statement(s) access.yml does not declare"] if extra else []
+    return "the role's policy " + " and ".join(parts) + ": run deploy.yml"
+
+
+def verify(
+    client: Callable[[str], Any],
+    deployment: Deployment,
+    components: Mapping[str, Any] | None = None,
+) -> list[Verdict]:
+    """One Verdict per component; `client(service)` makes a boto3 client."""
+    components = access.load() if components is None else components
+    ec2, lam, iam = client("ec2"), client("lambda"), client("iam")
+    networks: dict[str, paths.Network] = {}
+    context = {
+        "region": deployment.region,
+        "account": deployment.account,
+        "project": deployment.project,
+        "reply_bucket": deployment.reply_bucket,
+    }
+    for name in ("queue_id", "budget_name", "cost_topic"):
+        if getattr(deployment, name):
+            context[name] = getattr(deployment, name)
+    if deployment.node_settings_parameter:  # an SSM ARN names a parameter without its first /
+        context["node_settings_parameter"] = deployment.node_settings_parameter.lstrip("/")
+
+    tagged = ec2.describe_vpcs(Filters=[{"Name": "tag:Project", "Values": [deployment.project]}])
+    project_vpcs = {vpc["VpcId"] for vpc in tagged["Vpcs"]}
+
+    def network_of(placement: paths.Placement) -> tuple[paths.Placement, paths.Network | None]:
+        if not placement.subnet_ids:
+            return placement, None
+        subnet = ec2.describe_subnets(SubnetIds=[placement.subnet_ids[0]])["Subnets"][0]
+        vpc_id = subnet["VpcId"]
+        if vpc_id not in project_vpcs:
+            theirs = ", ".join(sorted(project_vpcs)) or "none is deployed"
+            problem = f"it runs in {vpc_id}, not in the project's VPC ({theirs})"
+            return placement._replace(problem=problem), None
+        if vpc_id not in networks:
+            networks[vpc_id] = paths.read_network(ec2, vpc_id)
+        return placement, networks[vpc_id]
+
+    verdicts = []
+    for name, component in components.items():
+        role_name, own = _placement(name, component, deployment, ec2, lam)
+        placement, network = network_of(own[0])
+        extra_context = own[1]
+        redis = queue_groups(
+            client("elasticache"), deployment.queue_id, network, deployment.project
+        )
+        proofs = paths.prove(
+            name,
+            component,
+            placement,
+            network,
+            region=deployment.region,
+            redis_groups=redis,
+            fill=lambda text: access.fill(text, context),
+        )
+        full_context = {**context, **extra_context}
+        calls, drift = [], ""
+        if role_name:
+            deployed = inline_policy(iam, role_name)
+            try:
+                calls = [
+                    Call(name, action, resource, access.allows(deployed, action, resource, keys))
+                    for action, resource, keys in access.declared_requests(component, full_context)
+                ]
+                drift = _drift(deployed, access.render_policy(component, full_context))
+            except access.AccessError as exc:  # a name the deployment was not told
+                drift = f"its policy cannot be judged: {exc}"
+        verdicts.append(Verdict(name, proofs, calls, drift))
+    return verdicts
+
+
+def _placement(name, component, deployment, ec2, lam):
+    """(role name or "", (placement, extra rendering context)) of one component."""
+    if component["runs_in"] == "instance":
+        node = find_node(ec2, deployment.project)
+        if node is None:
+            return "", (paths.Placement("instance", problem="no GPU node is deployed"), {})
+        subnet = ec2.describe_subnets(SubnetIds=[node["SubnetId"]])["Subnets"][0]
+        placement = paths.instance_placement(subnet, node)
+        return deployment.node_role, (placement, {"instance_id": node["InstanceId"]})
+    function = deployment.functions.get(component.get("function", name), "")
+    placement = paths.lambda_placement(lam, function, component["runs_in"])
+    role = ""
+    if not placement.problem:
+        role = lam.get_function_configuration(FunctionName=function)["Role"].rsplit("/", 1)[-1]
+    return role, (placement, {"function_name": function})

@@ -1,0 +1,242 @@
+"""`tlops`: the operator's everyday command line.
+
+Each command lives in a module of this package, imported only when it runs:
+`tlops infer` against a real account loads neither the local stand-in nor
+boto3 before it needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from datetime import date
+
+from tlops.cli.exits import ExitCode
+from tlops.cli.session import CliError
+
+# command → (module, function); imported when the command runs.
+_COMMANDS = {
+    "local": ("tlops.cli.local", "cmd_local"),
+    "token": ("tlops.cli.local", "cmd_token"),
+    "demo": ("tlops.cli.local", "cmd_demo"),
+    "infer": ("tlops.cli.infer", "cmd_infer"),
+    "status": ("tlops.cli.status", "cmd_status"),
+    "login": ("tlops.cli.session", "cmd_login"),
+    "cost": ("tlops.cli.cost", "cmd_cost"),
+    "ops": ("tlops.cli.ops", "cmd_ops"),
+    "logs": ("tlops.cli.logs", "cmd_logs"),
+    "smoke": ("tlops.cli.smoke", "cmd_smoke"),
+    "job": ("tlops.cli.jobs", "cmd_job"),
+    "stop": ("tlops.cli.jobs", "cmd_stop"),
+    "completion": ("tlops.cli.completion", "cmd_completion"),
+}
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("tinyllama-ops")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _job_id(text: str) -> str:
+    from tlops import contract
+
+    if not contract.is_job_id(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a lowercase UUIDv4)")
+    return text
+
+
+def _add_env(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--env",
+        metavar="NAME",
+        help="use the deployment of inventory NAME: its deploy outputs (API URL, hosted UI) "
+        "from ~/.local/state/tlops/NAME/outputs.json ($TLOPS_STATE_DIR for local)",
+    )
+
+
+def _add_deployment_commands(sub: argparse._SubParsersAction) -> None:
+    """job, stop, status, login, completion: the commands added with the API's routes."""
+    job = sub.add_parser("job", help="a job's status and result (GET /jobs/{id})")
+    job.add_argument("id", type=_job_id, metavar="ID", help="the job id tlops infer printed")
+    job.add_argument("--wait", action="store_true", help="follow it until it is finished")
+    job.add_argument("--timeout", type=float, default=600.0, help="--wait: seconds in all")
+    job.add_argument("--json", action="store_true", help="print the job as JSON")
+    job.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
+    job.add_argument("--token", help="an ID token of the job's user (default: TL_TOKEN, login)")
+    job.add_argument("--user", help="local stack: the stand-in user (default demo)")
+    _add_env(job)
+
+    stop = sub.add_parser("stop", help="stop the GPU node now (POST /stop; admins only)")
+    stop.add_argument("--json", action="store_true", help="print the answer as JSON")
+    stop.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
+    stop.add_argument("--token", help="an ID token in the admins group (default: TL_TOKEN)")
+    stop.add_argument("--user", help="local stack: the stand-in admin (default admin)")
+    _add_env(stop)
+
+    status = sub.add_parser("status", help="the node's state, the queue, the watcher")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.add_argument(
+        "--direct",
+        action="store_true",
+        help="read EC2 and Redis from here instead of asking the API (needs TL_REDIS_URL "
+        "on an account: the queue is private to the VPC)",
+    )
+    status.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
+    status.add_argument("--token", help="an ID token (default: TL_TOKEN, the local stack, login)")
+    status.add_argument("--user", help="local stack: the stand-in user (default demo)")
+    _add_env(status)
+
+    login = sub.add_parser("login", help="log in through the hosted UI; prints an ID token")
+    _add_env(login)
+
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tlops.cli.examples import TOP
+    from tlops.cli.exits import epilog
+
+    parser = argparse.ArgumentParser(
+        prog="tlops",
+        description=__doc__.splitlines()[0],
+        epilog=TOP + "\n\n" + epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="`tlops COMMAND --help`: its options"
+    )
+
+    local = sub.add_parser("local", help="the local stand-in stack")
+    local.add_argument(
+        "action",
+        choices=["up", "down", "status", "env"],
+        help="up: start it (idempotent); down: stop all it started; status: each service "
+        "(exit 3 when one is down); env: shell exports for it",
+    )
+    local.add_argument(
+        "--no-inference",
+        action="store_true",
+        help="up: leave out the node (node.yml, its agent, vLLM; fast: edge and queue only)",
+    )
+
+    token = sub.add_parser("token", help="print an ID token for a local stand-in user")
+    token.add_argument("--user", required=True, help="user name; created on first use")
+    token.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        help="also put the user in this pool group (repeatable; `admins` may POST /stop)",
+    )
+
+    infer = sub.add_parser("infer", help="send a prompt, follow the job, print the completion")
+    infer.add_argument("prompt", help="the prompt text (quote it)")
+    infer.add_argument(
+        "--idle",
+        type=int,
+        default=5,
+        metavar="MINUTES",
+        help="How many minutes the GPU node stays up after this job when no other job "
+        "comes, from 1 to 30; the default is 5.",
+    )
+    infer.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N tokens in the completion (1 to 4096; default: the model's own limit)",
+    )
+    infer.add_argument("--timeout", type=float, default=600.0, help="seconds to wait in all")
+    infer.add_argument("--json", action="store_true", help="print the job as JSON")
+    infer.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
+    infer.add_argument("--token", help="an ID token (default: TL_TOKEN, the local stack, login)")
+    infer.add_argument("--user", help="local stack: the stand-in user (default demo)")
+
+    _add_deployment_commands(sub)
+
+    cost = sub.add_parser("cost", help="spend this month, its projection, the idle cost")
+    cost.add_argument("--json", action="store_true", help="print the figures as JSON")
+    cost.add_argument("--png", metavar="PATH", help="also draw daily spend against the budget")
+    cost.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="the figures as they stood on that day (default: today, UTC)",
+    )
+
+    ops = sub.add_parser("ops", help="drive the guard rails where nothing fires by itself")
+    ops_sub = ops.add_subparsers(dest="action", required=True, help="what to drive")
+    breach = ops_sub.add_parser(
+        "budget-breach", help="send the budget's kill notification and run the budget killer"
+    )
+    breach.add_argument("--percent", type=float, default=106.0, help="spend as %% of the budget")
+    breach.add_argument("--drill", action="store_true", help="on an account: publish it for real")
+    breach.add_argument("--json", action="store_true", help="print the killer's report as JSON")
+    mail = ops_sub.add_parser("cost-mail", help="the daily cost mail: print it or send it now")
+    mail.add_argument("--dry-run", action="store_true", help="print the mail, send nothing")
+    logs = sub.add_parser(
+        "logs", help="run a Logs Insights query of observability/queries over the local logs"
+    )
+    logs.add_argument(
+        "action", choices=["query", "list"], help="query: run one; list: the saved queries"
+    )
+    logs.add_argument("name", nargs="?", help="the query (tlops logs list names them)")
+    logs.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                      help="a value for one of the query's parameters (repeatable)")  # fmt: skip
+    logs.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+    smoke = sub.add_parser(
+        "smoke", help="prove a deploy: /ping, a token, a prompt through the whole path, timed"
+    )
+    smoke.add_argument("--api-url", help="default: TL_API_URL, or the deploy outputs' api_url")
+    smoke.add_argument("--token", help="the smoke user's ID token (default: TL_SMOKE_TOKEN)")
+    smoke.add_argument("--user", default="smoke", help="the stand-in's smoke user (default smoke)")
+    smoke.add_argument("--outputs", help="deploy outputs (default: $TLOPS_STATE_DIR/outputs.json)")
+    smoke.add_argument("--json", action="store_true", help="print the legs and verdict as JSON")
+
+    demo = sub.add_parser("demo", help="run a prompt through the local stack, end to end")
+    demo.add_argument(
+        "--prompt",
+        default="Say hello to the operator in five words.",
+        help="the prompt sent to the stopped node",
+    )
+    demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the job")
+    demo.add_argument(
+        "--bake",
+        action="store_true",
+        help="bake the node image first (bake_ami.yml, a podman container; minutes)",
+    )
+    _finish(sub)
+    return parser
+
+
+def _finish(sub: argparse._SubParsersAction) -> None:
+    """--env on the commands above that talk to a deployment; every command's examples."""
+    from tlops.cli import examples
+
+    for name in ("infer", "smoke"):
+        _add_env(sub.choices[name])
+    examples.attach(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, function = _COMMANDS[args.command]
+    try:
+        return getattr(importlib.import_module(module), function)(args)
+    except CliError as exc:
+        print(f"tlops: {exc}", file=sys.stderr)
+        return ExitCode.SETUP
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

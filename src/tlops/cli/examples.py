@@ -1,0 +1,87 @@
+"""The examples each `tlops … --help` ends with: one place, attached to the parser."""
+
+from __future__ import annotations
+
+import argparse
+
+TOP = """examples:
+  tlops local up && eval "$(tlops local env)"      # the local stand-in, then deploy.yml
+  tlops infer "Tell me a joke"                      # a prompt through the whole path
+  tlops status --env dev                            # a deployment, from its deploy outputs
+  tlops completion bash > ~/.local/share/bash-completion/completions/tlops"""
+
+EXAMPLES: dict[str, list[str]] = {
+    "local": [
+        "tlops local up                  # moto, Redis, the gateway and the node (idempotent)",
+        "tlops local up --no-inference   # edge and queue only: seconds, not a minute",
+        'eval "$(tlops local env)"        # TL_API_URL, TL_AWS_ENDPOINT_URL, ... in this shell',
+        "tlops local status; echo $?     # 0 when every service answers, 3 when one does not",
+        "tlops local down",
+    ],
+    "token": [
+        'curl -H "authorization: Bearer $(tlops token --user alice)" "$TL_API_URL/status"',
+        "tlops token --user ops --group admins   # a token that may POST /stop and /resize",
+    ],
+    "infer": [
+        'tlops infer "Tell me a joke"',
+        'tlops infer "Summarise: ..." --max-tokens 64 --idle 10 --json',
+        'tlops infer --env dev "Hello"   # the dev deployment (logs in through its hosted UI)',
+    ],
+    "job": [
+        "tlops job 6f1c0a52-3e8b-4d2f-9a71-0c5e2b8d4f10          # its status now",
+        "tlops job 6f1c0a52-3e8b-4d2f-9a71-0c5e2b8d4f10 --wait   # follow it, print the output",
+    ],
+    "stop": [
+        "tlops stop                      # the local stack: as the stand-in admin",
+        "tlops stop --env prod           # log in as an admin; 403 forbidden otherwise",
+    ],
+    "status": [
+        "tlops status                    # through the API (GET /status)",
+        "tlops status --env prod --json",
+        "tlops status --direct           # read EC2 and Redis from here (TL_REDIS_URL)",
+    ],
+    "login": [
+        "tlops login --env dev           # opens the hosted UI; prints an ID token",
+        'export TL_TOKEN="$(tlops login --env dev)"   # in this shell only, never on disk',
+    ],
+    "cost": [
+        "tlops cost",
+        "tlops cost --png cost.png --as-of 2024-05-31",
+    ],
+    "ops": [
+        "tlops ops budget-breach --percent 106",
+        "tlops ops cost-mail --dry-run",
+    ],
+    "ops budget-breach": ["tlops ops budget-breach --percent 106 --json"],
+    "ops cost-mail": ["tlops ops cost-mail --dry-run"],
+    "logs": [
+        "tlops logs list",
+        "tlops logs query api_5xx_by_route",
+        "tlops logs query job_path --param JOB_ID=6f1c0a52-3e8b-4d2f-9a71-0c5e2b8d4f10 --json",
+    ],
+    "smoke": [
+        "tlops smoke                     # the local stack",
+        "tlops smoke --env dev --json    # a deployment, with the smoke user's TL_SMOKE_TOKEN",
+    ],
+    "demo": [
+        "tlops demo                      # up, deploy, a cold boot, the watchdog, teardown, down",
+        "tlops demo --keep               # and leave the stack running",
+    ],
+    "completion": [
+        "tlops completion bash > ~/.local/share/bash-completion/completions/tlops",
+        'tlops completion zsh > "${fpath[1]}/_tlops"',
+    ],
+}
+
+
+def attach(subparsers: argparse._SubParsersAction, prefix: str = "") -> None:
+    """Give each command (and each subcommand) its examples as its help's epilog."""
+    for name, command in subparsers.choices.items():
+        key = f"{prefix}{name}"
+        lines = EXAMPLES.get(key)
+        if lines:
+            command.epilog = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                attach(action, prefix=f"{key} ")

@@ -1,0 +1,197 @@
+"""`tlops ops budget-breach | cost-mail`: drive the guard rails' code paths where nothing
+fires by itself (on the stand-in no budget evaluates, no schedule runs, no Lambda executes).
+
+`budget-breach --percent 106` publishes to the kill topic the message the budget would send
+at that spend and, on the stand-in, runs the deployed budget_killer's code on it here, with
+that function's own environment, as the local gateway does for the router. On an account
+it only publishes (`--drill`): AWS then runs the real killer, which stops everything.
+
+`cost-mail --dry-run` prints the mail the daily cost summary would send; without
+`--dry-run` it publishes it to the cost topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
+from tlops.cli.cost import deployed_environment, project, stand_in
+from tlops.cli.exits import ExitCode
+from tlops.cli.session import CliError
+from tlops.common.telemetry import Telemetry
+
+
+class _Stderr:
+    """sys.stderr as it is when written to (a test may swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def logs_to_stderr(module):
+    """The function's log lines go where the operator's errors go: stdout keeps the report."""
+    saved = module.telemetry
+    module.telemetry = Telemetry(saved.service, stream=_Stderr())  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        module.telemetry = saved
+
+
+def _kill_topic(sns, function_arn: str) -> str:
+    """The topic subscribed to the killer (its alias or the function itself)."""
+    found, token = [], None
+    while True:
+        answer = sns.list_subscriptions(**({"NextToken": token} if token else {}))
+        found += answer.get("Subscriptions", [])
+        token = answer.get("NextToken")
+        if not token:
+            break
+    topics = sorted(
+        s["TopicArn"]
+        for s in found
+        if s.get("Protocol") == "lambda"
+        and (
+            s.get("Endpoint") == function_arn
+            or s.get("Endpoint", "").startswith(function_arn + ":")
+        )
+    )
+    if not topics:
+        raise CliError(f"no SNS topic invokes {function_arn}: run playbooks/deploy.yml")
+    return topics[0]
+
+
+def budget_breach(args: argparse.Namespace) -> int:
+    from tlops.common import aws
+    from tlops.guard import killer, notification
+
+    if not 0 < args.percent <= 10_000:
+        raise CliError(
+            f"--percent is the spend as a percentage of the budget, above 0 (got {args.percent:g})"
+        )
+    endpoint = stand_in()
+    if endpoint is None and not args.drill:
+        raise CliError(
+            "this is a real account: publishing the breach makes AWS run the budget killer, "
+            "which stops the node and deletes the queue. Pass --drill to do that on purpose."
+        )
+    function = f"{project()}-budget-killer"
+    env = deployed_environment(function)
+    try:
+        config = killer.KillerConfig.from_env(env)
+    except RuntimeError as exc:
+        raise CliError(f"{function}: {exc}: deploy again") from None
+    budget = aws.client("budgets").describe_budget(
+        AccountId=config.account, BudgetName=config.budget_name
+    )["Budget"]
+    limit = float(budget["BudgetLimit"]["Amount"])
+    unit = budget["BudgetLimit"]["Unit"]
+    spend = round(limit * args.percent / 100, 2)
+    now = datetime.now(UTC)
+    message = notification.budget_message(
+        budget_name=config.budget_name, account=config.account, limit=limit, unit=unit,
+        threshold_percent=config.kill_percent, spend=spend, when=now,
+    )  # fmt: skip
+    sns = aws.client("sns")
+    arn = aws.client("lambda").get_function_configuration(FunctionName=function)["FunctionArn"]
+    topic = _kill_topic(sns, arn.rsplit(":", 1)[0] if arn.count(":") > 6 else arn)
+    subject = f"AWS Budgets: {config.budget_name} has exceeded your alert threshold"
+    delivered = "published to"
+    try:
+        message_id = sns.publish(TopicArn=topic, Subject=subject, Message=message)["MessageId"]
+    except (BotoCoreError, ClientError, ResponseParserError) as exc:
+        if endpoint is None:
+            raise CliError(f"could not publish to {topic}: {exc}") from None
+        # moto runs a topic's Lambda subscribers in Docker, which it lacks: it answers 500.
+        message_id = str(uuid.uuid4())
+        delivered = "not deliverable by the stand-in (it runs Lambda subscribers in Docker) to"
+    out = {
+        "budget": config.budget_name,
+        "limit": limit,
+        "unit": unit,
+        "percent": args.percent,
+        "spend": spend,
+        "topic": topic,
+        "message_id": message_id,
+        "delivered": delivered,
+    }
+    if endpoint is None:
+        out["ran"] = "on AWS: see the log group /aws/lambda/" + function
+        print(json.dumps(out) if args.json else f"published {message_id} to {topic}; {out['ran']}")
+        return 0
+    event = notification.sns_event(
+        topic_arn=topic, message_id=message_id, message=message, when=now
+    )
+    saved = dict(os.environ)
+    os.environ.update(env)  # the function's own configuration, as Lambda would give it
+    try:
+        with logs_to_stderr(killer):
+            report = killer.handle(event, config, aws.client, now)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    out |= {"ran": "here, with the deployed function's environment", **report.as_dict()}
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        _say(out, report, config.kill_percent, function)
+    return 1 if report.failed else 0
+
+
+def _say(out: dict, report, kill_percent: float, function: str) -> None:
+    unit, limit, spend = out["unit"], out["limit"], out["spend"]
+    print(f"budget {out['budget']}: limit {unit} {limit:.2f}; a breach at {out['percent']:g} % "
+          f"is {unit} {spend:.2f} (the kill line is {kill_percent:g} %)")  # fmt: skip
+    print(f"the budget's message {out['delivered']} {out['topic']} ({out['message_id']}); ran "
+          f"{function} on it here, as SNS would (the stand-in runs no Lambda)")  # fmt: skip
+    for reason in report.reasons:
+        print(f"  {reason}")
+    for action in report.actions:
+        detail = f" ({action.detail})" if action.detail else ""
+        print(f"  {action.outcome:6} {action.kind:15} {action.resource}: {action.why}{detail}")
+    if report.acted and not report.actions:
+        print("  nothing was running or deployed that costs by the hour: nothing to do")
+
+
+def cost_mail(args: argparse.Namespace) -> int:
+    from tlops.common import aws
+    from tlops.guard import summary
+
+    endpoint = stand_in()
+    env = deployed_environment(f"{project()}-cost-summary")
+    try:
+        config = summary.SummaryConfig.from_env(env)
+    except RuntimeError as exc:
+        raise CliError(f"{exc}: deploy again") from None
+    today = datetime.now(UTC).date()
+    ce = aws.client("ce")
+    if endpoint:
+        from tlops.local import costs as canned
+
+        canned.ensure(ce, endpoint, today)
+        print(f"({canned.CANNED_LABEL})")
+    if args.dry_run:
+        with logs_to_stderr(summary):
+            mail = summary.build(config, ce, today)
+        print(f"To: {config.topic_arn}\nSubject: {mail.subject}\n\n{mail.body}", end="")
+        return ExitCode.UNHEALTHY if mail.problem else ExitCode.OK
+    with logs_to_stderr(summary):
+        mail, message_id = summary.send(config, ce, aws.client("sns"), today)
+    print(f"published {message_id} to {config.topic_arn}: {mail.subject}")
+    return ExitCode.UNHEALTHY if mail.problem else ExitCode.OK
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    return {"budget-breach": budget_breach, "cost-mail": cost_mail}[args.action](args)

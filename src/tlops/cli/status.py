@@ -1,0 +1,148 @@
+"""`tlops status`: the node's state, the queue, the watcher and the boot phase.
+
+Against a deployment it asks the API (`GET /status`): on AWS the queue is private to
+the VPC, and the router is what reaches it. Only with `--direct`, or with no API to ask
+(the local stack up and nothing deployed in it, or TL_REDIS_URL set and no API URL),
+does it read EC2 and Redis itself, and then says so on its first line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from tlops.cli.exits import ExitCode, for_api_error
+from tlops.cli.session import CliError
+
+
+def _direct_node(project: str) -> dict[str, Any]:
+    from tlops.common import aws
+    from tlops.edge import status
+
+    part = status.node_part(lambda: aws.client("ec2"), project)
+    if "detail" in part:
+        part["error"] = part.pop("detail")  # the operator's own credentials: show EC2's words
+    return part
+
+
+def _direct(stack: Any) -> dict[str, Any]:
+    """EC2 and Redis read from here: the local stack's parts, or TL_REDIS_URL."""
+    from tlops.edge import status
+    from tlops.edge.resp import RespClient
+
+    if stack is not None:
+        os.environ.update({k: v for k, v in stack.env().items() if k not in os.environ})
+    project = os.environ.get("TL_PROJECT", "tinyllama")
+    report: dict[str, Any] = {"project": project, "source": "direct"}
+    report["node"] = _direct_node(project)
+    redis_url = os.environ.get("TL_REDIS_URL")
+    if not redis_url:
+        missing = {"error": "TL_REDIS_URL is not set (the queue is private to the VPC)"}
+        report["queue"], report["boot"] = missing, dict(missing)
+        return report
+    redis = RespClient(redis_url, connect_timeout=1.0, timeout=2.0)
+    try:
+        report["queue"], report["boot"] = status.queue_part(redis)
+    finally:
+        redis.close()
+    for part in (report["queue"], report["boot"]):
+        if "detail" in part:
+            part["error"] = f"Redis at {redis_url}: {part.pop('detail')}"
+    return report
+
+
+def _through_api(args: argparse.Namespace) -> dict[str, Any] | int:
+    from tlops.cli import client
+    from tlops.cli.session import api_and_tokens
+
+    api_url, tokens = api_and_tokens(args)
+    try:
+        reply = client.Api(api_url, tokens).request("GET", "/status")
+    except client.ApiError as exc:
+        print(f"tlops status: {exc}", file=sys.stderr)
+        return for_api_error(exc.status)
+    if reply.status != 200 or not isinstance(reply.body, dict):
+        hint = (
+            " (an API deployed before GET /status: run deploy.yml)" if reply.status == 404 else ""
+        )
+        print(f"tlops status: {client.describe(reply)}{hint}", file=sys.stderr)
+        return for_api_error(reply.status)
+    return {**reply.body, "source": f"api {api_url}"}
+
+
+def _which(args: argparse.Namespace) -> tuple[bool, Any]:
+    """(read directly?, the local stack to read) for this call."""
+    from tlops.cli import session
+
+    if args.direct:
+        return True, _maybe_local_stack(args)
+    url = session.api_url_of(args, session.env_outputs(args))
+    token = args.token or os.environ.get("TL_TOKEN")
+    if url and (token or not session.is_loopback_url(url)):
+        return False, None
+    stack = _maybe_local_stack(args)
+    if stack is not None and (url is None or session.same_api(url, stack.api_url)):
+        return not session.deployed(stack), stack
+    if url:
+        return False, None
+    return bool(os.environ.get("TL_REDIS_URL")), None
+
+
+def _maybe_local_stack(args: argparse.Namespace) -> Any:
+    if getattr(args, "env", None) not in (None, "local"):
+        return None
+    from tlops.cli.session import local_stack
+
+    return local_stack()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    direct, stack = _which(args)
+    if direct:
+        report = _direct(stack)
+        if stack is not None:
+            report["source"] = "direct: the local stack's parts (nothing deployed in it)"
+    else:
+        got = _through_api(args)
+        if isinstance(got, int):
+            return got
+        report = got
+    healthy = not any("error" in report.get(part, {}) for part in ("node", "queue"))
+    code = ExitCode.OK if healthy else ExitCode.UNHEALTHY
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return code
+    _print(report)
+    return code
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(f"source      {report.get('source', 'api')}")
+    node = report["node"]
+    kind = f" ({node['type']})" if node.get("type") else ""
+    print(f"node        {node.get('state', 'unknown')} {node.get('instance', '')}{kind}".rstrip())
+    if "error" in node:
+        print(f"            {node['error']}")
+    boot = report.get("boot") or {}
+    if boot.get("phase"):
+        print(f"boot        {boot['phase']}{' (under way)' if boot.get('booting') else ''}")
+    queue = report["queue"]
+    if "error" in queue:
+        print(f"queue       unknown: {queue['error']}")
+        return
+    print(f"queued      {queue['queueDepth']}")
+    print(f"dead        {queue['deadLetters']}")
+    watcher = queue.get("watcher")
+    if watcher is None:
+        print("watcher     no heartbeat (node stopped, or the watcher is down)")
+        return
+    age = watcher.get("heartbeatAgeMs")
+    age_text = "unreadable" if age is None else f"{age / 1000:.1f} s ago"
+    print(f"in flight   {watcher.get('inFlight', 0)}")
+    print(f"heartbeat   {age_text}")
+
+
+__all__ = ["CliError", "cmd_status"]

@@ -1,0 +1,167 @@
+"""`GET /queue-health`: is Redis reachable and fast, and what does the queue look like?
+
+No JWT (operators and monitors call it), but only from configured source
+networks: by default the VPC (10.20.0.0/22) and loopback. Besides the PING
+round trip it reports the queue's depth, the dead letters and the watcher's
+heartbeat (age and jobs in flight), read with a few more round trips once the
+PING has answered. A missing heartbeat is not a failure: the node may simply
+be stopped.
+
+The same function also runs on a schedule (an EventBridge rule every five
+minutes, made by the observability role): then it answers nobody and emits the
+same look as metrics, `QueueHealthFailed` (1 or 0), `QueueDepth` and
+`DeadLetterEntries`, which the alarms watch.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+from typing import Any
+
+from tlops import contract
+from tlops.common.telemetry import Telemetry
+from tlops.contract import ErrorCode
+from tlops.edge import lambda_http
+from tlops.edge.lambda_http import Answer, Refusal
+from tlops.edge.resp import RedisReplyError, RedisUnavailable, RespClient
+
+DEFAULT_ALLOWED_CIDRS = "10.20.0.0/22,127.0.0.0/8,::1/128"
+SLOW_MS = 200.0
+
+telemetry = Telemetry("queue_health")
+
+
+def parse_cidrs(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise RuntimeError(f"TL_QUEUE_HEALTH_CIDRS is not a list of CIDRs: {exc}") from None
+
+
+def _group_backlog(client: RespClient) -> int | None:
+    """Entries the `watchers` group has not delivered yet plus those delivered and unacked."""
+    try:
+        groups = client.execute("XINFO", "GROUPS", contract.JOB_STREAM) or []
+    except RedisReplyError:
+        return None  # no stream yet
+    for flat in groups:
+        info = dict(zip(flat[::2], flat[1::2], strict=True))
+        if info.get("name") == contract.CONSUMER_GROUP:
+            lag = info.get("lag")
+            return (int(lag) if lag is not None else 0) + int(info.get("pending", 0))
+    return None
+
+
+def queue_snapshot(client: RespClient, *, now_ms: int | None = None) -> dict[str, Any]:
+    """Queue depth, dead letters and the watcher heartbeat, as /queue-health reports them.
+
+    `queueDepth` counts jobs not yet acknowledged by a watcher (waiting or in
+    flight); before any watcher has made its group, every entry on the stream.
+    """
+    now_ms = round(time.time() * 1000) if now_ms is None else now_ms
+    depth = _group_backlog(client)
+    if depth is None:
+        depth = int(client.execute("XLEN", contract.JOB_STREAM) or 0)
+    snapshot: dict[str, Any] = {
+        "queueDepth": depth,
+        "deadLetters": int(client.execute("XLEN", contract.DEAD_LETTER_STREAM) or 0),
+        "watcher": None,
+    }
+    raw = client.execute("GET", contract.HEARTBEAT_KEY)
+    if raw:
+        try:
+            beat = json.loads(raw)
+            snapshot["watcher"] = {
+                "heartbeatAgeMs": max(0, now_ms - int(beat["ts_ms"])),
+                "inFlight": int(beat.get("in_flight", 0)),
+                "done": int(beat.get("done", 0)),
+                "failed": int(beat.get("failed", 0)),
+            }
+        except (ValueError, KeyError, TypeError):
+            snapshot["watcher"] = {"heartbeatAgeMs": None, "error": "unreadable heartbeat"}
+    return snapshot
+
+
+class QueueHealth:
+    def __init__(self, redis_url: str, allowed_cidrs: str = DEFAULT_ALLOWED_CIDRS):
+        self.redis = RespClient(redis_url, connect_timeout=0.2, timeout=0.2)
+        self.allowed = parse_cidrs(allowed_cidrs)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> QueueHealth:
+        env = dict(os.environ if env is None else env)
+        url = env.get("TL_REDIS_URL")
+        if not url:
+            raise RuntimeError("queue_health configuration incomplete, set: TL_REDIS_URL")
+        return cls(url, env.get("TL_QUEUE_HEALTH_CIDRS", DEFAULT_ALLOWED_CIDRS))
+
+    def _allowed(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.allowed)
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        rid = lambda_http.request_id(event)
+        try:
+            answer = self._check(event, rid)
+        except Refusal as refusal:
+            answer = refusal.answer
+        return lambda_http.respond(answer, rid)
+
+    def _check(self, event: dict[str, Any], rid: str) -> Answer:
+        if not self._allowed(lambda_http.source_ip(event)):
+            raise Refusal(403, ErrorCode.FORBIDDEN, message="source address not allowed")
+        return self._look(rid)
+
+    def probe(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The scheduled look: the same check, as metrics; returns what it found."""
+        rid = str(event.get("id", ""))
+        found = self._look(rid).body
+        failed = found["redis"] != "ok"
+        telemetry.metric("QueueHealthFailed", int(failed))
+        if not failed:
+            telemetry.metric("QueueDepth", found["queueDepth"])
+            telemetry.metric("DeadLetterEntries", found["deadLetters"])
+        telemetry.log("WARNING" if failed else "INFO", "queue probe", requestId=rid, **found)
+        return found
+
+    def _look(self, rid: str) -> Answer:
+        step = "redis ping failed"
+        started = time.perf_counter()
+        try:
+            self.redis.ping()
+            latency_ms = round((time.perf_counter() - started) * 1000, 2)
+            if latency_ms >= SLOW_MS:
+                return _failing(f"PING took {latency_ms} ms (limit {SLOW_MS:g} ms)")
+            step = "queue snapshot failed"
+            snapshot = queue_snapshot(self.redis)
+        except (RedisUnavailable, RedisReplyError) as exc:
+            telemetry.log("ERROR", step, requestId=rid, reason=str(exc))
+            return _failing(str(exc))
+        return Answer(200, {"redis": "ok", "latencyMs": latency_ms, **snapshot})
+
+
+def _failing(error: str) -> Answer:
+    return Answer(503, {"redis": "fail", "error": error})
+
+
+_health: QueueHealth | None = None
+
+
+def is_scheduled(event: dict[str, Any]) -> bool:
+    """Whether EventBridge's schedule sent the event (not the HTTP API)."""
+    return event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event"
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    global _health  # noqa: PLW0603 - one client per warm Lambda container
+    if _health is None:
+        _health = QueueHealth.from_env()
+    if is_scheduled(event):
+        return _health.probe(event)
+    return _health.handle(event)

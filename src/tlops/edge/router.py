@@ -1,0 +1,391 @@
+"""The router Lambda: `POST /infer`, `GET /jobs/{id}`, `POST /stop`, `GET /status`, `/ping` ….
+
+Behind the HTTP API's JWT authorizer the router still verifies the token itself
+(defence in depth: a misconfigured route or a direct invoke must not bypass
+auth), validates the body against the job contract, rate-limits and enqueues in
+one Redis round trip, and cold-boots the GPU node only when no watcher
+heartbeat says it is up. The warm path imports nothing heavy: no boto3, no
+redis-py, no native crypto.
+
+Each route function returns an `Answer` and says nothing about the failures
+it does not handle itself: `handle` turns a `Refusal`, and every domain error
+listed in `_DOMAIN_ERRORS`, into the response (lambda_http).
+
+Every call out is bounded (`RouterConfig.worst_case_s` sums them against the
+function's time limit): a 503 `queue_unavailable` then means nothing was
+queued, because Redis refuses to run an admission past its deadline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from tlops import contract
+from tlops.common.telemetry import Telemetry
+from tlops.contract import ErrorCode, JobStatus, records, request, responses
+from tlops.edge import admission, auth, boot, gpu_node, lambda_http, routes
+from tlops.edge.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier
+from tlops.edge.lambda_http import Answer, Refusal
+from tlops.edge.resp import RedisReplyError, RedisUnavailable, RespClient
+from tlops.edge.router_config import RouterConfig
+
+telemetry = Telemetry("router")
+
+# Failures a route lets through: the status and code the client gets, a fixed message for
+# it (the exception's own text, which may hold ARNs or account ids, is only logged), and
+# what the log line says.
+_DOMAIN_ERRORS: tuple[tuple[type[Exception], int, ErrorCode, str | None, str], ...] = (
+    (InvalidToken, 403, ErrorCode.INVALID_TOKEN, None, "token refused"),
+    (KeysUnavailable, 503, ErrorCode.AUTH_UNAVAILABLE, None, "jwks unavailable"),
+    (RedisUnavailable, 503, ErrorCode.QUEUE_UNAVAILABLE, None, "redis unavailable"),
+    (RedisReplyError, 503, ErrorCode.QUEUE_UNAVAILABLE, None, "redis refused a command"),
+    (
+        gpu_node.NodeUnavailable,
+        503,
+        ErrorCode.INSTANCE_UNAVAILABLE,
+        "the GPU node could not be reached; try again in a minute",
+        "gpu node unavailable",
+    ),
+)
+_HANDLED = tuple(error for error, *_ in _DOMAIN_ERRORS)
+
+
+class Router:
+    def __init__(self, config: RouterConfig):
+        self.config = config
+        self.verifier = TokenVerifier(
+            issuer=config.issuer,
+            audience=config.audience,
+            jwks=config.jwks or JwksCache(config.jwks_url, timeout=config.jwks_timeout_s),
+        )
+        self.redis = RespClient(
+            config.redis_url,
+            connect_timeout=config.redis_connect_timeout_s,
+            timeout=config.redis_timeout_s,
+        )
+        self._node_running_seen_at = float("-inf")
+        # openapi.yaml's operationId → the method serving it
+        self._routes = {
+            key: getattr(self, routes.method_name(operation))
+            for key, operation in routes.of_function("router").items()
+        }
+
+    # --- dispatch -------------------------------------------------------
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        rid = lambda_http.request_id(event)
+        route = lambda_http.route_key(event)
+        answer = self._answer(route, event, rid)
+        telemetry.log(
+            "INFO",
+            "request",
+            requestId=rid,
+            route=route,
+            status=answer.status,
+            latencyMs=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return lambda_http.respond(answer, rid)
+
+    def _answer(self, route: str, event: dict[str, Any], rid: str) -> Answer:
+        serve = self._routes.get(route)
+        try:
+            if serve is None:
+                raise Refusal(404, ErrorCode.NOT_FOUND, route=route)
+            return serve(event, rid)
+        except Refusal as refusal:
+            return refusal.answer
+        except _HANDLED as exc:
+            for error, status, code, public, logged in _DOMAIN_ERRORS:
+                if isinstance(exc, error):
+                    level = "WARNING" if status < 500 else "ERROR"
+                    telemetry.log(level, logged, requestId=rid, route=route, reason=str(exc))
+                    details = {} if public is None else {"message": public}
+                    return Answer(status, responses.error_body(code, **details))
+            raise  # unreachable: every caught class is in the table
+
+    def _authenticate(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The verified claims (raises InvalidToken, KeysUnavailable, or 401 without a token)."""
+        token = auth.bearer_token(lambda_http.headers(event))
+        if token is None:
+            raise Refusal(401, ErrorCode.UNAUTHORIZED)
+        return self.verifier.verify(token)
+
+    # --- routes (named after openapi.yaml's operationIds) -----------------
+    def ping(self, event: dict[str, Any], rid: str) -> Answer:
+        return Answer(200, {"status": "ok"})
+
+    health = ping
+
+    def infer(self, event: dict[str, Any], rid: str) -> Answer:
+        claims = self._authenticate(event)
+        _require_json(event)
+        key = _idempotency_key(event)
+        job = lambda_http.parse_json_body(event, request.parse_infer_request)
+        sub = claims["sub"]
+        idempotency = None if key is None else admission.Idempotency(key, records.fingerprint(job))
+        try:
+            admitted = self._admit(job, sub, idempotency)
+        except (RedisUnavailable, RedisReplyError):
+            telemetry.metric("RedisEnqueueFail")
+            raise
+        if admitted.outcome == "limited":
+            telemetry.metric("ApiRateLimitBreaches")
+            raise _rate_limited(admitted.retry_after_s)
+        if admitted.outcome in ("user_full", "full"):
+            raise self._queue_full(admitted, sub, rid)
+        if admitted.outcome == "reused":
+            raise Refusal(
+                409,
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                message=f"this {contract.IDEMPOTENCY_HEADER} came with another request before",
+            )
+        job_id = admitted.job_id
+        if admitted.outcome == "replayed":
+            telemetry.log("INFO", "idempotent replay", requestId=rid, jobId=job_id, sub=sub)
+            answer = self._place(job_id, admitted, rid)
+            replayed = {contract.REPLAYED_HEADER.lower(): "true"}
+            return answer._replace(headers={**answer.headers, **replayed})
+        telemetry.log("INFO", "job queued", requestId=rid, jobId=job_id, sub=sub)
+        return self._place(job_id, admitted, rid)
+
+    def get_job(self, event: dict[str, Any], rid: str) -> Answer:
+        """The caller's own job: status, and once finished its result; 404 for anyone else."""
+        from tlops.edge import jobs
+
+        claims = self._authenticate(event)
+        job_id = lambda_http.path_parameter(event, "id")
+        if not contract.is_job_id(job_id):
+            raise lambda_http.invalid("id", "must be a job id (a lowercase UUIDv4)")
+        record = self.redis.hgetall(contract.job_key(job_id))
+        view = jobs.job_view(
+            job_id,
+            record,
+            sub=claims["sub"],
+            reply_bucket=self.config.reply_bucket,
+            s3=lambda: self.config.aws_client("s3"),
+        )
+        if view is None:
+            raise Refusal(404, ErrorCode.NOT_FOUND, id=job_id)
+        boot.phase_of_queued(self.redis, view)
+        return Answer(200, view)
+
+    def stop_node(self, event: dict[str, Any], rid: str) -> Answer:
+        claims = self._authenticate(event)
+        _require_group(claims, contract.ADMINS_GROUP)
+        self._limit_stops(claims["sub"], rid)
+        stopped = gpu_node.stop(self.config.aws_client("ec2"), self.config.project)
+        if stopped is None:
+            raise Refusal(503, ErrorCode.INSTANCE_UNAVAILABLE, message="no GPU node is deployed")
+        self._node_running_seen_at = float("-inf")
+        boot.stopped(self.redis, stopped.instance_id, telemetry=telemetry, rid=rid)
+        telemetry.log("INFO", "node stop requested", requestId=rid, sub=claims["sub"])
+        return Answer(200, {"status": stopped.state, "instance": stopped.instance_id})
+
+    def get_status(self, event: dict[str, Any], rid: str) -> Answer:
+        """`GET /status`: the node's EC2 state, the queue, the boot phase (tlops.edge.status)."""
+        from tlops.edge import status
+
+        sub = self._authenticate(event)["sub"]
+        self._limit("status", contract.status_rate_key(sub), self.config.status_limits, rid)
+        ec2 = lambda: self.config.aws_client("ec2")  # noqa: E731 - made when the part runs
+        project = self.config.project
+        return Answer(200, status.snapshot(project=project, ec2=ec2, redis=self.redis,
+                                           telemetry=telemetry, rid=rid))  # fmt: skip
+
+    def resize_node(self, event: dict[str, Any], rid: str) -> Answer:
+        """`POST /resize` (admins only): start, stop or reshape the node (tlops.edge.resize)."""
+        claims = self._authenticate(event)
+        _require_group(claims, contract.ADMINS_GROUP)
+        _require_json(event)
+        return self._resizer().submit(event, claims["sub"], rid)
+
+    def get_resize(self, event: dict[str, Any], rid: str) -> Answer:
+        """`GET /resize/{operationId}` (admins only): an operation's progress, advanced."""
+        claims = self._authenticate(event)
+        _require_group(claims, contract.ADMINS_GROUP)
+        return self._resizer().progress(lambda_http.path_parameter(event, "operationId"), rid)
+
+    def _resizer(self):
+        from tlops.edge import resize
+
+        self._node_running_seen_at = float("-inf")  # the node is about to change under us
+        ec2 = lambda: self.config.aws_client("ec2")  # noqa: E731 - made on the first step
+        return resize.Resizer(self.redis, ec2, self.config.project)
+
+    # --- steps ----------------------------------------------------------
+    def _admit(
+        self, job: request.InferRequest, sub: str, idempotency: admission.Idempotency | None
+    ) -> admission.Admission:
+        for _ in range(3):  # a UUIDv4 collision is astronomically rare; never loop forever
+            job_id = contract.new_job_id()
+            admitted = admission.admit(
+                self.redis,
+                sub=sub,
+                job_id=job_id,
+                job_fields=records.queued(
+                    job, sub=sub, job_id=job_id, reply_bucket=self.config.reply_bucket
+                ),
+                limits=self.config.limits,
+                job_ttl_s=self.config.job_ttl_s,
+                within_s=self.config.admission_within_s,
+                idempotency=idempotency,
+                caps=self.config.caps,
+            )
+            if admitted.outcome == "late":
+                # This answer is 503: the script saw it would be, and wrote nothing.
+                raise RedisUnavailable("Redis ran the admission after its deadline")
+            if admitted.outcome != "collision":
+                return admitted
+        raise RedisReplyError("could not find a free job id")
+
+    def _queue_full(self, admitted: admission.Admission, sub: str, rid: str) -> Refusal:
+        """429 when this user's open jobs are at their cap, 503 when everyone's are: nothing
+        was queued, and a client should come back after Retry-After."""
+        mine = admitted.outcome == "user_full"
+        scope, cap = (
+            ("user", self.config.caps.per_user) if mine else ("global", self.config.caps.total)
+        )
+        telemetry.metric("QueueCapRefusals", Scope=scope)
+        telemetry.log("WARNING", "queue cap reached", requestId=rid, sub=sub, scope=scope, cap=cap)
+        whose = "your" if mine else "all users'"
+        return Refusal(
+            429 if mine else 503,
+            ErrorCode.USER_QUEUE_FULL if mine else ErrorCode.QUEUE_FULL,
+            retry_after=admitted.retry_after_s,
+            limit=cap,
+            message=f"{cap} of {whose} jobs are queued or running; nothing was queued",
+            headers={"retry-after": str(admitted.retry_after_s)},
+        )
+
+    def _limit_stops(self, sub: str, rid: str) -> None:
+        """At most `stop_limits` stops per user. Without Redis the stop goes ahead: a
+        queue outage must not keep a GPU running (and billing) that an admin stops."""
+        self._limit("stop", contract.stop_rate_key(sub), self.config.stop_limits, rid)
+
+    def _limit(self, what: str, key: str, limits: admission.RateLimits, rid: str) -> None:
+        """429 past `limits` on `key`; without Redis the request goes ahead (logged)."""
+        try:
+            retry_after_s = admission.limit(
+                self.redis, key=key, member=uuid.uuid4().hex, limits=limits
+            )
+        except (RedisUnavailable, RedisReplyError) as exc:
+            telemetry.log("WARNING", f"{what} not rate-limited", requestId=rid, reason=str(exc))
+            return
+        if retry_after_s:
+            raise _rate_limited(retry_after_s)
+
+    def _place(self, job_id: str, admitted: admission.Admission, rid: str) -> Answer:
+        """The answer for an admitted job: queued while the node is up, else a cold boot.
+        A replayed job no longer queued needs no node from this request."""
+        if (
+            admitted.node_alive
+            or self._node_recently_running()
+            or admitted.job_status != JobStatus.QUEUED
+        ):
+            return Answer(202, responses.queued_body(job_id))
+        return self._cold_boot(job_id, rid)
+
+    def _node_recently_running(self) -> bool:
+        age = time.monotonic() - self._node_running_seen_at
+        return age < self.config.node_state_cache_s
+
+    def _cold_boot(self, job_id: str, rid: str) -> Answer:
+        try:
+            decision = gpu_node.ensure_running(self.config.aws_client("ec2"), self.config.project)
+        except gpu_node.NodeUnavailable as exc:
+            # Answering 503 means the job will not run: say so in its record. Client and
+            # record get the fixed words; EC2's own (ARNs, account ids) stay in the log.
+            self._fail_job(job_id, f"{ErrorCode.INSTANCE_UNAVAILABLE}: {exc.public}")
+            telemetry.log("ERROR", "cold boot failed", requestId=rid, jobId=job_id, reason=str(exc))
+            raise Refusal(
+                503, ErrorCode.INSTANCE_UNAVAILABLE, id=job_id, message=exc.public
+            ) from None
+        if decision.state == "running":
+            self._node_running_seen_at = time.monotonic()
+            return Answer(202, responses.queued_body(job_id))
+        if decision.started:
+            telemetry.metric("EC2Starts", Reason="ColdBoot")
+            telemetry.log("INFO", "node started", requestId=rid, instance=decision.node.instance_id)
+        eta = boot.starting(
+            self.redis,
+            decision.node.instance_id,
+            started=decision.started,
+            fallback_eta_s=self.config.cold_boot_eta_s,
+            telemetry=telemetry,
+            rid=rid,
+        )
+        return Answer(202, responses.starting_body(job_id, eta), {"x-gpu-coldboot": "true"})
+
+    def _fail_job(self, job_id: str, reason: str) -> None:
+        flat = [part for item in records.not_booted(reason).items() for part in item]
+        try:
+            self.redis.execute("HSET", contract.job_key(job_id), *flat)
+        except (RedisUnavailable, RedisReplyError) as exc:
+            telemetry.log("ERROR", "could not mark job failed", jobId=job_id, reason=str(exc))
+
+
+def _rate_limited(retry_after_s: int) -> Refusal:
+    return Refusal(
+        429,
+        ErrorCode.RATE_LIMITED,
+        retry_after=retry_after_s,
+        headers={"retry-after": str(retry_after_s)},
+    )
+
+
+def _require_group(claims: dict[str, Any], group: str) -> None:
+    """403 `forbidden` unless the verified token names `group` in `cognito:groups`: the
+    token is fine, so the client must not renew it (as it would for invalid_token)."""
+    if group not in auth.groups(claims):
+        raise Refusal(403, ErrorCode.FORBIDDEN, message=f"this route is for the {group} group")
+
+
+def _require_json(event: dict[str, Any]) -> None:
+    """415 unless the body is declared application/json (parameters such as charset pass)."""
+    declared = lambda_http.headers(event).get("content-type", "")
+    if declared.partition(";")[0].strip().lower() != "application/json":
+        raise Refusal(
+            415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, message="send the body as application/json"
+        )
+
+
+def _idempotency_key(event: dict[str, Any]) -> str | None:
+    value = lambda_http.headers(event).get(contract.IDEMPOTENCY_HEADER.lower())
+    if value is None:
+        return None
+    if not contract.is_idempotency_key(value):
+        raise lambda_http.invalid(
+            contract.IDEMPOTENCY_HEADER,
+            "must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'",
+        )
+    return value
+
+
+_router: Router | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """The Lambda entry point (re-exported by lambda_src/router)."""
+    global _router  # noqa: PLW0603 - one Router per warm Lambda container
+    if _router is None:
+        _router = Router(RouterConfig.from_env())
+        _check_time_limit(_router.config, context)
+    return _router.handle(event)
+
+
+def _check_time_limit(config: RouterConfig, context: Any) -> None:
+    """Warn once per container when the function's time limit is shorter than the router's
+    worst path: Lambda would then cut a cold boot off before the router could answer."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return
+    left_s = remaining() / 1000
+    if left_s < config.worst_case_s():
+        telemetry.log(
+            "WARNING",
+            "function time limit below the router's worst case",
+            remainingS=round(left_s, 3),
+            worstCaseS=round(config.worst_case_s(), 3),
+        )

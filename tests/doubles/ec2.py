@@ -1,0 +1,31 @@
+"""The GPU node's instance record in the stand-in, without a whole deploy."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from tlops.common import aws
+
+NODE_TAGS = {"Project": "tinyllama", "Role": "gpu", "Name": "tinyllama-gpu"}
+
+
+def tagged_instance(tags: dict[str, str] | None = None, *, stopped: bool = True) -> str:
+    """An instance in the stand-in (through tlops.aws), as the gpu_node role leaves the node:
+    tagged and stopped. For tests that need the node without a whole deploy."""
+    tags = NODE_TAGS if tags is None else tags
+    amis = json.loads(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
+    image = next(a["ami_id"] for a in amis if a["architecture"] == "x86_64")
+    ec2 = aws.client("ec2")
+    instance_id = ec2.run_instances(
+        ImageId=image,
+        InstanceType="g4dn.xlarge",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )["Instances"][0]["InstanceId"]
+    if stopped:
+        ec2.stop_instances(InstanceIds=[instance_id])
+    return instance_id
