@@ -1,5 +1,5 @@
-"""Lambda entry point for /queue-health; the logic lives in tlops.queue_health."""
+"""Lambda entry point for /queue-health; the logic lives in tlops.edge.queue_health."""
 
-from tlops.queue_health import lambda_handler
+from tlops.edge.queue_health import lambda_handler
 
 __all__ = ["lambda_handler"]

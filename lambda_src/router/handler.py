@@ -1,5 +1,5 @@
-"""Lambda entry point for the router; the logic lives in tlops.router."""
+"""Lambda entry point for the router; the logic lives in tlops.edge.router."""
 
-from tlops.router import lambda_handler
+from tlops.edge.router import lambda_handler
 
 __all__ = ["lambda_handler"]
