@@ -7,7 +7,7 @@ is fetched, Redis is connected and the admission script loaded. Baseline in the
 same run: a bare interpreter (`python -S -c pass`). Prints the medians of N
 runs and the `-X importtime` breakdown of one run. Figures, not a test.
 
-    .venv/bin/python bench/cold_start.py [--runs 15]
+    PYTHONPATH=. .venv/bin/python bench/cold_start.py [--runs 15]
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import time
 import zipfile
 from pathlib import Path
 
+from tests.doubles.tokens import AUDIENCE, ISSUER, JwksServer, KeySet
 from tlops import contract
+from tlops.build.lambda_zip import build_function_zip
+from tlops.edge.resp import RespClient
 from tlops.local.services import RedisProcess
-from tlops.packaging import build_function_zip
-from tlops.resp import RespClient
-from tlops.testing import AUDIENCE, ISSUER, JwksServer, KeySet
 
 FIRST_EVENT = r"""
 import json, os, sys, time
@@ -89,7 +89,10 @@ def main() -> None:
                 "version": "2.0",
                 "routeKey": "POST /infer",
                 "rawPath": "/infer",
-                "headers": {"authorization": f"Bearer {keys.token()}"},
+                "headers": {
+                    "authorization": f"Bearer {keys.token()}",
+                    "content-type": "application/json",
+                },
                 "requestContext": {"requestId": "cold", "http": {"method": "POST"}},
                 "body": json.dumps({"prompt": "hello"}),
                 "isBase64Encoded": False,

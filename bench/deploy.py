@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tlops import playbooks
+from tlops.cli import playbooks
 from tlops.local.services import MotoProcess
 
 

@@ -11,7 +11,7 @@ the baseline: one `GET /ping` round trip through the gateway. Requests go out
 from several stand-in users in turn, as the per-user limit allows.
 Figures, not a test.
 
-    .venv/bin/python bench/e2e.py [--jobs 300] [--users 20]
+    PYTHONPATH=. .venv/bin/python bench/e2e.py [--jobs 300] [--users 20]
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tlops import client, playbooks
+from tests.doubles.inference import InferenceDouble
+from tlops.cli import client, playbooks
 from tlops.local import users
 from tlops.local.services import free_port
 from tlops.local.stack import LocalStack
-from tlops.testing import InferenceDouble
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -58,7 +58,7 @@ def main() -> None:
         with InferenceDouble(latency=0.0, cap=8) as double:
             env = {**os.environ, **stack.env()}
             watcher = subprocess.Popen(
-                [sys.executable, "-m", "tlops.watcher", "--redis-url", stack.redis_url,
+                [sys.executable, "-m", "tlops.node.watcher", "--redis-url", stack.redis_url,
                  "--inference-url", double.url, "--concurrency", "8"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip

@@ -14,7 +14,8 @@ the project's environment: give it an interpreter of its own with
 .venv-arq/bin/python arq==0.28.0`. Without one, the arq line says so.
 Figures, not a test.
 
-    .venv/bin/python bench/queue_throughput.py [--jobs 5000] [--arq-python .venv-arq/bin/python]
+    PYTHONPATH=. .venv/bin/python bench/queue_throughput.py [--jobs 5000] \
+        [--arq-python .venv-arq/bin/python]
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ from pathlib import Path
 
 import redis as redis_py
 
+from tests.doubles.runners import NoopRunner
 from tlops import contract
-from tlops.admission import RateLimits, admit
-from tlops.contract import InferRequest, new_job_id, queued_job_fields
+from tlops.common.telemetry import Telemetry
+from tlops.contract import new_job_id, records
+from tlops.contract.request import InferRequest
+from tlops.edge.admission import RateLimits, admit
+from tlops.edge.resp import RespClient
 from tlops.local.services import RedisProcess
-from tlops.resp import RespClient
-from tlops.telemetry import Telemetry
-from tlops.watcher import NoopRunner, Settings, Watcher
+from tlops.node.settings import Settings
+from tlops.node.watcher import Watcher
 
 NO_LIMITS = RateLimits(burst=10**9, sustained=10**9)
 
@@ -78,11 +82,11 @@ def bench_watcher(url: str, count: int, concurrency: int) -> dict:
     start = time.perf_counter()
     for index in range(count):
         job_id = new_job_id()
-        fields = queued_job_fields(
+        fields = records.queued(
             InferRequest(prompt=f"job {index}"), sub="bench", job_id=job_id, reply_bucket="b"
         )
         admit(client, sub="bench", job_id=job_id, job_fields=fields, limits=NO_LIMITS,
-              job_ttl_s=600)  # fmt: skip
+              job_ttl_s=600, within_s=1.0)  # fmt: skip
     enqueued = time.perf_counter()
     settings = Settings(redis_url=url, concurrency=concurrency, block_ms=100)
     watcher = Watcher(settings, NoopRunner(), telemetry=Telemetry("bench", stream=io.StringIO()))

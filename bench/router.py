@@ -5,7 +5,7 @@ Path measured: JWT verification (RS256 against a cached JWKS) + body validation
 raw Redis round trip (PING) with the same client code, and EVALSHA of an empty
 script. Prints p50/p99 and the ratio to the round trip. Figures, not a test.
 
-    .venv/bin/python bench/router.py [--requests 3000]
+    PYTHONPATH=. .venv/bin/python bench/router.py [--requests 3000]
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.doubles.tokens import AUDIENCE, ISSUER, JwksServer, KeySet
 from tlops import contract
+from tlops.common.telemetry import Telemetry
+from tlops.edge.resp import RespClient, Script
+from tlops.edge.router import Router, RouterConfig
 from tlops.local.services import RedisProcess
-from tlops.resp import RespClient, Script
-from tlops.router import Router, RouterConfig
-from tlops.telemetry import Telemetry
-from tlops.testing import AUDIENCE, ISSUER, JwksServer, KeySet
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
@@ -72,7 +72,7 @@ def main() -> None:
                 reply_bucket="bench",
             )
             router = Router(config)
-            import tlops.router as router_module
+            import tlops.edge.router as router_module
 
             router_module.telemetry = Telemetry("router", stream=open("/dev/null", "w"))  # noqa: SIM115
             raw = RespClient(redis.url)

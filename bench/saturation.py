@@ -2,7 +2,7 @@
 
 The inference double answers every request after `latency` seconds and runs at
 most `cap` at once, so no client can finish more than cap / latency jobs a
-second. The watcher (`python -m tlops.watcher`) runs with concurrency `cap`
+second. The watcher (`python -m tlops.node.watcher`) runs with concurrency `cap`
 against a real Redis and the moto S3 (every result is written), the jobs are
 queued up front, and the figure is the
 watcher's throughput as a fraction of that ceiling: what is lost to reading the
@@ -12,7 +12,7 @@ request the server sees (the steady state a long-running watcher lives in; the
 first figure also counts the watcher process starting up).
 Figures, not a test.
 
-    .venv/bin/python bench/saturation.py [--latency 0.5] [--cap 8] [--rounds 20]
+    PYTHONPATH=. .venv/bin/python bench/saturation.py [--latency 0.5] [--cap 8] [--rounds 20]
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from pathlib import Path
 
 import redis as redis_py
 
-from tlops import aws, contract
-from tlops.admission import RateLimits, admit
-from tlops.contract import InferRequest, new_job_id, queued_job_fields
+from tests.doubles.inference import InferenceDouble
+from tlops import contract
+from tlops.common import aws
+from tlops.contract import new_job_id, records
+from tlops.contract.request import InferRequest
+from tlops.edge.admission import RateLimits, admit
+from tlops.edge.resp import RespClient
 from tlops.local.services import MotoProcess, RedisProcess
-from tlops.resp import RespClient
-from tlops.testing import InferenceDouble
 
 BUCKET = "replies-bench"
 
@@ -44,7 +46,7 @@ def enqueue(redis_url: str, jobs: int) -> list[str]:
     ids = []
     for index in range(jobs):
         job_id = new_job_id()
-        fields = queued_job_fields(
+        fields = records.queued(
             InferRequest(prompt=f"job {index}"), sub="bench", job_id=job_id, reply_bucket=BUCKET
         )
         admit(
@@ -54,6 +56,7 @@ def enqueue(redis_url: str, jobs: int) -> list[str]:
             job_fields=fields,
             limits=RateLimits(burst=10**9, sustained=10**9),
             job_ttl_s=600,
+            within_s=1.0,  # half the client's reply timeout, as the router does
         )
         ids.append(job_id)
     client.close()
@@ -74,7 +77,7 @@ def run(latency: float, cap: int, rounds: int, redis_url: str) -> dict:
     with InferenceDouble(latency=latency, cap=cap) as double:
         # The watcher runs as its own process, as on the node: the double's threads here
         # do not compete with it for the interpreter lock.
-        argv = [sys.executable, "-m", "tlops.watcher", "--redis-url", redis_url,
+        argv = [sys.executable, "-m", "tlops.node.watcher", "--redis-url", redis_url,
                 "--inference-url", double.url, "--model", double.model,
                 "--concurrency", str(cap)]  # fmt: skip
         start = time.perf_counter()

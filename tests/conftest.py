@@ -14,10 +14,26 @@ from typing import Any
 import pytest
 import redis as redis_py
 
+from tests.doubles.tokens import AUDIENCE, ISSUER, JwksServer, KeySet
 from tlops.local.services import MotoProcess, RedisProcess
-from tlops.testing import AUDIENCE, ISSUER, JwksServer, KeySet
 
 __all__ = ["AUDIENCE", "ISSUER", "http_event"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules marked `long_pole(minutes=N)` first, longest first; the rest as collected.
+
+    `make test` gives each worker whole modules in this order (--no-loadscope-reorder), so
+    the few that take minutes start at once, side by side, and the many short ones fill
+    the gaps, instead of a long one starting last on a worker that is otherwise done. N is
+    a rough figure from a measured run (docs/benchmarks.md): it orders, it asserts nothing.
+    """
+
+    def minutes(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("long_pole")
+        return mark.kwargs["minutes"] if mark else 0
+
+    items.sort(key=lambda item: -minutes(item))
 
 
 # --- Redis -------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Test modules import the fixtures they use from here (another file owns
 tests/integration/conftest.py). The gateway is built exactly as
-the deployed gateway builds it (`tlops.local.gateway.gateway_for`), but with a
+the deployed gateway builds it (`tlops.local.deployment.gateway_for`), but with a
 fixed configuration, from the test keys' JWKS and with the access log captured,
 so a test can read what the operator would read.
 """
@@ -22,10 +22,12 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from tests.doubles.ec2 import tagged_instance
+from tests.doubles.tokens import AUDIENCE, ISSUER
 from tlops import contract
-from tlops.auth import JwksCache, TokenVerifier
+from tlops.edge.auth import JwksCache, TokenVerifier
 from tlops.local.gateway import FunctionPool, Gateway, handler_factory, make_server
-from tlops.testing import AUDIENCE, ISSUER, tagged_instance
+from tlops.local.throttling import Throttling
 
 __all__ = [  # the fixtures; test modules take them with `from .gateway_fixtures import *`
     "gateway",
@@ -156,7 +158,9 @@ def default_functions() -> dict[str, FunctionPool]:
     return {name: FunctionPool(handler_factory(name)) for name in ("router", "queue_health")}
 
 
-def build_gateway(jwks_url: str, access_log: io.StringIO | None = None) -> Gateway:
+def build_gateway(
+    jwks_url: str, access_log: io.StringIO | None = None, throttling: Throttling | None = None
+) -> Gateway:
     """A gateway configured as a deployment would configure it, from the test keys."""
     verifier = TokenVerifier(
         issuer=ISSUER, audience=AUDIENCE, jwks=JwksCache(jwks_url), token_use=None
@@ -168,18 +172,21 @@ def build_gateway(jwks_url: str, access_log: io.StringIO | None = None) -> Gatew
             *(f"http://localhost:{port}" for port in CORS_PORTS),
             "capacitor://localhost",
         ],
+        throttling=throttling,
         access_log=access_log if access_log is not None else io.StringIO(),
     )
 
 
 @pytest.fixture
 def start_gateway(router_env) -> Iterator[Callable[..., LiveGateway]]:
-    """Start (and always stop) gateways; `jwks_url` may point somewhere else than the keys."""
+    """Start (and always stop) gateways; `jwks_url` may point somewhere else than the keys,
+    `throttling` stands for the stage's."""
     started: list[LiveGateway] = []
 
-    def start(jwks_url: str | None = None) -> LiveGateway:
+    def start(jwks_url: str | None = None, throttling: Throttling | None = None) -> LiveGateway:
         log = io.StringIO()
-        live = LiveGateway(build_gateway(jwks_url or router_env["TL_JWKS_URL"], log), log)
+        built = build_gateway(jwks_url or router_env["TL_JWKS_URL"], log, throttling)
+        live = LiveGateway(built, log)
         started.append(live.start())
         return live
 
@@ -227,7 +234,7 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
 def post_json(url: str, body: Any, token: str) -> tuple[int, dict[str, str], Any]:
     """POST a JSON body with a bearer token: (status, lower-cased headers, parsed body)."""
-    from tlops.client import Api, TokenSource
+    from tlops.cli.client import Api, TokenSource
 
     base, _, path = url.partition("://")
     host, _, rest = path.partition("/")

@@ -1,4 +1,5 @@
-"""Per-user rate limit and enqueue in one atomic script (tlops.admission), on a real Redis."""
+"""Per-user rate limit and enqueue in one atomic script (tlops.admission), on a real Redis:
+the windows, the enqueue, the deadline, the Idempotency-Key, and the windows alone (`limit`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from tlops import contract
-from tlops.admission import Admission, RateLimits, admit
-from tlops.contract import InferRequest, new_job_id, queued_job_fields
-from tlops.contract.records import JobRecord
+from tlops.contract import new_job_id, records
+from tlops.contract.request import InferRequest
+from tlops.edge.admission import Admission, Idempotency, RateLimits, admit, limit
+from tlops.edge.resp import RedisUnavailable, RespClient
 from tlops.local.services import free_port
-from tlops.resp import RedisUnavailable, RespClient
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +37,25 @@ def submit(
     limits: RateLimits = LIMITS,
     job_ttl_s: int = JOB_TTL_S,
     request: InferRequest | None = None,
+    within_s: float = 2.0,
+    idempotency: Idempotency | None = None,
 ) -> tuple[Admission, str]:
     job_id = job_id or new_job_id()
-    fields = queued_job_fields(
+    fields = records.queued(
         request or InferRequest(prompt=f"prompt for {job_id}"),
         sub=sub,
         job_id=job_id,
         reply_bucket="replies",
     )
     result = admit(
-        client, sub=sub, job_id=job_id, job_fields=fields, limits=limits, job_ttl_s=job_ttl_s
+        client,
+        sub=sub,
+        job_id=job_id,
+        job_fields=fields,
+        limits=limits,
+        job_ttl_s=job_ttl_s,
+        within_s=within_s,
+        idempotency=idempotency,
     )
     return result, job_id
 
@@ -153,7 +163,7 @@ def test_queued_job_record_stream_entry_and_ttl(client, redis_client):
     assert result.retry_after_s == 0
 
     stored = redis_client.hgetall(contract.job_key(job_id))
-    expected = queued_job_fields(request, sub="user-a", job_id=job_id, reply_bucket="replies")
+    expected = records.queued(request, sub="user-a", job_id=job_id, reply_bucket="replies")
     assert {name: value for name, value in stored.items() if name != "ts"} == expected
     ts = int(stored["ts"])
     assert before_s * 1000 + before_us // 1000 <= ts <= after_s * 1000 + after_us // 1000 + 1
@@ -166,10 +176,8 @@ def test_queued_job_record_stream_entry_and_ttl(client, redis_client):
     assert len(entries) == 1
     assert entries[0][1] == {"id": job_id, "sub": "user-a"}
 
-    record = JobRecord.from_hash(job_id, stored)
-    assert record.status is contract.JobStatus.QUEUED
-    assert (record.idle, record.max_tokens, record.temperature) == (7, 64, 0.5)
-    assert record.ts == ts
+    assert stored["status"] == contract.JobStatus.QUEUED
+    assert (stored["idle"], stored["max_tokens"], float(stored["temperature"])) == ("7", "64", 0.5)
 
 
 def test_job_ttl_is_applied(client, redis_client):
@@ -261,3 +269,127 @@ def test_concurrent_burst_admits_exactly_the_limit(redis_url, redis_client):
     assert redis_client.xlen(contract.JOB_STREAM) == 5
     assert len(redis_client.keys(contract.JOB_KEY_PREFIX + "*")) == 5
     assert redis_client.zcard(contract.rate_key("same-user")) == 5
+
+
+# --- the deadline ------------------------------------------------------------------------
+def test_a_script_run_past_its_deadline_writes_nothing(client, redis_client):
+    result, job_id = submit(client, within_s=-1.0)
+    assert result.outcome == "late"
+    assert redis_client.dbsize() == 0  # no record, no stream, not even a rate-window entry
+    assert not redis_client.exists(contract.job_key(job_id))
+
+
+def test_the_deadline_is_in_redis_clock_not_ours(redis_url, redis_client):
+    """A Lambda whose clock is an hour off still gets its deadline right: the client measured
+    the offset to Redis' clock when it connected."""
+    for skew in (-3600.0, 3600.0):
+        skewed = RespClient(redis_url, timeout=2.0, clock=lambda skew=skew: time.time() + skew)
+        try:
+            assert submit(skewed, f"user{skew}", within_s=0.5)[0].outcome == "queued"
+            assert submit(skewed, f"user{skew}", within_s=-0.5)[0].outcome == "late"
+        finally:
+            skewed.close()
+    assert redis_client.xlen(contract.JOB_STREAM) == 2
+
+
+# --- the Idempotency-Key ---------------------------------------------------------------------
+def _keyed(request: InferRequest, key: str = "retry-1") -> Idempotency:
+    return Idempotency(key, records.fingerprint(request))
+
+
+def test_a_retry_with_the_same_key_and_request_gets_the_first_job(client, redis_client):
+    request = InferRequest(prompt="once")
+    first, first_id = submit(client, request=request, idempotency=_keyed(request))
+    again, _ = submit(client, request=request, idempotency=_keyed(request))
+
+    assert (first.outcome, first.job_id, first.job_status) == ("queued", first_id, "queued")
+    assert (again.outcome, again.job_id, again.job_status) == ("replayed", first_id, "queued")
+    assert stream_ids(redis_client) == [first_id]
+    assert redis_client.zcard(contract.rate_key("user-a")) == 1  # the replay was not counted
+    stored = redis_client.hgetall(contract.idempotency_key("user-a", "retry-1"))
+    assert stored == {records.IDEM_JOB: first_id, records.IDEM_FINGERPRINT: _keyed(request)[1]}
+    ttl = redis_client.ttl(contract.idempotency_key("user-a", "retry-1"))
+    assert contract.IDEMPOTENCY_TTL_SECONDS - 5 < ttl <= contract.IDEMPOTENCY_TTL_SECONDS
+
+
+def test_a_replay_passes_even_when_the_user_is_over_the_limit(client):
+    request = InferRequest(prompt="first")
+    _, first_id = submit(client, request=request, idempotency=_keyed(request))
+    for _ in range(4):
+        submit(client)
+    assert submit(client)[0].outcome == "limited"
+    replay, _ = submit(client, request=request, idempotency=_keyed(request))
+    assert (replay.outcome, replay.job_id) == ("replayed", first_id)
+
+
+def test_a_replay_reports_how_far_the_job_got(client, redis_client):
+    request = InferRequest(prompt="x")
+    _, job_id = submit(client, request=request, idempotency=_keyed(request))
+    redis_client.hset(contract.job_key(job_id), "status", "done")
+    assert submit(client, request=request, idempotency=_keyed(request))[0].job_status == "done"
+    redis_client.delete(contract.job_key(job_id))  # its record's TTL ran out
+    assert submit(client, request=request, idempotency=_keyed(request))[0].job_status == ""
+
+
+def test_the_same_key_with_another_request_is_reused_and_writes_nothing(client, redis_client):
+    first = InferRequest(prompt="one")
+    submit(client, request=first, idempotency=_keyed(first))
+    keys_before = set(redis_client.keys("*"))
+    other = InferRequest(prompt="two")
+    result, job_id = submit(client, request=other, idempotency=_keyed(other))
+    assert result.outcome == "reused"
+    assert not redis_client.exists(contract.job_key(job_id))
+    assert set(redis_client.keys("*")) == keys_before
+    assert redis_client.xlen(contract.JOB_STREAM) == 1
+
+
+def test_keys_are_scoped_per_user(client, redis_client):
+    request = InferRequest(prompt="same")
+    a, a_id = submit(client, "user-a", request=request, idempotency=_keyed(request))
+    b, b_id = submit(client, "user-b", request=request, idempotency=_keyed(request))
+    assert (a.outcome, b.outcome) == ("queued", "queued")
+    assert a_id != b_id
+    assert stream_ids(redis_client) == [a_id, b_id]
+
+
+def test_a_late_keyed_request_leaves_the_key_free(client, redis_client):
+    request = InferRequest(prompt="late")
+    assert submit(client, request=request, idempotency=_keyed(request), within_s=-1)[0].outcome == (
+        "late"
+    )
+    retry, retry_id = submit(client, request=request, idempotency=_keyed(request))
+    assert (retry.outcome, retry.job_id) == ("queued", retry_id)
+
+
+def test_the_request_fingerprint_ignores_defaults_but_not_fields():
+    assert records.fingerprint(InferRequest(prompt="x")) == records.fingerprint(
+        InferRequest(prompt="x", idle=5)
+    )
+    assert records.fingerprint(InferRequest(prompt="x")) != records.fingerprint(
+        InferRequest(prompt="x", idle=6)
+    )
+
+
+# --- the windows alone (POST /stop) ------------------------------------------------------------
+STOP_LIMITS = RateLimits(burst=2, burst_window_ms=60_000, sustained=2, sustained_window_ms=60_000)
+
+
+def test_limit_passes_the_limit_then_tells_how_long_to_wait(client, redis_client):
+    key = contract.stop_rate_key("admin-1")
+    assert [limit(client, key=key, member=f"m{i}", limits=STOP_LIMITS) for i in range(2)] == [0, 0]
+    retry = limit(client, key=key, member="m3", limits=STOP_LIMITS)
+    assert 55 <= retry <= 60
+    assert redis_client.zcard(key) == 2  # the refused one is not counted
+    assert 0 < redis_client.pttl(key) <= 60_000
+    assert limit(client, key=contract.stop_rate_key("admin-2"), member="m", limits=STOP_LIMITS) == 0
+
+
+def test_limit_and_admission_share_one_window_definition(client):
+    """The same limits give the same answers through either script."""
+    limits = RateLimits(burst=2, burst_window_ms=300, sustained=100, sustained_window_ms=60_000)
+    key = contract.rate_key("user-a")
+    assert [submit(client, limits=limits)[0].outcome for _ in range(2)] == ["queued"] * 2
+    assert limit(client, key=key, member="x", limits=limits) == 1
+    time.sleep(0.35)
+    assert limit(client, key=key, member="y", limits=limits) == 0
+    assert submit(client, limits=limits)[0].outcome == "queued"

@@ -12,8 +12,8 @@ import signal
 
 import pytest
 
+from tests.doubles.inference import InferenceDouble
 from tlops import contract
-from tlops.testing import InferenceDouble
 
 from .watcher_fixtures import (
     WatcherProcess,

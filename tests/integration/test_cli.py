@@ -1,4 +1,5 @@
-"""`tlops` as the operator types it: `local up|down|status|env`, `token --user`, `demo`.
+"""`tlops` as the operator types it: `local up|down|status|env`, `token --user`, `infer`,
+`status`, `smoke`, `job`, `stop` (`demo` has a module of its own: test_demo.py).
 
 `tlops.cli.main` runs in-process with capsys. Its stacks use the default ports
 (`DEFAULT_PORTS`), which are patched to free ports here so the tests never
@@ -7,7 +8,6 @@ collide with a stack someone runs on 5055/6390/8787.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,33 +21,20 @@ from pathlib import Path
 import pytest
 
 import tlops.local.stack
+from tests.doubles.edge_api import EdgeApiDouble
+from tests.doubles.inference import InferenceDouble
 from tlops import contract
 from tlops.cli import main
+from tlops.cli.exits import ExitCode
 from tlops.local.stack import LocalStack, free_port
-from tlops.testing import InferenceDouble
 
 from .gateway_fixtures import jwt_claims, post_json
-from .stack_fixtures import deploy
+from .stack_fixtures import deploy, patch_stack_env, pid_gone
 from .watcher_fixtures import WatcherProcess
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=4)]
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_ports() -> dict[str, int]:
-    return {name: free_port() for name in ("moto", "redis", "gateway", "inference")}
-
-
-def patch_stack_env(mp: pytest.MonkeyPatch, state_dir: Path) -> dict[str, int]:
-    """Point `LocalStack()` at `state_dir` and free ports; whatever `up` and `token` put in
-    os.environ (the stand-in's endpoint and dummy keys) is undone with `mp`."""
-    ports = free_ports()
-    mp.setattr(tlops.local.stack, "DEFAULT_PORTS", ports)
-    mp.setenv("TLOPS_STATE_DIR", str(state_dir))
-    for name, value in LocalStack(state_dir=state_dir, ports=ports).aws_env().items():
-        mp.setenv(name, value)
-    return ports
 
 
 def exports(text: str) -> dict[str, str]:
@@ -57,19 +44,6 @@ def exports(text: str) -> dict[str, str]:
         name, _, value = line.removeprefix("export ").partition("=")
         [found[name]] = shlex.split(value) or [""]
     return found
-
-
-def pid_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -108,8 +82,8 @@ def test_local_env_prints_shell_exports(no_stack, capsys):
     assert "TL_JWT_ISSUER" not in env  # no user pool yet
 
 
-def test_token_without_a_stack_is_exit_2_and_says_what_to_do(no_stack, capsys):
-    assert main(["token", "--user", "alice"]) == 2
+def test_token_without_a_stack_is_exit_6_and_says_what_to_do(no_stack, capsys):
+    assert main(["token", "--user", "alice"]) == ExitCode.SETUP
     out, err = capsys.readouterr()
     assert out == ""
     assert "tlops local up" in err
@@ -122,14 +96,14 @@ def test_status_without_a_stack_is_exit_3(no_stack, capsys):
         ["moto", "down"],
         ["redis", "down"],
         ["gateway", "down"],
-        ["supervisor", "down"],
+        ["node", "down"],
         ["deployed", "nothing:"],
     ]
 
 
 def test_token_before_any_deploy_says_to_deploy(no_stack, capsys):
     LocalStack(state_dir=no_stack).save({"pids": {"moto": os.getpid()}})  # up, nothing deployed
-    assert main(["token", "--user", "alice"]) == 2
+    assert main(["token", "--user", "alice"]) == ExitCode.SETUP
     assert "run ansible-playbook playbooks/deploy.yml" in capsys.readouterr().err
 
 
@@ -224,26 +198,6 @@ def test_token_is_a_jwt_with_a_stable_sub_per_user(cli_stack, capsys):
             assert not any(t.encode() in data for ts in tokens.values() for t in ts), path
 
 
-# --- the demo -----------------------------------------------------------------------------
-def test_demo_runs_end_to_end_and_leaves_nothing(tmp_path, monkeypatch, capsys):
-    patch_stack_env(monkeypatch, tmp_path)
-    assert main(["demo", "--prompt", "Count to three."]) == 0
-    out = capsys.readouterr().out
-    assert "POST /infer -> 202" in out
-    assert "x-request-id:" in out
-    assert re.search(r"^== GET /jobs/[0-9a-f-]+ -> done$", out, re.MULTILINE), out
-    completion = re.search(
-        r"^== completion from tlops-tiny-llama \((\d+) tokens", out, re.MULTILINE
-    )
-    assert completion and int(completion.group(1)) >= 1, out
-    assert "== bringing the local stack down" in out
-    pids = [int(p) for p in re.findall(r"pid (\d+)$", out, re.MULTILINE)]
-    assert len(pids) == 4  # moto, redis, gateway, supervisor (vLLM and the watcher)
-    for pid in pids:
-        assert pid_gone(pid), pid
-    assert not (tmp_path / "stack.json").exists()
-
-
 def test_the_client_returns_refusals_instead_of_raising(cli_stack):
     status, headers, body = post_json(cli_stack.api_url + "/infer", {"prompt": "hi"}, "a.b.c")
     assert (status, body) == (403, {"error": "invalid_token"})
@@ -293,10 +247,10 @@ def test_infer_refused_input_names_the_field(cli_stack, capsys):
     assert "idle" in capsys.readouterr().err
 
 
-def test_infer_times_out_with_exit_3_when_nothing_answers(cli_stack, capsys):
-    assert main(["infer", "hi", "--user", "dave", "--timeout", "0.5"]) == 3
+def test_infer_times_out_with_exit_5_when_nothing_answers(cli_stack, capsys):
+    assert main(["infer", "hi", "--user", "dave", "--timeout", "0.5"]) == ExitCode.TIMEOUT
     err = capsys.readouterr().err
-    assert "still" in err and "GET /jobs/" in err
+    assert re.search(r"still queued .*: tlops job [0-9a-f-]{36} --wait$", err.strip()), err
 
 
 def test_infer_with_a_refused_token_says_to_log_in(cli_stack, capsys):
@@ -304,19 +258,20 @@ def test_infer_with_a_refused_token_says_to_log_in(cli_stack, capsys):
     assert "tlops login" in capsys.readouterr().err
 
 
-def test_infer_without_a_stack_or_settings_is_exit_2(no_stack, capsys, monkeypatch):
+def test_infer_without_a_stack_or_settings_is_exit_6(no_stack, capsys, monkeypatch):
     for name in ("TL_API_URL", "TL_TOKEN", "TL_HOSTED_UI_URL", "TL_CLIENT_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert main(["infer", "hi"]) == 2
+    assert main(["infer", "hi"]) == ExitCode.SETUP
     assert "TL_API_URL" in capsys.readouterr().err
     monkeypatch.setenv("TL_API_URL", "http://127.0.0.1:9")
-    assert main(["infer", "hi"]) == 2
-    assert "no way to get a token" in capsys.readouterr().err
+    assert main(["infer", "hi"]) == ExitCode.SETUP
+    assert "no token for http://127.0.0.1:9: log in with `tlops login" in capsys.readouterr().err
 
 
 def test_status_shows_node_queue_and_watcher(answering, cli_stack, capsys):
     assert main(["status", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["source"] == f"api {cli_stack.api_url}"  # GET /status, not Redis itself
     assert report["node"]["state"] in ("stopped", "running")
     assert report["node"]["instance"].startswith("i-")
     assert report["queue"]["deadLetters"] == 0
@@ -328,7 +283,7 @@ def test_status_shows_node_queue_and_watcher(answering, cli_stack, capsys):
     assert report["queue"]["watcher"]["heartbeatAgeMs"] >= 0
     assert main(["status"]) == 0
     text = capsys.readouterr().out
-    assert re.search(r"^node\s+(stopped|running) i-\w+$", text, re.MULTILINE), text
+    assert re.search(r"^node\s+(stopped|running) i-\w+ \(\S+\)$", text, re.MULTILINE), text
     assert re.search(r"^heartbeat\s+[\d.]+ s ago$", text, re.MULTILINE), text
 
 
@@ -336,3 +291,200 @@ def test_status_with_redis_unreachable_is_exit_3(no_stack, capsys, monkeypatch):
     monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     assert main(["status"]) == 3
     assert re.search(r"^queue\s+unknown: Redis at ", capsys.readouterr().out, re.MULTILINE)
+
+
+# --- smoke: the deploy proven, leg by leg -------------------------------------------------
+def test_smoke_passes_and_times_each_leg(answering, cli_stack, capsys):
+    assert main(["smoke", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["error"] is None and report["warning"] is None
+    assert [leg["name"] for leg in report["legs"]] == ["ping", "token", "submit", "result"]
+    assert all(leg["seconds"] >= 0 for leg in report["legs"])
+    assert report["legs"][3]["detail"].startswith("done,")
+    assert report["api_url"] == cli_stack.api_url
+    assert main(["smoke"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^result\s+[\d.]+ s\s+done, \d+ tokens", out, re.MULTILINE), out
+    assert re.search(r"^total\s+[\d.]+ s\s+passed$", out, re.MULTILINE), out
+
+
+def test_smoke_yml_runs_the_same_legs(answering, cli_stack):
+    from tlops.cli import playbooks
+
+    done = playbooks.run("smoke.yml", env=cli_stack.env(), capture=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1500:]
+    assert re.search(r"- result  [\d.]+  done, \d+ tokens", done.stdout), done.stdout[-3000:]
+    assert "The whole path answered in" in done.stdout
+
+
+def test_smoke_without_a_watcher_fails_at_the_result_leg(cli_stack, capsys, monkeypatch):
+    import tlops.cli.smoke
+
+    monkeypatch.setattr(tlops.cli.smoke, "FAIL_AFTER_S", 2.0)
+    assert main(["smoke"]) == 1
+    out, err = capsys.readouterr()
+    assert re.search(r"^submit\s+[\d.]+ s\s+202 ", out, re.MULTILINE), out
+    assert "tlops smoke: result: job" in err and "was still" in err
+
+
+def test_smoke_against_an_unreachable_api_is_a_clear_failure(cli_stack, capsys):
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert main(["smoke", "--api-url", closed]) == 1
+    assert f"ping: cannot reach the API at {closed}" in capsys.readouterr().err
+
+
+def test_smoke_yml_against_an_unreachable_api_fails_without_a_traceback(cli_stack):
+    from tlops.cli import playbooks
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    done = playbooks.run(
+        "smoke.yml", env=cli_stack.env(), extra_vars={"smoke_api_url": closed}, capture=True
+    )
+    assert done.returncode != 0
+    assert f"The smoke test failed at ping: cannot reach the API at {closed}" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_smoke_without_an_api_url_is_exit_6(no_stack, capsys, monkeypatch):
+    monkeypatch.delenv("TL_API_URL", raising=False)
+    assert main(["smoke"]) == ExitCode.SETUP
+    assert "no API URL" in capsys.readouterr().err
+
+
+# --- job, stop, tokens that stay home ----------------------------------------------------
+def test_job_shows_a_job_and_waits_for_it(answering, capsys):
+    assert main(["infer", "Say hi", "--user", "erin", "--json"]) == 0
+    job_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["job", job_id, "--user", "erin", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "done"
+    assert main(["job", job_id, "--user", "erin", "--wait"]) == 0
+    assert capsys.readouterr().out.startswith(" reply ")
+    # someone else's job is not found, and says so
+    assert main(["job", job_id, "--user", "frank"]) == ExitCode.FAILED
+    assert "404" in capsys.readouterr().err
+
+
+def test_stop_is_for_admins_and_says_so(cli_stack, capsys):
+    assert main(["token", "--user", "grace"]) == 0
+    not_admin = capsys.readouterr().out.strip()
+    assert main(["stop", "--token", not_admin]) == ExitCode.FAILED
+    err = capsys.readouterr().err
+    assert "forbidden (403): this route is for the admins group" in err
+    assert "--group admins" in err
+    assert main(["stop", "--json"]) == 0  # the local stack: as the stand-in admin
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["status"] in ("stopping", "stopped") and answer["instance"].startswith("i-")
+
+
+def test_a_stand_in_token_never_goes_to_another_api(cli_stack, capsys, monkeypatch):
+    """The stack is up and deployed; TL_API_URL points elsewhere: no stand-in token."""
+    for name in ("TL_TOKEN", "TL_HOSTED_UI_URL", "TL_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with EdgeApiDouble() as elsewhere:
+        for url in (elsewhere.url, "https://api.example.invalid"):
+            monkeypatch.setenv("TL_API_URL", url)
+            assert main(["infer", "hi"]) == ExitCode.SETUP
+            err = capsys.readouterr().err
+            assert f"no token for {url}: log in with `tlops login --env NAME`" in err
+        assert elsewhere.requests == []
+    monkeypatch.setenv("TL_API_URL", cli_stack.api_url + "/")  # the stack's own: a token
+    assert main(["status"]) == 0
+
+
+def test_env_local_reads_the_stacks_deploy_outputs(cli_stack, capsys, monkeypatch):
+    monkeypatch.delenv("TL_API_URL", raising=False)
+    assert main(["status", "--env", "local", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == f"api {cli_stack.api_url}"
+
+
+REMOTE_INFER = """
+import json, sys
+from tlops.cli import main
+code = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore")
+                or m == "tlops.local" or m.startswith("tlops.local."))
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["infer", "--help"], ["infer", "hi"], ["job", "--help"]])
+def test_remote_commands_load_neither_the_stand_in_nor_boto3(argv, tmp_path):
+    with EdgeApiDouble() as remote:
+        env = {**os.environ, "TLOPS_STATE_DIR": str(tmp_path), "TL_API_URL": remote.url,
+               "TL_TOKEN": "header.payload.signature"}  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", REMOTE_INFER, *argv],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    if "--help" in argv:
+        assert done.returncode == 0 and "usage: tlops" in done.stdout
+        return
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}, done.stderr
+    assert done.stdout.strip() == "a remote reply"
+    assert [(m, auth) for m, _, auth in remote.requests][:1] == [
+        ("POST", "Bearer header.payload.signature")
+    ]
+
+
+# --- a stack up with nothing deployed; a hung service of its own --------------------------
+def listener(port: int) -> subprocess.Popen:
+    """A real process that accepts on `port` and never answers (a hung service)."""
+    code = (
+        "import socket, sys, time\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('127.0.0.1', {port})); s.listen(8); print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert process.stdout.readline().strip() == b"ready"
+    return process
+
+
+def test_up_restarts_a_hung_service_of_its_own_then_says_to_deploy(tmp_path, monkeypatch, capsys):
+    ports = patch_stack_env(monkeypatch, tmp_path)
+    monkeypatch.delenv("TL_API_URL", raising=False)
+    monkeypatch.delenv("TL_TOKEN", raising=False)
+    hung = listener(ports["gateway"])
+    # a gateway of this stack (its pid in this state dir) that hangs
+    LocalStack(state_dir=tmp_path, ports=ports).save(
+        {"pids": {"gateway": hung.pid}, "ports": ports}
+    )
+    try:
+        assert main(["local", "up", "--no-inference"]) == 0
+        assert hung.wait(timeout=15) is not None  # ended, not blamed on another stack
+        pids = LocalStack(state_dir=tmp_path).load()["pids"]
+        assert pids["gateway"] != hung.pid
+        capsys.readouterr()
+        # up, nothing deployed: infer says to deploy; status reads the parts, labelled; as
+        # after `eval "$(tlops local env)"`, TL_API_URL names the stack's gateway
+        monkeypatch.setenv("TL_API_URL", f"http://127.0.0.1:{ports['gateway']}")
+        assert main(["infer", "hi"]) == ExitCode.SETUP
+        assert (
+            "run ansible-playbook playbooks/deploy.yml (or `tlops demo`" in capsys.readouterr().err
+        )
+        assert main(["status"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("source      direct: the local stack's parts (nothing deployed")
+        assert re.search(r"^node\s+absent$", out, re.MULTILINE), out
+    finally:
+        if hung.poll() is None:
+            hung.kill()
+        main(["local", "down"])
+
+
+def test_up_blames_another_stack_only_for_a_port_it_does_not_own(tmp_path, monkeypatch, capsys):
+    ports = patch_stack_env(monkeypatch, tmp_path)
+    other = listener(ports["redis"])  # not in this stack's state
+    try:
+        assert main(["local", "up", "--no-inference"]) == ExitCode.SETUP
+        err = capsys.readouterr().err
+        assert f"redis cannot start: port {ports['redis']} on 127.0.0.1 is already in use" in err
+        assert f"by pid {other.pid} (" in err and "which is not this stack's" in err
+        assert other.poll() is None  # left alone
+    finally:
+        other.kill()
+        other.wait()
+        main(["local", "down"])

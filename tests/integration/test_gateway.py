@@ -26,11 +26,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from tlops import aws, contract
-from tlops.auth import JwksCache
-from tlops.local.gateway import DeployedGateway, FunctionPool, Gateway, Route
+from tests.doubles.tokens import AUDIENCE, ISSUER, KeySet
+from tlops import contract
+from tlops.common import aws
+from tlops.edge.auth import JwksCache
+from tlops.edge.routes import Route
+from tlops.local.deployment import DeployedGateway
+from tlops.local.gateway import FunctionPool, Gateway
 from tlops.local.services import free_port
-from tlops.testing import AUDIENCE, ISSUER, KeySet
+from tlops.local.throttling import Limit, Throttling
 
 from .gateway_fixtures import *  # noqa: F403 - the fixtures
 from .gateway_fixtures import (
@@ -183,7 +187,7 @@ def test_access_token_passes_the_authorizer_but_the_router_refuses_it(gateway, k
 
 def test_stop_needs_a_token_too(gateway, keyset):
     assert gateway.request("POST", "/stop").status == 401
-    reply = gateway.request("POST", "/stop", token=keyset.token(exp=int(time.time()) - 1))
+    reply = gateway.request("POST", "/stop", token=keyset.token(exp=int(time.time()) - 60))
     assert (reply.status, reply.body) == (403, {"error": "invalid_token"})
 
 
@@ -400,18 +404,32 @@ def test_redis_down_is_503_queue_unavailable(gateway, token, redis_server):
     assert health.body["redis"] == "fail"
 
 
+ADMINS = {"cognito:groups": ["admins"]}
+
+
 def test_stop_answers_the_node_state(gateway, token, gpu_node):
     aws.client("ec2").start_instances(InstanceIds=[gpu_node])
-    reply = gateway.request("POST", "/stop", token=token())
+    admin = token(**ADMINS)
+    reply = gateway.request("POST", "/stop", token=admin)
     assert reply.status == 200
     assert reply.body["instance"] == gpu_node
     assert reply.body["status"] in ("stopping", "stopped")
-    again = gateway.request("POST", "/stop", token=token())
+    again = gateway.request("POST", "/stop", token=admin)
     assert again.status == 200  # stopping a stopped node is not an error
 
 
-def test_stop_without_a_node_is_503(gateway, token, aws_stand_in):
+def test_stop_by_someone_outside_admins_is_403_forbidden(gateway, token, gpu_node):
+    """The authorizer lets the token through; the router refuses it, with the code that
+    tells the client not to renew it."""
+    aws.client("ec2").start_instances(InstanceIds=[gpu_node])
     reply = gateway.request("POST", "/stop", token=token())
+    assert reply.status == 403
+    assert reply.body == {"error": "forbidden", "message": "this route is for the admins group"}
+    assert reply.header("x-request-id") == reply.header("apigw-requestid")  # the router's
+
+
+def test_stop_without_a_node_is_503(gateway, token, aws_stand_in):
+    reply = gateway.request("POST", "/stop", token=token(**ADMINS))
     assert reply.status == 503
     assert reply.body["error"] == "instance_unavailable"
 
@@ -478,6 +496,7 @@ def test_preflight_from_an_allowed_origin_is_204(gateway, origin):
     assert set(reply.header("access-control-allow-headers").split(",")) >= {
         "authorization",
         "content-type",
+        "idempotency-key",
     }
     assert reply.body == b""
 
@@ -504,6 +523,7 @@ def test_cors_headers_on_normal_responses_only_for_allowed_origins(gateway, toke
     assert allowed.header("access-control-allow-origin") == "http://localhost:3000"
     assert "x-request-id" in allowed.header("access-control-expose-headers")
     assert "retry-after" in allowed.header("access-control-expose-headers")
+    assert "idempotent-replayed" in allowed.header("access-control-expose-headers")
     app = gateway.infer(token(), headers={"origin": "capacitor://localhost"})
     assert app.status == 202
     assert app.header("access-control-allow-origin") == "capacitor://localhost"
@@ -729,8 +749,8 @@ def test_handlers_get_a_payload_v2_event(router_env, jwks_url, keyset):
         }
 
     routes = (
-        Route("GET", "/jobs/{id}", "echo", authorized=True),
-        Route("POST", "/upload", "echo", authorized=False),
+        Route("GET", "/jobs/{id}", "getJob", "echo", authorized=True),
+        Route("POST", "/upload", "upload", "echo", authorized=False),
     )
     log = io.StringIO()
     base = build_gateway(jwks_url, log)
@@ -775,9 +795,12 @@ def test_handlers_get_a_payload_v2_event(router_env, jwks_url, keyset):
     assert "authorizer" not in upload["requestContext"]
 
 
-def deploy_to_stand_in(router_env: dict[str, str], jwks_url: str) -> dict[str, str]:
+def deploy_to_stand_in(
+    router_env: dict[str, str], jwks_url: str, stage: dict[str, Any] | None = None
+) -> dict[str, str]:
     """What the router role deploys, made with boto3: two functions with their environment
-    and `Function` tags, and the HTTP API with a JWT authorizer, routes and CORS."""
+    and `Function` tags, and the HTTP API with a JWT authorizer, routes, CORS and, when
+    given, the `$default` stage with these settings."""
     lam, apigw = aws.client("lambda"), aws.client("apigatewayv2")
     role = aws.client("iam").create_role(
         RoleName="fn", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
@@ -821,6 +844,8 @@ def deploy_to_stand_in(router_env: dict[str, str], jwks_url: str) -> dict[str, s
         apigw.create_route(
             ApiId=api, RouteKey=key, Target=f"integrations/{targets[target]}", **extra
         )
+    if stage is not None:
+        apigw.create_stage(ApiId=api, StageName="$default", AutoDeploy=True, **stage)
     return {"api_id": api, "router_integration": targets["router"]}
 
 
@@ -875,3 +900,64 @@ def test_the_deployed_gateway_keeps_serving_when_the_stand_in_is_unreachable(mon
     deployed.refresh()
     assert deployed.snapshot() is sentinel
     assert deployed.problem.startswith("cannot read the deployment")
+
+
+# --- the stage's throttling --------------------------------------------------------------
+def test_a_throttled_route_is_429_as_api_gateway_answers_it(start_gateway):
+    live = start_gateway(throttling=Throttling(routes={"GET /ping": Limit(burst=2, rate=0.5)}))
+    replies = [live.request("GET", "/ping") for _ in range(3)]
+    assert [r.status for r in replies] == [200, 200, 429]
+    limited = replies[-1]
+    assert limited.body == {"message": "Too Many Requests"}
+    assert limited.header("x-request-id") is None  # no Lambda ran
+    assert limited.header("retry-after") is None  # API Gateway sends none either
+    assert limited.header("apigw-requestid")
+    assert live.request("GET", "/health").status == 200  # another route, another bucket
+    # each request is logged once it is answered, so two answered together log in any order
+    records = live.wait_for_records(4)
+    assert sorted((r["route"], r["status"]) for r in records) == [
+        ("GET /health", 200), ("GET /ping", 200), ("GET /ping", 200), ("GET /ping", 429),
+    ]  # fmt: skip
+
+
+def test_throttling_comes_before_the_authorizer(start_gateway):
+    live = start_gateway(throttling=Throttling(Limit(burst=1, rate=0.01)))
+    assert live.infer(None).status == 401
+    assert live.infer(None).status == 429
+
+
+def test_the_deployed_gateway_applies_the_stages_throttling(router_env, jwks_url):
+    """deploy.yml's stage settings, read from the stand-in: the default for every route,
+    each route's own where it has one; a changed stage is picked up without a restart."""
+    log = io.StringIO()
+    deployed = DeployedGateway("tinyllama", "http://unused", access_log=log, refresh_s=60)
+    live = LiveGateway(deployed, log).start()
+    stage = {
+        "DefaultRouteSettings": {"ThrottlingBurstLimit": 50, "ThrottlingRateLimit": 100.0},
+        "RouteSettings": {"GET /ping": {"ThrottlingBurstLimit": 2, "ThrottlingRateLimit": 0.5}},
+    }
+    try:
+        made = deploy_to_stand_in(router_env, jwks_url, stage)
+        deployed.refresh()
+        gateway = deployed.snapshot()
+        assert gateway.throttling.limit("GET /ping") == Limit(2, 0.5)
+        assert gateway.throttling.limit("GET /queue-health") == Limit(50, 100.0)
+        assert [live.request("GET", "/ping").status for _ in range(3)] == [200, 200, 429]
+        assert live.request("GET", "/queue-health").status == 200
+
+        apigw = aws.client("apigatewayv2")
+        apigw.delete_stage(ApiId=made["api_id"], StageName="$default")  # moto cannot update
+        apigw.create_stage(ApiId=made["api_id"], StageName="$default", AutoDeploy=True)
+        deployed.refresh()
+        assert deployed.snapshot() is not gateway
+        assert deployed.snapshot().throttling.limit("GET /ping") == Limit()
+        assert live.request("GET", "/ping").status == 200
+    finally:
+        live.stop()
+
+
+def test_a_deployment_without_a_stage_is_not_throttled(router_env, jwks_url):
+    deploy_to_stand_in(router_env, jwks_url)
+    deployed = DeployedGateway("tinyllama", "http://unused", access_log=io.StringIO())
+    deployed.refresh()
+    assert deployed.snapshot().throttling.limit("GET /ping") == Limit()

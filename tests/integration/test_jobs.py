@@ -11,10 +11,12 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import http_event
 
-from tlops import aws, contract, results
-from tlops.router import Router, RouterConfig
+from tests.conftest import http_event
+from tlops import contract
+from tlops.common import aws
+from tlops.edge import jobs
+from tlops.edge.router import Router, RouterConfig
 
 pytestmark = pytest.mark.integration
 
@@ -105,14 +107,14 @@ def test_a_done_job_carries_its_output_and_a_working_url(router, keyset, redis_c
     assert body["output"] == " hello there"
     assert body["usage"]["completion_tokens"] == 3
     assert (body["model"], body["latency_ms"]) == ("m", 12.5)
-    assert body["result_url_expires_in"] == results.URL_EXPIRES_S
+    assert body["result_url_expires_in"] == jobs.URL_EXPIRES_S
     with urllib.request.urlopen(body["result_url"], timeout=5) as response:  # the stand-in
         assert json.load(response)["id"] == job_id
 
 
 def test_a_large_result_is_linked_not_inlined(router, keyset, redis_client):
     job_id = record(redis_client, "alice", "done")
-    store("alice", job_id, output="x" * (results.INLINE_MAX_BYTES + 10))
+    store("alice", job_id, output="x" * (jobs.INLINE_MAX_BYTES + 10))
     status, body = get_job(router, keyset.token(sub="alice"), job_id)
     assert status == 200
     assert body["output_inline"] is False
@@ -149,9 +151,9 @@ def test_s3_unreachable_still_answers_with_the_status(router, keyset, redis_clie
     job_id = record(redis_client, "alice", "done")
 
     def unavailable(*_: Any, **__: Any):
-        raise results.ResultUnavailable("s3 down")
+        raise jobs.ResultUnavailable("s3 down")
 
-    monkeypatch.setattr(results, "read_small_result", unavailable)
+    monkeypatch.setattr(jobs, "read_small_result", unavailable)
     status, body = get_job(router, keyset.token(sub="alice"), job_id)
     assert status == 200
     assert (body["status"], body["output_inline"]) == ("done", False)

@@ -3,8 +3,9 @@
 Full up/down cycles cost a few seconds each, so most assertions share one
 module-scoped stack; the restart and teardown checks get a cycle of their own.
 These stacks leave inference out (`inference=False`), which keeps them fast; one
-cycle at the end brings up the whole node part for real (supervisord running
-vLLM and the watcher) and follows a prompt from the gateway to S3.
+cycle at the end brings up the whole node part for real (node.yml configures the
+local node, its agent follows the stand-in's instance) and follows a prompt
+through a cold boot of the node, from the gateway to S3, then stops the node.
 Every stack is brought down in a finally, so no test leaves a process behind.
 """
 
@@ -14,62 +15,30 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_py
 
-from tlops import aws, contract
-from tlops.local import services, tiny_model, users
-from tlops.local.stack import EDGE_SERVICES, SERVICES, LocalStack, StackError, free_port
+from tlops import contract
+from tlops.common import aws
+from tlops.local import users
+from tlops.local.stack import (
+    EDGE_SERVICES,
+    LocalStack,
+    StackError,
+    free_port,
+)
 
 from .gateway_fixtures import ACCESS_LOG_KEYS, jwt_claims, post_json
-from .stack_fixtures import deploy
+from .stack_fixtures import deploy, new_stack, pid_gone, stack_env
 
-pytestmark = pytest.mark.integration
-
-
-def new_stack(state_dir: Path, *, inference: bool = False) -> LocalStack:
-    return LocalStack(
-        state_dir=state_dir,
-        ports={name: free_port() for name in ("moto", "redis", "gateway", "inference")},
-        inference=inference,
-    )
-
-
-@contextlib.contextmanager
-def stack_env(stack: LocalStack) -> Iterator[None]:
-    """TLOPS_STATE_DIR for the stack; `up` points os.environ at its stand-in, undo that after."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TLOPS_STATE_DIR", str(stack.state_dir))
-        for name, value in stack.aws_env().items():
-            mp.setenv(name, value)  # recorded now, so the originals come back on exit
-        yield
-
-
-def gone(pid: int, timeout: float = 10.0) -> bool:
-    """True once `pid` and its process group no longer exist (zombies of ours are reaped)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            try:
-                os.killpg(pid, 0)  # each service leads its own session, so pgid == pid
-            except ProcessLookupError:
-                return True
-        time.sleep(0.05)
-    return False
+pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=7)]
 
 
 def gateway_access_log(stack: LocalStack) -> list[dict[str, Any]]:
@@ -232,7 +201,7 @@ def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
 
             # the gateway dies hard: `up` starts a new one, the rest is kept
             os.kill(pids["gateway"], signal.SIGKILL)
-            assert gone(pids["gateway"])
+            assert pid_gone(pids["gateway"])
             assert not local.status()["services"]["gateway"]["up"]
             second = local.up()
             assert second["pids"]["gateway"] != pids["gateway"]
@@ -245,12 +214,12 @@ def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
             # dropped, and the gateway says to deploy again
             local.outputs_file.write_text('{"user_pool_id": "eu-west-1_gone"}')
             os.kill(second["pids"]["moto"], signal.SIGKILL)
-            assert gone(second["pids"]["moto"])
+            assert pid_gone(second["pids"]["moto"])
             third = local.up()
             assert third["pids"]["redis"] == pids["redis"]
             assert third["pids"]["moto"] != second["pids"]["moto"]
             assert third["pids"]["gateway"] != second["pids"]["gateway"]
-            assert gone(second["pids"]["gateway"])
+            assert pid_gone(second["pids"]["gateway"])
             assert not local.outputs_file.exists()
             answer = post_json(local.api_url + "/infer", {"prompt": "again"}, "a.b.c")
             assert answer[0] == 503
@@ -261,7 +230,7 @@ def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
             stopped = local.down()
             assert sorted(stopped) == sorted(EDGE_SERVICES)
             for pid in recorded:
-                assert gone(pid, timeout=5), f"pid {pid} survived `down`"
+                assert pid_gone(pid, timeout=5), f"pid {pid} survived `down`"
             assert not local.state_file.exists()
             assert not (tmp_path / "redis").exists()
             # down twice is harmless; status then says everything is down
@@ -335,185 +304,3 @@ def test_the_state_dir_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_state_dir() == tmp_path / "home" / ".local" / "state" / "tlops" / "local"
-
-
-# --- the node part: supervisord, vLLM and the watcher -------------------------------------
-# One line: supervisord's config cannot carry a newline in a command.
-STAND_IN = (
-    "import json, os, sys, time; "
-    "open(sys.argv[1], 'w').write(json.dumps({'argv': sys.argv[2:], 'odd': os.environ['ODD']})); "
-    "time.sleep(600)"
-)
-
-
-def program_pids(supervisord_pid: int) -> dict[str, int]:
-    """supervisord's children by program, told apart by their command lines."""
-    found = {}
-    for pid in services.child_pids(supervisord_pid):
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"vllm.entrypoints" in cmdline:
-                found["inference"] = pid
-            elif b"tlops.watcher" in cmdline:
-                found["watcher"] = pid
-            elif b"stand-in" in cmdline:
-                found[cmdline.split()[-1].decode()] = pid
-    return found
-
-
-def listening_on(port: int) -> set[str]:
-    """The local addresses with a listening socket on `port` (Linux /proc/net/tcp{,6})."""
-    addresses = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, _, hex_port = local.rpartition(":")
-            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
-                addresses.add(
-                    ".".join(str(b) for b in reversed(bytes.fromhex(address)))
-                    if len(address) == 8
-                    else address
-                )
-    return addresses
-
-
-def test_supervisord_config_carries_argv_and_env_intact(tmp_path):
-    """Our own supervisord (socket and logs under the state dir, no root) with two stand-in
-    programs: arguments with spaces and environment values with %, quotes and backslashes
-    arrive as written, and stopping supervisord ends its programs."""
-    odd = 'a "quoted", 100% \\ value'
-    programs = {
-        name: services.Program(
-            [sys.executable, "-c", STAND_IN, str(tmp_path / f"{name}.json"),
-             "two words", "stand-in", name],
-            {"ODD": odd},
-        )
-        for name in services.SUPERVISOR_PROGRAMS
-    }  # fmt: skip
-    config = tmp_path / "supervisord.conf"
-    config.write_text(services.supervisord_config(tmp_path, programs))
-    supervisord = subprocess.Popen(
-        [services.supervisord_binary(), "--nodaemon", "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        services.wait_until(
-            lambda: (
-                all((tmp_path / f"{n}.json").exists() for n in services.SUPERVISOR_PROGRAMS)
-                and services.supervisor_states(config)
-                == dict.fromkeys(services.SUPERVISOR_PROGRAMS, "RUNNING")
-            ),
-            "supervisord's stand-in programs",
-        )
-        for name in services.SUPERVISOR_PROGRAMS:
-            seen = json.loads((tmp_path / f"{name}.json").read_text())
-            assert seen == {"argv": ["two words", "stand-in", name], "odd": odd}
-        children = program_pids(supervisord.pid)
-        assert set(children) == set(services.SUPERVISOR_PROGRAMS)
-        assert (tmp_path / "supervisor.sock").exists()
-        LocalStack._terminate(supervisord.pid)
-        supervisord.wait(timeout=10)
-        for pid in children.values():
-            assert gone(pid), f"program pid {pid} outlived supervisord"
-    finally:
-        LocalStack._terminate(supervisord.pid)
-
-
-def test_supervisord_config_refuses_what_it_cannot_carry(tmp_path):
-    def config(argv: list[str], env: dict[str, str]) -> str:
-        return services.supervisord_config(tmp_path, {"watcher": services.Program(argv, env)})
-
-    with pytest.raises(services.ServiceError, match=r"watcher.*newline"):
-        config(["prog", "a\nb"], {})
-    with pytest.raises(services.ServiceError, match=r"watcher.*newline"):
-        config(["prog"], {"X": "a\nb"})
-    with pytest.raises(services.ServiceError, match="watcher: environment variable X mixes"):
-        config(["prog"], {"X": 'it\'s "odd"'})
-
-
-def test_up_without_the_vllm_venv_says_so_before_starting_anything(tmp_path, monkeypatch):
-    monkeypatch.setenv("TLOPS_VLLM_PYTHON", str(tmp_path / "no-venv" / "bin" / "python"))
-    local = new_stack(tmp_path / "state", inference=True)
-    with pytest.raises(services.ServiceError, match=r"no vLLM interpreter .* run `make vllm`"):
-        local.up()
-    assert local.load() == {}
-
-
-def wait_for(check, what: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def test_inference_under_supervisord_serves_a_prompt_end_to_end(tmp_path):
-    """The whole local path with real parts: gateway → router → Redis → watcher → vLLM → S3,
-    supervisord restarting a killed watcher, and `down` leaving no process behind."""
-    local = new_stack(tmp_path, inference=True)
-    with stack_env(local):
-        try:
-            state = local.up()
-            assert set(state["pids"]) == set(SERVICES)
-            status = local.status()["services"]["supervisor"]
-            assert status["up"]
-            assert status["port"] == local.ports["inference"]
-            assert status["programs"] == {"inference": "RUNNING", "watcher": "RUNNING"}
-            env = local.env()
-            assert env["TL_INFERENCE_URL"] == f"http://127.0.0.1:{local.ports['inference']}"
-            assert env["TL_MODEL"] == tiny_model.MODEL_NAME
-            # vLLM listens on loopback only, under the name the watcher is told
-            answer = services.post_completion(env["TL_INFERENCE_URL"], env["TL_MODEL"], "Hi", 4)
-            assert answer["usage"]["completion_tokens"] >= 1
-            assert listening_on(local.ports["inference"]) == {"127.0.0.1"}
-            children = program_pids(state["pids"]["supervisor"])
-            assert set(children) == {"inference", "watcher"}
-
-            outputs = deploy(local)
-            token = users.id_token(
-                pool_id=outputs["user_pool_id"], client_id=outputs["client_id"], username="g"
-            )
-            code, _, body = post_json(local.api_url + "/infer", {"prompt": "Tell me"}, token)
-            assert code == 202, body
-            client = redis_py.Redis.from_url(local.redis_url, decode_responses=True)
-            job_key = contract.job_key(body["id"])
-            record = wait_for(
-                lambda: (r := client.hgetall(job_key)).get("status") in ("done", "failed") and r,
-                "the watcher to finish the job",
-            )
-            assert record["status"] == "done", record
-            bucket, _, key = record["reply_s3"].removeprefix("s3://").partition("/")
-            stored = json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
-            assert stored["id"] == body["id"]
-            assert stored["model"] == tiny_model.MODEL_NAME
-            assert stored["usage"]["completion_tokens"] >= 1
-            client.close()
-
-            # supervisord brings a watcher killed with SIGKILL back; vLLM is left alone
-            os.kill(children["watcher"], signal.SIGKILL)
-            assert gone(children["watcher"])
-            restarted = wait_for(
-                lambda: (p := program_pids(state["pids"]["supervisor"])).get("watcher") and p,
-                "supervisord to restart the watcher",
-                timeout=30,
-            )
-            assert restarted["watcher"] != children["watcher"]
-            assert restarted["inference"] == children["inference"]
-            wait_for(lambda: local.status()["services"]["supervisor"]["up"], "RUNNING again", 30)
-
-            # up again keeps every process
-            assert local.up()["pids"] == state["pids"]
-
-            scratch = (tmp_path / "vllm-run" / "tmp").resolve()  # short, if the path is deep
-            assert scratch.is_dir()
-            stopped = local.down()
-            assert sorted(stopped) == sorted(SERVICES)
-            for pid in [*state["pids"].values(), *restarted.values()]:
-                assert gone(pid, timeout=5), f"pid {pid} survived `down`"
-            assert not (tmp_path / "vllm-run").exists()
-            assert not scratch.exists(), "vLLM's socket dir survived `down`"
-        finally:
-            local.down()

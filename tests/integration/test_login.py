@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -13,13 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tlops import login
+from tests.doubles.hosted_ui import HostedUiDouble
+from tests.doubles.tokens import AUDIENCE
+from tlops.cli import login
 from tlops.local.services import free_port
-from tlops.testing import AUDIENCE
 
 from .gateway_fixtures import *  # noqa: F403 - the gateway fixtures
 from .gateway_fixtures import jwt_claims
-from .hosted_ui import HostedUiDouble
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +98,69 @@ def test_a_callback_with_another_state_is_ignored(hosted, ports):
     assert jwt_claims(tokens["id_token"])["sub"] == "hosted-user"
 
 
+def _redirect_port(url: str) -> int:
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    return int(urllib.parse.urlsplit(query["redirect_uri"]).port)
+
+
+def _in_thread(run) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def target() -> None:
+        started = time.monotonic()
+        try:
+            outcome["tokens"] = run()
+        except login.LoginError as exc:
+            outcome["error"] = exc
+        outcome["took"] = time.monotonic() - started
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_silent_connection_does_not_hold_the_callback_up(hosted, ports):
+    """A browser opens connections it never uses (preconnects); one that sends nothing is
+    dropped, and the real callback behind it still completes the login in time."""
+    silent: list[socket.socket] = []
+
+    def preconnect_then_browser(url: str) -> None:
+        silent.append(socket.create_connection(("127.0.0.1", _redirect_port(url))))
+        hosted.browser(url)
+
+    try:
+        thread, outcome = _in_thread(
+            lambda: login.login(ui_for(hosted, ports), open_url=preconnect_then_browser, timeout=6)
+        )
+        thread.join(timeout=8)
+        assert not thread.is_alive(), "the login outlived its deadline"
+        assert "error" not in outcome, outcome
+        assert jwt_claims(outcome["tokens"]["id_token"])["sub"] == "hosted-user"
+        assert outcome["took"] < login.CONNECTION_TIMEOUT_S + 3
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_a_silent_connection_cannot_keep_the_listener_past_its_deadline(hosted, ports):
+    silent: list[socket.socket] = []
+
+    def preconnect_only(url: str) -> None:
+        silent.append(socket.create_connection(("127.0.0.1", _redirect_port(url))))
+
+    try:
+        thread, outcome = _in_thread(
+            lambda: login.login(ui_for(hosted, ports), open_url=preconnect_only, timeout=1.5)
+        )
+        thread.join(timeout=4)
+        assert not thread.is_alive(), "the login outlived its deadline"
+        assert "no answer from the login page within 1.5 s" in str(outcome["error"])
+        assert outcome["took"] < 2.5
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def test_a_wrong_verifier_is_refused_by_the_token_endpoint(hosted, ports, monkeypatch):
     real = login.pkce_pair
     monkeypatch.setattr(login, "pkce_pair", lambda: (real()[0], real()[1]))  # mismatched pair
@@ -135,9 +199,9 @@ def test_an_unreachable_token_endpoint_is_a_clear_error(hosted, ports):
 def test_a_refused_token_is_renewed_once_through_the_login(hosted, ports, gateway, node_alive):
     """The first token the hosted UI issues has expired already; the gateway refuses it, the
     client logs in again and the same request then goes through."""
-    from tlops.client import Api, TokenSource
+    from tlops.cli.client import Api, TokenSource
 
-    hosted.token_claims = [{"exp": int(time.time()) - 10}]
+    hosted.token_claims = [{"exp": int(time.time()) - 60}]
     tokens = TokenSource(
         fetch=lambda: login.login(ui_for(hosted, ports), open_url=hosted.browser)["id_token"]
     )
@@ -150,8 +214,8 @@ def test_a_refused_token_is_renewed_once_through_the_login(hosted, ports, gatewa
 
 
 def test_a_fixed_token_is_not_renewed(gateway, keyset):
-    from tlops.client import Api, ApiError, TokenSource
+    from tlops.cli.client import Api, ApiError, TokenSource
 
-    api = Api(gateway.url, TokenSource(token=keyset.token(exp=int(time.time()) - 10)))
+    api = Api(gateway.url, TokenSource(token=keyset.token(exp=int(time.time()) - 60)))
     with pytest.raises(ApiError, match="tlops login"):
         api.submit({"prompt": "hello"})

@@ -18,10 +18,14 @@ import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
 
-from tlops import aws, contract
-from tlops.local.gateway import ROUTES
+from tests.doubles.ec2 import tagged_instance
+from tests.doubles.tokens import AUDIENCE
+from tlops import contract
+from tlops.common import aws
+from tlops.contract import request
+from tlops.edge.routes import ROUTES
 from tlops.local.services import free_port
-from tlops.testing import AUDIENCE, tagged_instance
+from tlops.local.throttling import Limit, Throttling
 
 from .gateway_fixtures import *  # noqa: F403 - the fixtures
 from .gateway_fixtures import LiveGateway, Reply
@@ -152,15 +156,15 @@ BAD_REQUESTS = [
 def test_request_schema_accepts_what_the_contract_accepts(spec):
     schema = resolve(spec, spec["components"]["schemas"]["InferRequest"])
     for payload in GOOD_REQUESTS:
-        contract.parse_infer_request(payload)
+        request.parse_infer_request(payload)
         assert schema_errors(schema, payload) == [], payload
 
 
 def test_request_schema_refuses_what_the_contract_refuses(spec):
     schema = resolve(spec, spec["components"]["schemas"]["InferRequest"])
     for payload in BAD_REQUESTS:
-        with pytest.raises(contract.RequestError):
-            contract.parse_infer_request(payload)
+        with pytest.raises(request.RequestError):
+            request.parse_infer_request(payload)
         assert schema_errors(schema, payload), payload
 
 
@@ -174,7 +178,7 @@ def test_request_schema_limits_are_the_contracts(spec):
         contract.IDLE_DEFAULT_MINUTES,
     )
     assert props["max_tokens"]["maximum"] == contract.MAX_TOKENS_LIMIT
-    assert props["temperature"]["maximum"] == contract.TEMPERATURE_MAX
+    assert props["temperature"]["maximum"] == request.TEMPERATURE_MAX
     limit = spec["components"]["schemas"]["PayloadTooLarge"]["properties"]["limit"]
     assert limit["enum"] == [contract.MAX_BODY_BYTES]
     codes = spec["components"]["schemas"]["ServiceUnavailable"]["properties"]["error"]["enum"]
@@ -250,6 +254,22 @@ def _rate_limited(gw: LiveGateway, keyset, redis_client, **_: Any):
     return "POST", "/infer", replies[-1]
 
 
+def _user_queue_full(gw: LiveGateway, keyset, redis_client, start_gateway, monkeypatch, **_):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    monkeypatch.setenv("TL_QUEUE_CAP_PER_USER", "1")
+    capped, token = start_gateway(), keyset.token()
+    capped.infer(token)
+    return "POST", "/infer", capped.infer(token)
+
+
+def _queue_full(gw: LiveGateway, keyset, redis_client, start_gateway, monkeypatch, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    monkeypatch.setenv("TL_QUEUE_CAP_TOTAL", "1")
+    capped = start_gateway()
+    capped.infer(keyset.token())
+    return "POST", "/infer", capped.infer(keyset.token())
+
+
 def _queue_down(gw: LiveGateway, keyset, redis_server, **_: Any):
     redis_server.stop()  # conftest's redis_url starts it again for the next test
     return "POST", "/infer", gw.infer(keyset.token())
@@ -264,10 +284,49 @@ def _auth_down(gw: LiveGateway, keyset, start_gateway, **_: Any):
     return "POST", "/infer", other.infer(keyset.token())
 
 
+ADMINS = {"cognito:groups": ["admins"]}
+
+
+def _replayed(gw: LiveGateway, keyset, redis_client, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    token, key = keyset.token(), {"Idempotency-Key": "once"}
+    gw.infer(token, headers=key)
+    reply = gw.infer(token, headers=key)
+    assert reply.header("idempotent-replayed") == "true"
+    return "POST", "/infer", reply
+
+
+def _key_reused(gw: LiveGateway, keyset, redis_client, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    token, key = keyset.token(), {"Idempotency-Key": "once"}
+    gw.infer(token, {"prompt": "one"}, headers=key)
+    return "POST", "/infer", gw.infer(token, {"prompt": "two"}, headers=key)
+
+
+def _bad_key(gw: LiveGateway, keyset, **_: Any):
+    return "POST", "/infer", gw.infer(keyset.token(), headers={"Idempotency-Key": "no spaces"})
+
+
+def _not_json(gw: LiveGateway, keyset, **_: Any):
+    reply = gw.infer(keyset.token(), headers={"content-type": "text/plain"})
+    return "POST", "/infer", reply
+
+
 def _stop(gw: LiveGateway, keyset, **_: Any):
     instance = tagged_instance()
     aws.client("ec2").start_instances(InstanceIds=[instance])
+    return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token(**ADMINS))
+
+
+def _stop_not_admin(gw: LiveGateway, keyset, **_: Any):
     return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token())
+
+
+def _stop_rate_limited(gw: LiveGateway, keyset, **_: Any):
+    tagged_instance()
+    token = keyset.token(**ADMINS)
+    replies = [gw.request("POST", "/stop", token=token) for _ in range(3)]
+    return "POST", "/stop", replies[-1]
 
 
 def _stop_no_token(gw: LiveGateway, **_: Any):
@@ -279,7 +338,52 @@ def _stop_bad_token(gw: LiveGateway, **_: Any):
 
 
 def _stop_no_node(gw: LiveGateway, keyset, **_: Any):
-    return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token())
+    return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token(**ADMINS))
+
+
+def _status(gw: LiveGateway, keyset, redis_client, **_: Any):
+    """A boot under way: the node pending, the boot phase current, a job queued."""
+    tagged_instance()
+    token = keyset.token(sub="alice")
+    assert gw.infer(token).body["status"] == "starting"
+    reply = gw.request("GET", "/status", token=token)
+    assert reply.body["node"]["state"] in ("pending", "running"), reply
+    assert reply.body["boot"] == {
+        "phase": "starting instance",
+        "booting": True,
+        "instance": reply.body["node"]["instance"],
+    }, reply
+    assert reply.body["queue"]["queueDepth"] == 1, reply
+    return "GET", "/status", reply
+
+
+def _status_parts_down(gw: LiveGateway, keyset, redis_server, **_: Any):
+    """No node deployed and Redis down: still 200, each part saying so in fixed words."""
+    token = keyset.token()
+    redis_server.stop()
+    reply = gw.request("GET", "/status", token=token)
+    assert reply.body["node"] == {"state": "absent"}, reply
+    assert reply.body["queue"] == {"error": "the queue could not be read"}, reply
+    return "GET", "/status", reply
+
+
+def _status_rate_limited(gw: LiveGateway, keyset, **_: Any):
+    token = keyset.token()
+    replies = [gw.request("GET", "/status", token=token) for _ in range(3)]
+    return "GET", "/status", replies[-1]
+
+
+def _status_no_token(gw: LiveGateway, **_: Any):
+    return "GET", "/status", gw.request("GET", "/status")
+
+
+def _throttled(path: str):
+    def scenario(gw: LiveGateway, start_gateway, **_: Any):
+        limited = start_gateway(throttling=Throttling(Limit(burst=1, rate=0.01)))
+        limited.request("GET", path)
+        return "GET", path, limited.request("GET", path)
+
+    return scenario
 
 
 def _ping(gw: LiveGateway, **_: Any):
@@ -309,6 +413,17 @@ def _job(gw: LiveGateway, keyset, redis_client, **_: Any):
     token = keyset.token(sub="alice")
     job_id = gw.infer(token).body["id"]
     return "GET", "/jobs/{id}", gw.request("GET", f"/jobs/{job_id}", token=token)
+
+
+def _job_booting(gw: LiveGateway, keyset, redis_client, **_: Any):
+    """A queued job while the node boots: its view says how far the boot got."""
+    tagged_instance()  # stopped: the router starts it and records `starting instance`
+    token = keyset.token(sub="alice")
+    accepted = gw.infer(token)
+    assert accepted.body["status"] == "starting", accepted
+    reply = gw.request("GET", f"/jobs/{accepted.body['id']}", token=token)
+    assert reply.body["boot_phase"] == "starting instance", reply
+    return "GET", "/jobs/{id}", reply
 
 
 def _job_done(gw: LiveGateway, keyset, redis_client, **_: Any):
@@ -353,6 +468,50 @@ def _job_queue_down(gw: LiveGateway, keyset, redis_server, **_: Any):
     return "GET", "/jobs/{id}", gw.request("GET", path, token=keyset.token())
 
 
+def _resize(gw: LiveGateway, keyset, **_: Any):
+    tagged_instance()
+    body = {"action": "resize", "target": "t3.small"}
+    return "POST", "/resize", gw.request("POST", "/resize", body, token=keyset.token(**ADMINS))
+
+
+def _resize_bad(gw: LiveGateway, keyset, **_: Any):
+    reply = gw.request("POST", "/resize", {"action": "grow"}, token=keyset.token(**ADMINS))
+    return "POST", "/resize", reply
+
+
+def _resize_not_admin(gw: LiveGateway, keyset, **_: Any):
+    reply = gw.request("POST", "/resize", {"action": "stop"}, token=keyset.token())
+    return "POST", "/resize", reply
+
+
+def _resize_busy(gw: LiveGateway, keyset, redis_client, **_: Any):
+    tagged_instance()
+    busy = contract.new_job_id()
+    redis_client.hset(f"{contract.RESIZE_KEY_PREFIX}{busy}", mapping={"status": "in_progress"})
+    redis_client.set(contract.RESIZE_LOCK_KEY, busy)
+    reply = gw.request("POST", "/resize", {"action": "stop"}, token=keyset.token(**ADMINS))
+    return "POST", "/resize", reply
+
+
+def _resize_no_node(gw: LiveGateway, keyset, **_: Any):
+    reply = gw.request("POST", "/resize", {"action": "stop"}, token=keyset.token(**ADMINS))
+    return "POST", "/resize", reply
+
+
+def _resize_progress(gw: LiveGateway, keyset, **_: Any):
+    tagged_instance()
+    token = keyset.token(**ADMINS)
+    accepted = gw.request("POST", "/resize", {"action": "start", "target": "t3.small"}, token=token)
+    path = f"/resize/{accepted.body['operationId']}"
+    return "GET", "/resize/{operationId}", gw.request("GET", path, token=token)
+
+
+def _resize_progress_unknown(gw: LiveGateway, keyset, **_: Any):
+    path = f"/resize/{contract.new_job_id()}"
+    reply = gw.request("GET", path, token=keyset.token(**ADMINS))
+    return "GET", "/resize/{operationId}", reply
+
+
 SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "infer-202-queued": (_queued, 202),
     "infer-202-starting": (_starting, 202),
@@ -361,12 +520,19 @@ SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "infer-401": (_no_token, 401),
     "infer-403-authorizer": (_bad_token, 403),
     "infer-403-router": (_access_token, 403),
+    "infer-202-replayed": (_replayed, 202),
+    "infer-400-idempotency-key": (_bad_key, 400),
+    "infer-409": (_key_reused, 409),
     "infer-413": (_too_large, 413),
+    "infer-415": (_not_json, 415),
     "infer-429": (_rate_limited, 429),
+    "infer-429-user-queue-full": (_user_queue_full, 429),
+    "infer-503-queue-full": (_queue_full, 503),
     "infer-503-queue": (_queue_down, 503),
     "infer-503-instance": (_no_node, 503),
     "infer-503-auth": (_auth_down, 503),
     "job-200-queued": (_job, 200),
+    "job-200-booting": (_job_booting, 200),
     "job-200-done": (_job_done, 200),
     "job-400": (_job_bad_id, 400),
     "job-401": (_job_no_token, 401),
@@ -376,10 +542,26 @@ SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "stop-200": (_stop, 200),
     "stop-401": (_stop_no_token, 401),
     "stop-403": (_stop_bad_token, 403),
+    "stop-403-forbidden": (_stop_not_admin, 403),
+    "stop-429": (_stop_rate_limited, 429),
     "stop-503": (_stop_no_node, 503),
+    "status-200": (_status, 200),
+    "status-200-parts-down": (_status_parts_down, 200),
+    "status-401": (_status_no_token, 401),
+    "status-429": (_status_rate_limited, 429),
+    "resize-202": (_resize, 202),
+    "resize-400": (_resize_bad, 400),
+    "resize-403-forbidden": (_resize_not_admin, 403),
+    "resize-409": (_resize_busy, 409),
+    "resize-503": (_resize_no_node, 503),
+    "resize-progress-200": (_resize_progress, 200),
+    "resize-progress-404": (_resize_progress_unknown, 404),
     "ping-200": (_ping, 200),
+    "ping-429": (_throttled("/ping"), 429),
     "health-200": (_health, 200),
+    "health-429": (_throttled("/health"), 429),
     "queue-health-200": (_queue_health, 200),
+    "queue-health-429": (_throttled("/queue-health"), 429),
     "queue-health-403": (_queue_health_forbidden, 403),
     "queue-health-503": (_queue_health_down, 503),
 }
@@ -418,9 +600,38 @@ def test_documented_headers_on_202_and_429(spec, gateway, keyset, node_alive):
     limited = replies[-1]
     assert limited.status == 429
     assert int(limited.header("retry-after")) == limited.body["retry_after"]
-    for name in ("X-Request-Id", "X-GPU-ColdBoot"):
+    for name in ("X-Request-Id", "X-GPU-ColdBoot", "Idempotent-Replayed"):
         assert name in spec["paths"]["/infer"]["post"]["responses"]["202"]["headers"]
-    assert spec["paths"]["/infer"]["post"]["responses"]["429"]["headers"]["Retry-After"]["required"]
+    too_many = resolve(spec, spec["paths"]["/infer"]["post"]["responses"]["429"])
+    assert "Retry-After" in too_many["headers"]
+
+
+def test_the_job_id_pattern_is_the_contracts(spec):
+    [parameter] = spec["paths"]["/jobs/{id}"]["get"]["parameters"]
+    assert parameter["schema"]["pattern"] == f"^{contract._UUID4.pattern}$"
+    assert parameter["schema"]["format"] == "uuid"
+
+
+def test_the_idempotency_key_header_is_the_contracts(spec):
+    [parameter] = spec["paths"]["/infer"]["post"]["parameters"]
+    assert (parameter["in"], parameter["name"]) == ("header", contract.IDEMPOTENCY_HEADER)
+    schema = parameter["schema"]
+    assert schema["pattern"] == f"^{contract._IDEMPOTENCY_KEY.pattern}$"
+    assert (schema["minLength"], schema["maxLength"]) == (1, 128)
+
+
+def test_only_json_bodies_are_documented_and_415_for_the_rest(spec):
+    infer = spec["paths"]["/infer"]["post"]
+    assert list(infer["requestBody"]["content"]) == ["application/json"]
+    assert "415" in infer["responses"]
+
+
+def test_every_error_code_is_documented(spec):
+    """Each code a client can receive appears in some schema's `error` enum."""
+    documented = set()
+    for schema in spec["components"]["schemas"].values():
+        documented |= set(schema.get("properties", {}).get("error", {}).get("enum", []))
+    assert {code.value for code in contract.ErrorCode} - documented == {"unauthorized"}
 
 
 @pytest.mark.parametrize(

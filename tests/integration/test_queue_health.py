@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import http_event
 
-import tlops.queue_health
+import tlops.edge.queue_health
+from tests.conftest import http_event
 from tlops import contract
-from tlops.queue_health import DEFAULT_ALLOWED_CIDRS, QueueHealth, parse_cidrs
+from tlops.edge.queue_health import DEFAULT_ALLOWED_CIDRS, QueueHealth, parse_cidrs
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,7 @@ class FakeClock:
     [(0.25, 503), (0.2, 503), (0.19999, 200), (0.0, 200)],
 )
 def test_slow_ping_is_503(health, monkeypatch, elapsed_s, status):
-    monkeypatch.setattr(tlops.queue_health, "time", FakeClock(100.0, 100.0 + elapsed_s))
+    monkeypatch.setattr(tlops.edge.queue_health, "time", FakeClock(100.0, 100.0 + elapsed_s))
     result = health.handle(health_event("127.0.0.1"))
     assert result["statusCode"] == status
     answer = body(result)
@@ -264,7 +264,7 @@ def test_missing_redis_url_is_a_runtime_error(monkeypatch):
 
 # --- the Lambda entry point -----------------------------------------------------------
 def test_lambda_src_handler_serves_the_sample_event(health_env, monkeypatch):
-    monkeypatch.setattr(tlops.queue_health, "_health", None)
+    monkeypatch.setattr(tlops.edge.queue_health, "_health", None)
     path = REPO / "lambda_src" / "queue_health" / "handler.py"
     spec = importlib.util.spec_from_file_location("lambda_queue_health_handler", path)
     assert spec is not None and spec.loader is not None
@@ -272,8 +272,42 @@ def test_lambda_src_handler_serves_the_sample_event(health_env, monkeypatch):
     spec.loader.exec_module(handler)
 
     assert_ok(handler.lambda_handler(load_event("queue_health"), None))
-    warm = tlops.queue_health._health
+    warm = tlops.edge.queue_health._health
     assert warm is not None
     refused = handler.lambda_handler(health_event("8.8.8.8"), object())
     assert refused["statusCode"] == 403
-    assert tlops.queue_health._health is warm
+    assert tlops.edge.queue_health._health is warm
+
+
+# --- the scheduled probe: the same look, as metrics ------------------------------------
+def emitted(capsys) -> dict[str, float]:
+    """Metric name → value of every EMF line printed."""
+    found = {}
+    for line in capsys.readouterr().out.splitlines():
+        record = json.loads(line)
+        if "_aws" in record:
+            [name] = [m["Name"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+            assert record["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TLFIF"
+            found[name] = record[name]
+    return found
+
+
+def test_the_scheduled_event_is_a_probe_that_emits_metrics(health_env, redis_client, capsys,
+                                                             monkeypatch):  # fmt: skip
+    monkeypatch.setattr(tlops.edge.queue_health, "_health", None)
+    redis_client.xadd(contract.DEAD_LETTER_STREAM, {"id": "x"})
+    found = tlops.edge.queue_health.lambda_handler(load_event("scheduled"), None)
+    assert found["redis"] == "ok" and "statusCode" not in found  # nobody to answer
+    assert emitted(capsys) == {"QueueHealthFailed": 0, "QueueDepth": 0, "DeadLetterEntries": 1}
+
+
+def test_the_probe_reports_a_failing_queue_as_1(health, redis_server, capsys):
+    redis_server.stop()
+    found = health.probe(load_event("scheduled"))
+    assert found["redis"] == "fail"
+    assert emitted(capsys) == {"QueueHealthFailed": 1}
+
+
+def test_an_http_event_is_never_taken_for_the_schedule():
+    assert tlops.edge.queue_health.is_scheduled(load_event("scheduled"))
+    assert not tlops.edge.queue_health.is_scheduled(load_event("queue_health"))

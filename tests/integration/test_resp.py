@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
 import redis as redis_py
 
+from tlops.edge.resp import RedisReplyError, RedisUnavailable, RespClient, Script
 from tlops.local.services import free_port
-from tlops.resp import RedisReplyError, RedisUnavailable, RespClient, Script
 
 pytestmark = pytest.mark.integration
 
@@ -403,3 +404,34 @@ def test_failed_select_does_not_leave_a_connection_on_db_0(redis_server, redis_c
         assert redis_client.get("k") is None  # nothing written to db 0
     finally:
         client.close()
+
+
+# --- Redis' clock ------------------------------------------------------------------
+def _time_calls(redis_client) -> int:
+    return int(redis_client.info("commandstats").get("cmdstat_time", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize("skew_s", [-7200.0, 0.0, 7200.0])
+def test_redis_time_is_estimated_from_one_time_per_connection(redis_url, redis_client, skew_s):
+    redis_client.config_resetstat()
+    client = RespClient(redis_url, clock=lambda: time.time() + skew_s)
+    try:
+        estimates = [client.redis_time_ms() for _ in range(3)]
+        assert _time_calls(redis_client) == 1  # measured once, then computed
+        seconds, micros = redis_client.time()
+        actual = seconds * 1000 + micros / 1000
+        assert all(abs(actual - estimate) < 100 for estimate in estimates)
+        client.close()
+        client.redis_time_ms()  # a new connection measures again
+        assert _time_calls(redis_client) == 3  # ours, the reference's, the new connection's
+    finally:
+        client.close()
+
+
+def test_redis_time_on_a_silent_server_is_unavailable():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # the handshake completes; TIME is never answered
+        client = RespClient(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout=0.2)
+        with pytest.raises(RedisUnavailable):
+            client.redis_time_ms()

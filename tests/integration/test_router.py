@@ -22,13 +22,17 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from conftest import AUDIENCE, ISSUER, http_event
 
-import tlops.router
-from tlops import aws, contract
+import tlops.edge.router
+from tests.conftest import AUDIENCE, ISSUER, http_event
+from tests.doubles.ec2 import tagged_instance
+from tlops import contract
+from tlops.common import aws
+from tlops.edge.router import Router, RouterConfig
 from tlops.local.services import free_port
-from tlops.router import Router, RouterConfig
-from tlops.testing import tagged_instance
+
+from .router_fixtures import *  # noqa: F403 - the fixtures
+from .router_fixtures import admin_token, router_ec2
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +85,7 @@ def stream_ids(redis_client) -> list[str]:
 
 
 def ec2():
+    """The stand-in's EC2 with the operator's defaults, for setting the scene."""
     return aws.client("ec2")
 
 
@@ -139,26 +144,9 @@ def load_module(path: Path, name: str):
 
 # --- fixtures -------------------------------------------------------------------------
 @pytest.fixture
-def router(router_env) -> Router:
-    return Router(RouterConfig.from_env())
-
-
-@pytest.fixture
-def gpu_node(aws_stand_in) -> str:
-    """The tagged GPU node in moto, created and then stopped (as deploy.yml leaves it)."""
-    return create_instance({"Project": PROJECT, "Role": "gpu", "Name": f"{PROJECT}-gpu"})
-
-
-@pytest.fixture
-def heartbeat(redis_client) -> None:
-    """A watcher heartbeat: the node is up, so /infer must not ask EC2 at all."""
-    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
-
-
-@pytest.fixture
 def ec2_stub(router_env) -> Iterator[Stubber]:
     """Stubs the cached EC2 client the router uses; fails if a stubbed call is left over."""
-    with Stubber(ec2()) as stubber:
+    with Stubber(router_ec2()) as stubber:
         yield stubber
 
 
@@ -279,7 +267,7 @@ def test_infer_with_node_running_is_queued_without_a_start(
 def test_watcher_heartbeat_skips_ec2_entirely(router, heartbeat, redis_client, keyset, capsys):
     # No instance exists in moto at all: asking EC2 would end in 503 instance_unavailable.
     assert ec2().describe_instances()["Reservations"] == []
-    with Stubber(ec2()) as stubber:  # and any EC2 call at all would raise here
+    with Stubber(router_ec2()) as stubber:  # and any EC2 call at all would raise here
         result = router.handle(infer_event(keyset.token()))
         stubber.assert_no_pending_responses()
 
@@ -298,7 +286,7 @@ def test_a_node_seen_running_is_not_described_again_on_the_next_request(
     first = router.handle(infer_event(keyset.token()))
     assert body(first)["status"] == "queued"
 
-    with Stubber(ec2()) as stubber:  # no EC2 call may happen now
+    with Stubber(router_ec2()) as stubber:  # no EC2 call may happen now
         second = router.handle(infer_event(keyset.token()))
         stubber.assert_no_pending_responses()
     assert second["statusCode"] == 202
@@ -354,8 +342,13 @@ def test_start_error_answers_503_and_marks_the_job_failed(
     ec2_stub.add_response("describe_instances", describe_answer("stopped"))
     ec2_stub.add_client_error(
         "start_instances",
-        service_error_code="InsufficientInstanceCapacity",
-        service_message="We currently do not have sufficient g4dn.xlarge capacity.",
+        service_error_code="UnauthorizedOperation",
+        service_message=(
+            "You are not authorized to perform this operation. User: "
+            "arn:aws:sts::123456789012:assumed-role/tinyllama-router/tinyllama-router is not "
+            "authorized to perform: ec2:StartInstances on resource: "
+            "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0"
+        ),
         expected_params={"InstanceIds": ["i-0123456789abcdef0"]},
     )
 
@@ -366,13 +359,19 @@ def test_start_error_answers_503_and_marks_the_job_failed(
     answer = body(result)
     assert set(answer) == {"error", "id", "message"}
     assert answer["error"] == "instance_unavailable"
-    assert "InsufficientInstanceCapacity" in answer["message"]
+    assert answer["message"] == "the GPU node could not be started"
     assert contract.is_job_id(answer["id"])
     record = redis_client.hgetall(f"job:{answer['id']}")
     assert record["status"] == "failed"
-    assert "instance_unavailable" in record["error"]
-    assert "InsufficientInstanceCapacity" in record["error"]
-    assert emf(stdout_records(capsys), "EC2Starts") == []
+    assert record["error"] == "instance_unavailable: the GPU node could not be started"
+    # neither the ARN nor the account id reaches the client or the record; the log has them
+    for leaked in ("arn:aws", "123456789012", "UnauthorizedOperation"):
+        assert leaked not in result["body"]
+        assert leaked not in json.dumps(record)
+    records = stdout_records(capsys)
+    [failure] = [r for r in records if r.get("message") == "cold boot failed"]
+    assert "123456789012" in failure["reason"]
+    assert emf(records, "EC2Starts") == []
 
 
 def test_describe_error_answers_503(router, ec2_stub, redis_client, keyset):
@@ -385,7 +384,8 @@ def test_describe_error_answers_503(router, ec2_stub, redis_client, keyset):
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer["error"] == "instance_unavailable"
-    assert "UnauthorizedOperation" in answer["message"]
+    assert answer["message"] == "the GPU node could not be looked up"
+    assert "UnauthorizedOperation" not in result["body"]
     assert redis_client.hget(f"job:{answer['id']}", "status") == "failed"
 
 
@@ -394,7 +394,7 @@ def test_no_tagged_node_answers_503(router, aws_stand_in, redis_client, keyset):
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer["error"] == "instance_unavailable"
-    assert "Project=tinyllama" in answer["message"]
+    assert answer["message"] == "no GPU node is deployed"
     assert redis_client.hget(f"job:{answer['id']}", "status") == "failed"
 
 
@@ -412,13 +412,14 @@ def test_node_stopping_answers_503_without_a_start(router, ec2_stub, redis_clien
 def test_failing_to_mark_the_job_failed_still_answers_503(
     router, redis_server, redis_client, monkeypatch, keyset, capsys
 ):
-    from tlops import node
 
-    def ensure_running(project: str):
+    from tlops.edge import gpu_node as node_api
+
+    def ensure_running(ec2, project: str):
         redis_server.stop()  # Redis goes away between the enqueue and the failure mark
-        raise node.NodeUnavailable("no capacity")
+        raise node_api.NodeUnavailable("no capacity", "the GPU node could not be started")
 
-    monkeypatch.setattr(node, "ensure_running", ensure_running)
+    monkeypatch.setattr(node_api, "ensure_running", ensure_running)
     try:
         result = router.handle(infer_event(keyset.token()))
     finally:
@@ -427,7 +428,7 @@ def test_failing_to_mark_the_job_failed_still_answers_503(
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer["error"] == "instance_unavailable"
-    assert answer["message"] == "no capacity"
+    assert answer["message"] == "the GPU node could not be started"
     logged = [r for r in stdout_records(capsys) if r.get("message") == "could not mark job failed"]
     assert [r["jobId"] for r in logged] == [answer["id"]]
 
@@ -818,7 +819,7 @@ def test_stop_stops_a_running_node(router, gpu_node, keyset, capsys):
     ec2().start_instances(InstanceIds=[gpu_node])
     assert instance_state(gpu_node) == "running"
 
-    result = router.handle(load_event("stop", token=keyset.token(sub="operator")))
+    result = router.handle(load_event("stop", token=admin_token(keyset, sub="operator")))
 
     assert result["statusCode"] == 200
     answer = body(result)
@@ -831,7 +832,7 @@ def test_stop_stops_a_running_node(router, gpu_node, keyset, capsys):
 
 
 def test_stop_on_a_stopped_node_reports_stopped(router, gpu_node, keyset):
-    result = router.handle(http_event("POST", "/stop", token=keyset.token()))
+    result = router.handle(http_event("POST", "/stop", token=admin_token(keyset)))
     assert result["statusCode"] == 200
     assert body(result) == {"status": "stopped", "instance": gpu_node}
 
@@ -839,7 +840,9 @@ def test_stop_on_a_stopped_node_reports_stopped(router, gpu_node, keyset):
 def test_stop_then_infer_cold_boots_again(router, gpu_node, keyset):
     ec2().start_instances(InstanceIds=[gpu_node])
     assert body(router.handle(infer_event(keyset.token())))["status"] == "queued"
-    assert router.handle(http_event("POST", "/stop", token=keyset.token()))["statusCode"] == 200
+    assert (
+        router.handle(http_event("POST", "/stop", token=admin_token(keyset)))["statusCode"] == 200
+    )
 
     result = router.handle(infer_event(keyset.token()))
 
@@ -864,42 +867,43 @@ def test_stop_with_a_bad_token_is_403(router, gpu_node, keyset):
 
 
 def test_stop_without_a_node_is_503(router, aws_stand_in, keyset):
-    result = router.handle(load_event("stop", token=keyset.token()))
+    result = router.handle(load_event("stop", token=admin_token(keyset)))
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer["error"] == "instance_unavailable"
     assert answer["message"]
 
 
-def test_stop_error_is_503(router, ec2_stub, keyset):
+def test_stop_error_is_503_with_the_detail_logged_not_answered(router, ec2_stub, keyset, capsys):
     ec2_stub.add_response("describe_instances", describe_answer("running"))
     ec2_stub.add_client_error(
         "stop_instances",
         service_error_code="IncorrectInstanceState",
         service_message="The instance is not in a state from which it can be stopped.",
     )
-    result = router.handle(load_event("stop", token=keyset.token()))
+    result = router.handle(load_event("stop", token=admin_token(keyset)))
     ec2_stub.assert_no_pending_responses()
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer["error"] == "instance_unavailable"
-    assert "IncorrectInstanceState" in answer["message"]
+    assert "IncorrectInstanceState" not in result["body"]  # AWS's words stay in the log
+    assert "IncorrectInstanceState" in capsys.readouterr().out
 
 
 # --- 10. the Lambda entry point -------------------------------------------------------
 def test_lambda_src_router_handler_serves_events_end_to_end(
     router_env, monkeypatch, gpu_node, redis_client, keyset
 ):
-    monkeypatch.setattr(tlops.router, "_router", None)
+    monkeypatch.setattr(tlops.edge.router, "_router", None)
     handler = load_module(REPO / "lambda_src" / "router" / "handler.py", "lambda_router_handler")
 
     ping = handler.lambda_handler(load_event("ping"), None)
     assert ping["statusCode"] == 200
-    warm = tlops.router._router
+    warm = tlops.edge.router._router
     assert warm is not None
 
     result = handler.lambda_handler(load_event("infer", token=keyset.token()), object())
-    assert tlops.router._router is warm  # one Router per warm container
+    assert tlops.edge.router._router is warm  # one Router per warm container
     assert result["statusCode"] == 202
     assert body(result)["status"] == "starting"
     assert stream_ids(redis_client) == [body(result)["id"]]
@@ -907,11 +911,11 @@ def test_lambda_src_router_handler_serves_events_end_to_end(
 
 
 def test_lambda_handler_without_configuration_raises(monkeypatch):
-    monkeypatch.setattr(tlops.router, "_router", None)
+    monkeypatch.setattr(tlops.edge.router, "_router", None)
     for name in ("TL_REDIS_URL", "TL_JWT_ISSUER", "TL_JWT_AUDIENCE", "TL_REPLY_BUCKET"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError, match="TL_REDIS_URL"):
-        tlops.router.lambda_handler(http_event("GET", "/ping"))
+        tlops.edge.router.lambda_handler(http_event("GET", "/ping"))
 
 
 # --- 11. configuration ----------------------------------------------------------------

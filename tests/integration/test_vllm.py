@@ -14,11 +14,12 @@ import urllib.request
 
 import pytest
 
-from tlops.local import services, tiny_model
+from tlops.local import tiny_model, vllm
+from tlops.local.services import ServiceError
 
 from .vllm_fixtures import VllmServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=2)]
 
 
 def get_json(url: str) -> dict:
@@ -33,7 +34,7 @@ def test_the_model_is_listed_under_its_served_name(vllm_server: VllmServer):
 
 
 def test_a_completion_comes_back_with_its_token_counts(vllm_server: VllmServer):
-    answer = services.post_completion(
+    answer = vllm.post_completion(
         vllm_server.url, vllm_server.model, "Tell me a story", max_tokens=8
     )
     [choice] = answer["choices"]
@@ -54,7 +55,7 @@ def test_concurrent_completions_all_answer(vllm_server: VllmServer):
     with ThreadPoolExecutor(len(prompts)) as pool:
         answers = list(
             pool.map(
-                lambda p: services.post_completion(vllm_server.url, vllm_server.model, p, 4),
+                lambda p: vllm.post_completion(vllm_server.url, vllm_server.model, p, 4),
                 prompts,
             )
         )
@@ -65,26 +66,26 @@ def test_concurrent_completions_all_answer(vllm_server: VllmServer):
 def test_a_prompt_too_long_for_the_model_is_refused_with_vllms_400(vllm_server: VllmServer):
     prompt = "word " * (vllm_server.max_model_len + 50)  # well over 256 tokens
     with pytest.raises(urllib.error.HTTPError) as raised:
-        services.post_completion(vllm_server.url, vllm_server.model, prompt, max_tokens=4)
+        vllm.post_completion(vllm_server.url, vllm_server.model, prompt, max_tokens=4)
     assert raised.value.code == 400
     error = json.loads(raised.value.read())["error"]
     assert f"maximum context length is {vllm_server.max_model_len} tokens" in error["message"]
     # the server stays healthy for the next request
-    assert services.completion_ok(vllm_server.url, vllm_server.model)
+    assert vllm.completion_ok(vllm_server.url, vllm_server.model)
 
 
 def test_the_tiny_model_build_is_cached_and_deterministic(vllm_server: VllmServer, tmp_path):
     """The session's model came from the cache; a fresh build has the same recipe stamp."""
-    python = services.vllm_python()
-    cached = services.model_cache_dir() / tiny_model.MODEL_NAME
+    python = vllm.vllm_python()
+    cached = vllm.model_cache_dir() / tiny_model.MODEL_NAME
     assert tiny_model.is_built(cached)
-    assert services.build_tiny_model(python) == cached  # a hit: nothing rebuilt
-    fresh = services.build_tiny_model(python, tmp_path / "model")
+    assert vllm.build_tiny_model(python) == cached  # a hit: nothing rebuilt
+    fresh = vllm.build_tiny_model(python, tmp_path / "model")
     for name in ("model.safetensors", "tokenizer.json", "config.json", tiny_model.STAMP_FILE):
         assert (fresh / name).read_bytes() == (cached / name).read_bytes(), name
 
 
 def test_without_the_vllm_venv_the_error_says_what_to_run(monkeypatch, tmp_path):
     monkeypatch.setenv("TLOPS_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
-    with pytest.raises(services.ServiceError, match=r"make vllm.*--no-inference"):
-        services.vllm_python()
+    with pytest.raises(ServiceError, match=r"make vllm.*--no-inference"):
+        vllm.vllm_python()

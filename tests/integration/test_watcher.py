@@ -8,10 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tlops import aws, contract, watcher
-from tlops.contract.records import JobResult
+from tests.doubles.inference import InferenceDouble
+from tlops import contract
+from tlops.common import aws
+from tlops.contract.results import JobResult
 from tlops.local.services import free_port
-from tlops.testing import InferenceDouble
+from tlops.node import activity, watcher
+from tlops.node.settings import parse_settings
 
 from .watcher_fixtures import (
     BUCKET,
@@ -111,6 +114,26 @@ def test_transient_5xx_is_retried_within_the_delivery(
     wait_for(lambda: settled(redis_client, [job_id]), "the job to finish")
     assert statuses(redis_client, [job_id])[job_id] == "done"
     assert double.requests == 3
+
+
+def test_the_activity_file_keeps_the_newest_jobs_idle_minutes(
+    aws_stand_in, redis_client, redis_url, double, watchers
+):
+    """What the idle watchdog reads: the last activity, and the idle of the newest job."""
+    make_bucket()
+    first = enqueue(redis_url, 1, idle=30)
+    watcher = watchers(double.url)
+    wait_for(lambda: settled(redis_client, first), "the first job to finish")
+    newest = enqueue(redis_url, 1, idle=2)
+    wait_for(lambda: settled(redis_client, newest), "the newest job to finish")
+    finished = int(redis_client.hget(contract.job_key(newest[0]), "finished_ts"))
+
+    def written() -> bool:  # at the next heartbeat after the job settled
+        reading = activity.read(watcher.state_dir)
+        return reading is not None and reading.last_activity_ms >= finished
+
+    wait_for(written, "the activity file to show the newest job settled")
+    assert activity.read(watcher.state_dir).idle_minutes == 2
 
 
 def test_expired_record_is_marked_and_not_run(
@@ -284,7 +307,7 @@ def test_settings_come_from_flags_then_environment(monkeypatch):
     monkeypatch.setenv("TL_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("TL_WATCHER_CONCURRENCY", "3")
     monkeypatch.setenv("TL_MODEL", "from-env")
-    settings = watcher.parse_settings(["--concurrency", "5"])
+    settings = parse_settings(["--concurrency", "5"])
     assert (settings.concurrency, settings.model) == (5, "from-env")
     assert settings.visibility_timeout_s == contract.VISIBILITY_TIMEOUT_SECONDS
     assert settings.max_deliveries == contract.MAX_DELIVERIES

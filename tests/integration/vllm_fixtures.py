@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tlops.local import services, tiny_model
+from tlops.local import tiny_model, vllm
+from tlops.local.services import ServiceError
 
 __all__ = ["VllmServer", "vllm_server"]
 
@@ -31,16 +32,16 @@ class VllmServer:
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory) -> Iterator[VllmServer]:
     try:
-        python = services.vllm_python()
-        model_dir = services.build_tiny_model(python)
-    except services.ServiceError as exc:
+        python = vllm.vllm_python()
+        model_dir = vllm.build_tiny_model(python)
+    except ServiceError as exc:
         pytest.fail(str(exc), pytrace=False)
-    process = services.VllmProcess(
+    process = vllm.VllmProcess(
         tmp_path_factory.mktemp("vllm"), model_dir, python, tiny_model.MODEL_NAME
     )
     try:
         process.start()
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
         yield VllmServer(url=process.url, model=process.model)

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tlops import aws, contract
-from tlops.admission import RateLimits, admit
-from tlops.contract import InferRequest, new_job_id, queued_job_fields
-from tlops.resp import RespClient
+from tlops import contract
+from tlops.common import aws
+from tlops.contract import new_job_id, records
+from tlops.contract.request import InferRequest
+from tlops.edge.admission import RateLimits, admit
+from tlops.edge.resp import RespClient
 
 BUCKET = "replies-test"
 NO_LIMITS = RateLimits(burst=10**9, sustained=10**9)
@@ -29,6 +31,7 @@ def enqueue(
     sub: str = "user-a",
     prompt: Callable[[int], str] = lambda i: f"prompt number {i}",
     job_ttl_s: int = contract.QUEUED_TTL_SECONDS,
+    idle: int = contract.IDLE_DEFAULT_MINUTES,
 ) -> list[str]:
     """Admit `count` jobs the way the router does (same script); returns their ids in order."""
     client = RespClient(redis_url, timeout=2.0)
@@ -36,8 +39,11 @@ def enqueue(
     try:
         for index in range(count):
             job_id = new_job_id()
-            fields = queued_job_fields(
-                InferRequest(prompt=prompt(index)), sub=sub, job_id=job_id, reply_bucket=BUCKET
+            fields = records.queued(
+                InferRequest(prompt=prompt(index), idle=idle),
+                sub=sub,
+                job_id=job_id,
+                reply_bucket=BUCKET,
             )
             result = admit(
                 client,
@@ -46,6 +52,7 @@ def enqueue(
                 job_fields=fields,
                 limits=NO_LIMITS,
                 job_ttl_s=job_ttl_s,
+                within_s=1.0,  # half the client's reply timeout, as the router does
             )
             assert result.outcome == "queued"
             ids.append(job_id)
@@ -104,7 +111,7 @@ def pending_count(redis_client) -> int:
 
 
 class WatcherProcess:
-    """`python -m tlops.watcher` as a real child process, its JSON log kept in a file."""
+    """`python -m tlops.node.watcher` as a real child process, its JSON log kept in a file."""
 
     def __init__(self, log_dir: Path, redis_url: str, inference_url: str, *args: str):
         self.log_path = log_dir / f"watcher-{time.monotonic_ns()}.log"
@@ -112,7 +119,7 @@ class WatcherProcess:
         self.argv = [
             sys.executable,
             "-m",
-            "tlops.watcher",
+            "tlops.node.watcher",
             "--redis-url",
             redis_url,
             "--inference-url",

@@ -71,6 +71,31 @@ def test_tag_changes_follow_amazon_aws():
     assert tl_aws.tag_changes({"a": "1"}, None, True) == ({}, [])
 
 
+def test_tags_are_written_removals_first_and_the_result_predicted():
+    calls = []
+    to_set, to_remove = tl_aws.tag_changes({"a": "1", "b": "2"}, {"a": "9", "c": "3"}, True)
+    tl_aws.apply_tags(
+        lambda tags: calls.append(("tag", tags)), lambda keys: calls.append(("untag", keys)),
+        to_set, to_remove,
+    )  # fmt: skip
+    assert calls == [("untag", ["b"]), ("tag", {"a": "9", "c": "3"})]
+    assert tl_aws.tags_after({"a": "1", "b": "2"}, to_set, to_remove) == {"a": "9", "c": "3"}
+    tl_aws.apply_tags(calls.append, calls.append, {}, [])
+    assert len(calls) == 2  # nothing to write, nothing called
+
+
+def test_pages_follow_a_marker_of_another_name():
+    answers = {None: {"Items": [1, 2], "NextMarker": "m"}, "m": {"Items": [3]}}
+    asked = []
+
+    def call(aws_retry, FunctionName, Marker=None):
+        asked.append((FunctionName, Marker))
+        return answers[Marker]
+
+    got = tl_aws.pages(call, "Items", marker="Marker", next_marker="NextMarker", FunctionName="f")
+    assert got == [1, 2, 3] and asked == [("f", None), ("f", "m")]
+
+
 def test_throttling_codes_are_retried():
     calls = []
 

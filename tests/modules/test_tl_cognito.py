@@ -11,7 +11,7 @@ import pytest
 from ansible.module_utils.common import warnings
 
 from .conftest import ACCOUNT_ID, REGION, STUB_ARGS
-from .harness import ModuleFailed
+from .harness import ModuleFailed, warned
 from .harness import run_module as _run_module
 
 POOL = "tinyllama-users"
@@ -32,10 +32,6 @@ def run_module(name, args, **kwargs):
     warnings._global_warnings.clear()
     warnings._global_deprecations.clear()
     return _run_module(name, args, **kwargs)
-
-
-def warned(out, text):
-    return any(text in w["event"]["msg"] for w in out.get("warnings", []))
 
 
 def cognito_args(base, **over):
@@ -320,7 +316,7 @@ def test_other_bad_input_fails_naming_the_option(stubbed, over, named):
 
 def test_absent_needs_tags(stubbed):
     stubbed("cognito-idp")
-    with pytest.raises(ModuleFailed, match="set tags"):
+    with pytest.raises(ModuleFailed, match="state=absent needs tags with at least Project"):
         run_module("tl_cognito", {**AWS_ARGS, "pool_name": POOL, "state": "absent"})
 
 
@@ -640,8 +636,9 @@ def test_aws_tags_go_through_tag_resource_and_untag_resource(stubbed):
     pool = aws_pool(UserPoolTags={**TAGS, "Stale": "yes"})
     queue_lookup(stub, pool)
     queue_reads(stub, pool, aws_client())
-    stub.add_response("tag_resource", {}, {"ResourceArn": POOL_ARN, "Tags": {"Role": "identity"}})
+    # Removals first, as every tl_* module writes tags (module_utils/tl_aws.py, apply_tags).
     stub.add_response("untag_resource", {}, {"ResourceArn": POOL_ARN, "TagKeys": ["Stale"]})
+    stub.add_response("tag_resource", {}, {"ResourceArn": POOL_ARN, "Tags": {"Role": "identity"}})
     queue_reads(stub, aws_pool(UserPoolTags={**TAGS, "Role": "identity"}), aws_client())
     out = run_module("tl_cognito", cognito_args(AWS_ARGS, tags={**TAGS, "Role": "identity"}))
     assert out["changed"] is True  # and no update_user_pool: the stubber holds nothing else

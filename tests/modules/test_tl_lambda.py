@@ -1,6 +1,6 @@
 """tl_lambda against the stand-in (moto) and, for what only AWS does, a stubbed client.
 
-The zips come from tlops.packaging, so the packaging tests live here too (their names hold
+The zips come from tlops.build.lambda_zip, so the packaging tests live here too (their names hold
 "zip": `pytest -k "packag or zip"` selects them).
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -20,21 +21,22 @@ import pytest
 from ansible_collections.amazon.aws.plugins.module_utils import cloud
 from botocore.stub import ANY
 
-from tlops import packaging
+from tlops.build import lambda_zip as packaging
 
 from .conftest import ACCOUNT_ID, REGION, STUB_ARGS
-from .harness import REPO, ModuleFailed, load, run_module
+from .harness import REPO, ModuleFailed, run_module
 
 NAME = "tl-test-fn"
 TAGS = {"Project": "tinyllama", "Role": "router"}
 ROUTER = REPO / "lambda_src" / "router"
 ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{NAME}"
+CODE = "ansible.module_utils.tl_lambda"  # the module's code, as the module imports it
 
 
 @pytest.fixture(autouse=True)
 def no_wait(monkeypatch):
     """Polls of an update in progress do not sleep (the Stubber answers at once)."""
-    monkeypatch.setattr(load("tl_lambda"), "WAIT_DELAY", 0.0)
+    monkeypatch.setattr(importlib.import_module(f"{CODE}.apply"), "WAIT_DELAY", 0.0)
 
 
 @pytest.fixture
@@ -187,7 +189,7 @@ def test_the_zip_holds_the_source_dir_and_the_tlops_parts_it_imports(source):
     } <= names
     assert "__pycache__/handler.cpython-312.pyc" in names  # Lambda's filesystem is read-only
     assert "__pycache__/stale.cpython-312.pyc" not in names
-    assert "tlops/router.py" not in names  # not imported by this handler
+    assert not [n for n in names if n.startswith("tlops/edge/")]  # not imported by this handler
     assert built.code_sha256 == sha(built.data)
 
 
@@ -256,7 +258,8 @@ def test_the_router_zip_is_the_same_bytes_in_another_process():
     """Ansible runs each task in a fresh interpreter (another hash seed, other imports)."""
     here = packaging.build_source_zip(ROUTER)
     code = (
-        "import io, json, sys, zipfile; from pathlib import Path; from tlops import packaging; "
+        "import io, json, sys, zipfile; from pathlib import Path; "
+        "from tlops.build import lambda_zip as packaging; "
         f"built = packaging.build_source_zip(Path({str(ROUTER)!r})); "
         "entries = zipfile.ZipFile(io.BytesIO(built.data)).infolist(); "
         "sys.stdout.write(json.dumps([built.code_sha256, {e.filename: e.CRC for e in entries}]))"
@@ -273,7 +276,7 @@ def test_the_router_zip_is_the_same_bytes_in_another_process():
     )
     assert there == here.code_sha256, f"entries that differ: {differ}"
     names = zipfile.ZipFile(io.BytesIO(here.data)).namelist()
-    assert "handler.py" in names and "tlops/router.py" in names and "jwt/__init__.py" in names
+    assert "handler.py" in names and "tlops/edge/router.py" in names and "jwt/__init__.py" in names
     assert not [n for n in names if n.endswith((".so", ".pyd", ".dylib"))]
 
 
@@ -416,7 +419,7 @@ def test_bad_input_fails_naming_the_option(args, change, named):
 
 
 def test_without_tlops_it_says_to_use_the_project_venv(args, monkeypatch):
-    monkeypatch.setattr(load("tl_lambda"), "packaging", None)
+    monkeypatch.setattr(importlib.import_module(f"{CODE}.build"), "packaging", None)
     with pytest.raises(ModuleFailed, match=r"\.venv.*make setup"):
         run_module("tl_lambda", args)
 

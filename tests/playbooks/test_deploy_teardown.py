@@ -20,14 +20,16 @@ from typing import Any
 import boto3
 import pytest
 
+from tlops.edge.routes import ROUTES
 from tlops.local.services import MotoProcess, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=12)]
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK_BIN = Path(sys.executable).with_name("ansible-playbook")
 REGION = "eu-west-1"
 UBUNTU_AMI = "ami-0a7d2e4f1c3b5a001"  # one of the stand-in's Ubuntu 22.04 images
+NODE_SETTINGS = "/tl-fif/node_settings"  # what the node reads at every boot
 PROJECT = {"Key": "Project", "Value": "tinyllama"}
 # describe_<kind> call → the key its answer lists the resources under.
 KINDS = {
@@ -113,6 +115,9 @@ class Account:
         self.lam = session.client("lambda", endpoint_url=endpoint)
         self.apigw = session.client("apigatewayv2", endpoint_url=endpoint)
         self.logs = session.client("logs", endpoint_url=endpoint)
+        self.sns = session.client("sns", endpoint_url=endpoint)
+        self.events = session.client("events", endpoint_url=endpoint)
+        self.budgets = session.client("budgets", endpoint_url=endpoint)
 
     def tagged(self, kind: str, **extra: Any) -> list[dict[str, Any]]:
         filters = [{"Name": "tag:Project", "Values": ["tinyllama"]}, *extra.pop("Filters", [])]
@@ -204,7 +209,9 @@ def assert_deployed(account: Account) -> None:
     assert subnets == {"10.20.0.0/24", "10.20.1.0/24"}
 
     groups = {g["GroupName"]: g for g in account.tagged("security_groups")}
-    assert set(groups) == {"tinyllama-router", "tinyllama-node", "tinyllama-redis"}
+    assert set(groups) == {
+        "tinyllama-router", "tinyllama-node", "tinyllama-redis", "tinyllama-endpoints"
+    }  # fmt: skip
     redis_rules = groups["tinyllama-redis"]["IpPermissions"]
     assert {(r["FromPort"], r["ToPort"]) for r in redis_rules} == {(6379, 6379)}
     assert all(not r["IpRanges"] for r in redis_rules)
@@ -214,14 +221,25 @@ def assert_deployed(account: Account) -> None:
     assert (node_rule["FromPort"], node_rule["ToPort"]) == (443, 443)
     assert [r["CidrIp"] for r in node_rule["IpRanges"]] == ["127.0.0.1/32"]
     assert not groups["tinyllama-router"]["IpPermissions"]
+    (endpoint_rule,) = groups["tinyllama-endpoints"]["IpPermissions"]  # 443 from the Lambdas
+    assert (endpoint_rule["FromPort"], endpoint_rule["ToPort"]) == (443, 443)
+    assert [p["GroupId"] for p in endpoint_rule["UserIdGroupPairs"]] == [
+        groups["tinyllama-router"]["GroupId"]
+    ]
     for group in groups.values():  # no SSH anywhere
         assert all(r.get("FromPort") != 22 for r in group["IpPermissions"])
 
-    (endpoint,) = account.tagged("vpc_endpoints")  # S3 for the private subnet, free
-    assert (endpoint["ServiceName"], endpoint["VpcEndpointType"]) == (
-        f"com.amazonaws.{REGION}.s3",
-        "Gateway",
-    )
+    endpoints = {e["ServiceName"]: e for e in account.tagged("vpc_endpoints")}
+    assert set(endpoints) == {f"com.amazonaws.{REGION}.s3", f"com.amazonaws.{REGION}.ec2"}
+    s3 = endpoints[f"com.amazonaws.{REGION}.s3"]  # free, for both subnets
+    assert s3["VpcEndpointType"] == "Gateway" and len(s3["RouteTableIds"]) == 2
+    ec2_endpoint = endpoints[f"com.amazonaws.{REGION}.ec2"]  # the router's way to the EC2 API
+    assert ec2_endpoint["VpcEndpointType"] == "Interface"
+    assert [g["GroupId"] for g in ec2_endpoint["Groups"]] == [
+        groups["tinyllama-endpoints"]["GroupId"]
+    ]
+    public = {s["CidrBlock"]: s["MapPublicIpOnLaunch"] for s in account.tagged("subnets")}
+    assert public == {"10.20.0.0/24": True, "10.20.1.0/24": False}
 
     bucket = "tinyllama-replies-123456789012"
     assert account.bucket_tags()[bucket] == {"Project": "tinyllama", "Role": "storage"}
@@ -234,6 +252,18 @@ def assert_deployed(account: Account) -> None:
 
     parameter = account.ssm.get_parameter(Name="/tl-fif/latest_ami_id")["Parameter"]
     assert parameter["Value"].startswith("ami-")
+    # What the node reads at every boot: the queue's URL and the project, tagged, not secret.
+    settings = account.ssm.get_parameter(Name=NODE_SETTINGS)["Parameter"]
+    assert settings["Type"] == "String"
+    assert json.loads(settings["Value"]) == {
+        "project": "tinyllama",
+        "redis_url": "redis://127.0.0.1:6390/0",
+    }
+    tags = account.ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=NODE_SETTINGS)
+    assert {t["Key"]: t["Value"] for t in tags["TagList"]} == {
+        "Project": "tinyllama",
+        "Role": "gpu",
+    }
     (template,) = account.ec2.describe_launch_template_versions(LaunchTemplateName="tinyllama-gpu")[
         "LaunchTemplateVersions"
     ]
@@ -248,12 +278,19 @@ def assert_deployed(account: Account) -> None:
     assert instance["State"]["Name"] == "stopped"
     assert {"Key": "Role", "Value": "gpu"} in instance["Tags"]
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
-    assert not account.tagged("addresses")  # an EIP only while running
+    assert instance["VpcId"] == vpc["VpcId"]  # ec2_instance once put it in the default VPC
+    assert instance["SubnetId"] == next(
+        s["SubnetId"] for s in account.tagged("subnets") if s["CidrBlock"] == "10.20.0.0/24"
+    )
+    assert not account.tagged("addresses")  # no EIP: a public address on every start
 
     policy = account.iam.get_role_policy(RoleName="tinyllama-gpu", PolicyName="node-self")
-    stop = next(s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "StopOnlyItself")
-    assert stop["Action"] == "ec2:StopInstances"
-    assert stop["Resource"].endswith(f":instance/{instance['InstanceId']}")
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert statements["StopOnlyItself"]["Action"] == ["ec2:StopInstances"]
+    assert statements["StopOnlyItself"]["Resource"] == [
+        f"arn:aws:ec2:{REGION}:123456789012:instance/{instance['InstanceId']}"
+    ]
+    assert statements["WriteAndReadBackReplies"]["Action"] == ["s3:GetObject", "s3:PutObject"]
     role_tags = account.iam.list_role_tags(RoleName="tinyllama-gpu")["Tags"]
     assert {"Key": "Role", "Value": "gpu"} in role_tags and PROJECT in role_tags
 
@@ -284,6 +321,10 @@ def assert_deployed(account: Account) -> None:
     )["Environment"]["Variables"]
     assert router_env["TL_JWT_AUDIENCE"] == outputs["client_id"]
     assert router_env["TL_REPLY_BUCKET"] == bucket
+    assert json.loads(router_env["TL_JWKS"])[
+        "keys"
+    ]  # the pool's keys, for a router with no way out
+    assert "TL_JWKS_URL" not in router_env
     start = next(
         s
         for s in account.iam.get_role_policy(
@@ -299,12 +340,16 @@ def assert_deployed(account: Account) -> None:
         if a["Name"] == "tinyllama-api" and a["Tags"].get("Project") == "tinyllama"
     ]  # fmt: skip
     routes = {r["RouteKey"]: r for r in account.apigw.get_routes(ApiId=api["ApiId"])["Items"]}
-    assert set(routes) == {"POST /infer", "GET /jobs/{id}", "POST /stop", "GET /ping",
-                           "GET /health", "GET /queue-health"}  # fmt: skip
-    assert routes["POST /infer"]["AuthorizationType"] == "JWT"
-    assert routes["GET /ping"]["AuthorizationType"] == "NONE"
+    # every route of openapi.yaml (the generated table), each behind the authorizer it names
+    assert set(routes) == {route.key for route in ROUTES}
+    for route in ROUTES:
+        assert routes[route.key]["AuthorizationType"] == ("JWT" if route.authorized else "NONE")
+    assert {"POST /infer", "GET /status", "POST /resize", "GET /ping"} <= set(routes)
     assert "capacitor://localhost" in api["CorsConfiguration"]["AllowOrigins"]
     stage = account.apigw.get_stage(ApiId=api["ApiId"], StageName="$default")
+    anonymous = {key for key, route in routes.items() if route["AuthorizationType"] == "NONE"}
+    assert set(stage["RouteSettings"]) == anonymous  # throttled tighter than the stage
+    assert all(s["ThrottlingRateLimit"] == 2 for s in stage["RouteSettings"].values())
     assert (
         json.loads(stage["AccessLogSettings"]["Format"])["jwtSub"]
         == "$context.authorizer.claims.sub"
@@ -313,6 +358,78 @@ def assert_deployed(account: Account) -> None:
     retention = {g["logGroupName"]: g.get("retentionInDays") for g in groups}
     assert retention["/aws/lambda/tinyllama-router"] == 30
     assert retention["/tinyllama/http-api-access"] == 30
+    assert_guard_rails(account)
+
+
+ACCOUNT_ID = "123456789012"
+TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:"
+ALIAS = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:"
+
+
+def assert_guard_rails(account: Account) -> None:
+    """The budget, its topics, the two functions outside the VPC, their roles and schedule."""
+    budget = account.budgets.describe_budget(AccountId=ACCOUNT_ID, BudgetName="tinyllama-monthly")
+    assert budget["Budget"]["BudgetLimit"] == {"Amount": "20", "Unit": "USD"}
+    assert budget["Budget"]["TimeUnit"] == "MONTHLY"
+    notes = account.budgets.describe_notifications_for_budget(
+        AccountId=ACCOUNT_ID, BudgetName="tinyllama-monthly"
+    )["Notifications"]
+    assert {(n["NotificationType"], n["Threshold"], n["ThresholdType"]) for n in notes} == {
+        ("FORECASTED", 75.0, "PERCENTAGE"), ("ACTUAL", 105.0, "PERCENTAGE")
+    }  # fmt: skip
+    subscriptions = account.sns.list_subscriptions()["Subscriptions"]
+    by_topic: dict[str, set[tuple[str, str]]] = {}
+    for sub in subscriptions:
+        by_topic.setdefault(sub["TopicArn"], set()).add((sub["Protocol"], sub["Endpoint"]))
+    mail = ("email", "ops@example.com")
+    assert by_topic[TOPIC + "tinyllama-budget-warn"] == {mail}
+    assert by_topic[TOPIC + "tinyllama-budget-kill"] == {
+        ("lambda", ALIAS + "tinyllama-budget-killer:prod"), mail
+    }  # fmt: skip
+    assert by_topic[TOPIC + "tinyllama-cost-daily"] == {mail}
+    for topic in ("budget-warn", "budget-kill", "cost-daily"):
+        tags = account.sns.list_tags_for_resource(ResourceArn=f"{TOPIC}tinyllama-{topic}")["Tags"]
+        assert {"Key": "Project", "Value": "tinyllama"} in tags
+    policy = json.loads(account.sns.get_topic_attributes(TopicArn=TOPIC + "tinyllama-budget-kill")[
+        "Attributes"]["Policy"])  # fmt: skip
+    assert {"Service": "budgets.amazonaws.com"} in [s["Principal"] for s in policy["Statement"]]
+    for name, memory in (("tinyllama-budget-killer", 128), ("tinyllama-cost-summary", 256)):
+        config = account.lam.get_function_configuration(FunctionName=name, Qualifier="prod")
+        assert config["MemorySize"] == memory and config["Runtime"] == "python3.12"
+        assert not (config.get("VpcConfig") or {}).get("SubnetIds")  # outside any VPC
+        invokers = json.loads(account.lam.get_policy(FunctionName=name, Qualifier="prod")["Policy"])
+        principals = {s["Principal"]["Service"] for s in invokers["Statement"]}
+        assert principals == {"sns.amazonaws.com" if "killer" in name else "events.amazonaws.com"}
+    killer_env = account.lam.get_function_configuration(
+        FunctionName="tinyllama-budget-killer", Qualifier="prod"
+    )["Environment"]["Variables"]
+    assert (killer_env["TL_BUDGET_NAME"], killer_env["TL_KILL_PERCENT"]) == (
+        "tinyllama-monthly", "105"
+    )  # fmt: skip
+    statements = {
+        s["Sid"]: s
+        for s in account.iam.get_role_policy(
+            RoleName="tinyllama-budget-killer", PolicyName="least-privilege"
+        )["PolicyDocument"]["Statement"]
+    }
+    assert statements["StopOnlyTheTaggedNode"]["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "gpu"
+    }  # fmt: skip
+    (rule,) = account.events.list_rules(NamePrefix="tinyllama-cost-mail")["Rules"]
+    assert rule["ScheduleExpression"] == "cron(0 5 * * ? *)"
+    (target,) = account.events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"] == ALIAS + "tinyllama-cost-summary:prod"
+
+
+def tlops(endpoint: str, *argv: str) -> subprocess.CompletedProcess:
+    """The `tlops` command against the stand-in, as an operator runs it."""
+    env = {**os.environ, "TL_AWS_ENDPOINT_URL": endpoint, "TL_AWS_REGION": REGION,
+           "AWS_ACCESS_KEY_ID": "standin-key-id", "AWS_SECRET_ACCESS_KEY": "standin-secret",
+           "TLOPS_STATE_DIR": str(STATE_DIR)}  # fmt: skip
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("tlops")), *argv], env=env, capture_output=True,
+        text=True, check=False, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def assert_look_alikes_intact(account: Account, seeded: dict[str, str]) -> None:
@@ -365,14 +482,23 @@ def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
     assert "teardown_confirmation=yes" in unconfirmed["stdout"]
     assert account.dump() == before
 
-    # The router would start the node and the node role attach an EIP: do both by hand.
+    # The router would start the node; an EIP of an earlier design is released by any deploy.
     (node,) = account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
     account.ec2.start_instances(InstanceIds=[node["InstanceId"]])
-    assert changed(run_playbook("deploy.yml", moto_server)) > 0  # an EIP while it runs
+    assert changed(run_playbook("deploy.yml", moto_server)) == 0  # a running node is left be
+    legacy = account.ec2.allocate_address(Domain="vpc")["AllocationId"]
+    account.ec2.create_tags(
+        Resources=[legacy],
+        Tags=[{"Key": "Project", "Value": "tinyllama"}, {"Key": "Role", "Value": "gpu"}],
+    )
+    account.ec2.associate_address(AllocationId=legacy, InstanceId=node["InstanceId"])
     assert len(account.tagged("addresses")) == 1
 
     status = idle_cost(run_playbook("status.yml", moto_server))
     assert any("running" in row["item"] and row["eur_month"] > 100 for row in status["rows"])
+    cost = tlops(moto_server, "cost", "--json")
+    assert cost.returncode == 0, cost.stdout[-2000:] + cost.stderr[-2000:]
+    assert json.loads(cost.stdout)["idle_cost"] == status  # one price table, the same rows
 
     confirm = ("-e", "teardown_confirmation=yes")
     idle = run_playbook("teardown.yml", moto_server, *confirm)
@@ -386,6 +512,24 @@ def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
     assert 2.0 < report["total_eur_month"] < 3.0  # 30 GiB of gp3
     assert changed(run_playbook("teardown.yml", moto_server, *confirm)) == 0
 
+    # The node runs again with an address, and the budget passes its kill line: the killer
+    # stops what costs, and nothing else (the endpoint went with teardown idle already).
+    account.ec2.start_instances(InstanceIds=[node["InstanceId"]])
+    address = account.ec2.allocate_address(Domain="vpc")["AllocationId"]
+    account.ec2.create_tags(Resources=[address], Tags=[PROJECT, {"Key": "Role", "Value": "gpu"}])
+    account.ec2.associate_address(AllocationId=address, InstanceId=node["InstanceId"])
+    breach = tlops(moto_server, "ops", "budget-breach", "--percent", "106", "--json")
+    assert breach.returncode == 0, breach.stdout[-2000:] + breach.stderr[-2000:]
+    killed = {(a["kind"], a["outcome"]) for a in json.loads(breach.stdout)["actions"]}
+    assert killed == {("stop-instance", "done"), ("release-address", "done")}
+    (node,) = account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
+    assert node["State"]["Name"] == "stopped" and not account.tagged("addresses")
+    (twin,) = account.ec2.describe_instances(InstanceIds=[seeded["instance"]])["Reservations"]
+    assert twin["Instances"][0]["State"]["Name"] == "running"  # Role=gpu of someone else
+    assert account.ec2.describe_addresses(AllocationIds=[seeded["address"]])["Addresses"]
+    again = tlops(moto_server, "ops", "budget-breach", "--percent", "106", "--json")
+    assert json.loads(again.stdout)["actions"] == []  # a repeated notification changes nothing
+
     everything = run_playbook("teardown.yml", moto_server, *confirm, "-e", "teardown_level=all")
     assert changed(everything) > 0
     assert idle_cost(everything) == {"rows": [], "total_eur_month": 0.0,
@@ -398,11 +542,23 @@ def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
     assert "tinyllama-gpu" not in {r["RoleName"] for r in account.iam.list_roles()["Roles"]}
     assert not account.ssm.describe_parameters()["Parameters"]
     assert not account.lam.list_functions()["Functions"]
+    assert not account.sns.list_topics()["Topics"]
+    assert not account.budgets.describe_budgets(AccountId=ACCOUNT_ID).get("Budgets")
+    assert not account.events.list_rules()["Rules"]
+    assert not {"tinyllama-budget-killer", "tinyllama-cost-summary"} & {
+        r["RoleName"] for r in account.iam.list_roles()["Roles"]
+    }
     assert not (STATE_DIR / "outputs.json").exists()
     assert_look_alikes_intact(account, seeded)
 
     again = run_playbook("teardown.yml", moto_server, *confirm, "-e", "teardown_level=all")
     assert changed(again) == 0, changed_tasks(again)
+
+    # A parameter of that name that is not tagged as the project's is someone else's.
+    account.ssm.put_parameter(Name=NODE_SETTINGS, Value="{}", Type="String")
+    again = run_playbook("teardown.yml", moto_server, *confirm, "-e", "teardown_level=all")
+    assert changed(again) == 0, changed_tasks(again)
+    assert account.ssm.get_parameter(Name=NODE_SETTINGS)["Parameter"]["Value"] == "{}"
 
 
 @pytest.mark.parametrize(
@@ -416,6 +572,10 @@ def test_life_cycle_on_the_stand_in(moto_server: str) -> None:
         ({"auth_callback_ports": ["any"]}, "auth_callback_ports"),
         ({"router_log_retention_days": 13}, "router_log_retention_days"),
         ({"aws_region": "Ireland"}, "aws_region"),
+        ({"guardrails_budget_amount": -5}, "guardrails_budget_amount"),
+        ({"guardrails_budget_amount": "twenty"}, "guardrails_budget_amount"),
+        ({"guardrails_alert_emails": ["ops at example"]}, "guardrails_alert_emails"),
+        ({"guardrails_kill_percent": 50}, "guardrails_kill_percent"),
     ],
 )
 def test_bad_settings_fail_in_preflight(moto_server: str, extra: dict, named: str) -> None:
@@ -433,50 +593,30 @@ def test_bad_settings_fail_in_preflight(moto_server: str, extra: dict, named: st
     assert failed and "network" not in failed[0]
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"gpu_node_redis_url": "redis://:secret@queue:6379"}, "gpu_node_redis_url"),
+        ({"gpu_node_redis_url": ""}, "gpu_node_redis_url"),
+        ({"gpu_node_settings_parameter": "tl-fif/node_settings"}, "gpu_node_settings_parameter"),
+    ],
+)
+def test_bad_node_settings_fail_in_the_roles_preflight(
+    moto_server: str, extra: dict, named: str
+) -> None:
+    """The node's settings are checked where the queue's URL is known (after the queue role):
+    the gpu_node role's preflight names the variable, and nothing is written to SSM."""
+    MotoProcess.reset_url(moto_server)
+    report = run_playbook(
+        "deploy.yml", moto_server, "--tags", "gpu_node_preflight", "-e", json.dumps(extra)
+    )
+    assert report["rc"] != 0
+    assert named in report["stdout"]
+    assert not Account(moto_server).ssm.describe_parameters()["Parameters"]
+
+
 def test_unreachable_endpoint_fails_before_any_change() -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     report = run_playbook("deploy.yml", nowhere)
     assert report["rc"] != 0
     assert "aws_endpoint_url" in report["stdout"] and "not reachable" in report["stdout"]
-
-
-@pytest.mark.slow
-def test_the_queue_role_on_the_stand_in(moto_server: str) -> None:
-    """enable_redis as on a real account: the replication group (encrypted at rest and in
-    transit) and the router's EC2 endpoint are made, the router is pointed at the queue, a
-    second deploy changes nothing, and teardown idle takes both away again. The stand-in never
-    finishes a delete, hence queue_delete_wait: false (and its parameter groups are missing:
-    the role's warnings say so)."""
-    MotoProcess.reset_url(moto_server)
-    account = Account(moto_server)
-    settings = {"enable_redis": True, "queue_delete_wait": False,
-                "router_redis_url": "{{ queue_redis_url | default('') }}"}  # fmt: skip
-    extra = ("-e", json.dumps(settings))
-    assert changed(run_playbook("deploy.yml", moto_server, *extra)) > 0
-    cache = boto3.Session(
-        aws_access_key_id="standin-key-id", aws_secret_access_key="standin-secret",
-        region_name=REGION,
-    ).client("elasticache", endpoint_url=moto_server)  # fmt: skip
-    (group,) = cache.describe_replication_groups()["ReplicationGroups"]
-    assert (group["ReplicationGroupId"], group["Status"]) == ("tinyllama-queue", "available")
-    assert group["AtRestEncryptionEnabled"] and group["TransitEncryptionEnabled"]
-    endpoints = {e["ServiceName"]: e for e in account.tagged("vpc_endpoints")}
-    assert endpoints[f"com.amazonaws.{REGION}.ec2"]["VpcEndpointType"] == "Interface"
-    router_env = account.lam.get_function_configuration(
-        FunctionName="tinyllama-router", Qualifier="prod"
-    )["Environment"]["Variables"]
-    assert router_env["TL_REDIS_URL"].startswith("rediss://")  # TLS to ElastiCache
-    assert changed(run_playbook("deploy.yml", moto_server, *extra)) == 0
-
-    confirm = ("-e", json.dumps({**settings, "teardown_confirmation": "yes"}))
-    idle = run_playbook("teardown.yml", moto_server, *confirm)
-    assert [task.split(" : ")[-1] for task in changed_tasks(idle)] == [
-        "Delete the queue with its subnet and parameter groups (only if tagged)",
-        "Delete the router's EC2 endpoint (billed by the hour)",
-    ]
-    (group,) = cache.describe_replication_groups()["ReplicationGroups"]
-    assert group["Status"] == "deleting"
-    assert {e["ServiceName"] for e in account.tagged("vpc_endpoints")} == {
-        f"com.amazonaws.{REGION}.s3"  # the free one stays
-    }
-    assert changed(run_playbook("teardown.yml", moto_server, *confirm)) == 0

@@ -1,0 +1,131 @@
+"""The CLI's API client over real HTTP: the token never follows a redirect, and results are
+read only from https URLs (or loopback http, the stand-in's)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tlops.cli import client
+from tlops.cli.client import Api, ApiError, TokenSource
+
+pytestmark = pytest.mark.integration
+
+
+class Recorder:
+    """A loopback server that records the headers of each request and answers with
+    `status`, a `location` and `body`."""
+
+    def __init__(self, status: int = 200, location: str = "", body: Any = None):
+        self.status, self.location, self.body = status, location, body
+        self.seen: list[dict[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                owner.seen.append({k.lower(): v for k, v in self.headers.items()})
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                data = json.dumps(owner.body).encode()
+                self.send_response(owner.status)
+                if owner.location:
+                    self.send_header("location", owner.location)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[Recorder, Recorder]]:
+    """An "elsewhere" server, and an API that redirects every request to it."""
+    elsewhere = Recorder(body={"status": "queued", "id": "stolen"})
+    api = Recorder(status=307, location=elsewhere.url + "/collect")
+    yield api, elsewhere
+    api.close()
+    elsewhere.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_an_api_redirect_is_refused_and_the_token_stays_home(servers, status):
+    api_server, elsewhere = servers
+    api_server.status = status
+    api = Api(api_server.url, TokenSource(token="secret-token"))
+    with pytest.raises(ApiError, match=r"redirected POST /infer to http://127\.0\.0\.1") as refused:
+        api.submit({"prompt": "hello"})
+    assert refused.value.status == status
+    assert api_server.seen[0]["authorization"] == "Bearer secret-token"
+    assert elsewhere.seen == []  # nothing went there, the token least of all
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirected_get_is_refused_too(servers, status):
+    """urllib follows any redirect of a GET, copying Authorization along."""
+    api_server, elsewhere = servers
+    api_server.status = status
+    api = Api(api_server.url, TokenSource(token="secret-token"))
+    with pytest.raises(ApiError, match="not followed"):
+        api.job("8b0c2b1e-3c5d-4e6f-8a7b-9c0d1e2f3a4b")
+    assert elsewhere.seen == []
+
+
+def test_a_result_url_may_redirect_but_never_to_plain_http_elsewhere(servers):
+    api_server, elsewhere = servers
+    # loopback to loopback (the stand-in): followed
+    assert client.fetch_url(api_server.url + "/result") == {"status": "queued", "id": "stolen"}
+    assert len(elsewhere.seen) == 1
+    # to a non-loopback http URL: refused
+    api_server.location = "http://example.com/result.json"
+    with pytest.raises(ApiError, match="not an https URL"):
+        client.fetch_url(api_server.url + "/result")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://replies.s3.amazonaws.com/x.json",
+        "http://10.0.0.5/x.json",
+        "ftp://127.0.0.1/x.json",
+        "file:///etc/passwd",
+        "x.json",
+    ],
+)
+def test_result_urls_that_are_not_https_are_refused(url):
+    with pytest.raises(ApiError, match="not an https URL"):
+        client.fetch_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://replies.s3.eu-west-1.amazonaws.com/a/b.json?X-Amz-Signature=x",
+        "http://127.0.0.1:5055/replies/a.json",
+        "http://localhost:5055/replies/a.json",
+        "http://[::1]:5055/replies/a.json",
+    ],
+)
+def test_https_and_loopback_result_urls_pass_the_check(url):
+    client.check_result_url(url)

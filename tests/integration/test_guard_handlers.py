@@ -1,0 +1,122 @@
+"""The two guard-rail Lambdas through their thin entry points in lambda_src, on the sample
+events of tests/events, against a moto server; a failing action raised to the runtime so
+that Lambda retries; and their zips, which carry no third-party package at all."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from tests.doubles.ec2 import tagged_instance
+from tlops.build import lambda_zip
+from tlops.common import aws
+from tlops.guard import killer
+from tlops.local import costs as canned
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "tests" / "events"
+ACCOUNT = "123456789012"
+
+
+def load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def budget(amount: str = "20") -> None:
+    aws.client("budgets").create_budget(
+        AccountId=ACCOUNT,
+        Budget={"BudgetName": "tinyllama-monthly", "BudgetType": "COST", "TimeUnit": "MONTHLY",
+                "BudgetLimit": {"Amount": amount, "Unit": "USD"}},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def killer_env(aws_stand_in, monkeypatch) -> None:
+    for name, value in {
+        "TL_PROJECT": "tinyllama",
+        "TL_BUDGET_NAME": "tinyllama-monthly",
+        "TL_ACCOUNT_ID": ACCOUNT,
+        "TL_QUEUE_ID": "tinyllama-queue",
+    }.items():
+        monkeypatch.setenv(name, value)  # fmt: skip
+
+
+def test_the_killer_entry_point_serves_the_sample_notification(killer_env, capsys):
+    budget()
+    node = tagged_instance()
+    aws.client("ec2").start_instances(InstanceIds=[node])
+    event = sample("budget_notification")
+    handler = load_module(REPO / "lambda_src" / "budget_killer" / "handler.py", "killer_handler")
+
+    late = handler.lambda_handler(event, None)  # sent in November 2026: a period that ended
+    assert not late["acted"] and "budget period that has ended" in late["reasons"][0]
+
+    event["Records"][0]["Sns"]["Timestamp"] = datetime.now(UTC).isoformat()
+    result = handler.lambda_handler(event, None)
+    assert result["acted"] and result["changed"]
+    assert [(a["kind"], a["resource"]) for a in result["actions"]] == [("stop-instance", node)]
+    assert '"BudgetStops":1' in capsys.readouterr().out
+
+
+def test_a_failed_action_fails_the_invocation_so_lambda_retries(killer_env, monkeypatch):
+    budget()
+    ec2 = boto3.client("ec2", region_name="eu-west-1", aws_access_key_id="x",
+                       aws_secret_access_key="x")  # fmt: skip
+    stub = Stubber(ec2)
+    instance = {"InstanceId": "i-0123456789abcdef0", "State": {"Name": "running", "Code": 16}}
+    stub.add_response("describe_instances", {"Reservations": [{"Instances": [instance]}]})
+    stub.add_client_error("stop_instances", "UnauthorizedOperation", "not allowed")
+    stub.add_response("describe_addresses", {"Addresses": []})
+    stub.add_response("describe_vpc_endpoints", {"VpcEndpoints": []})
+    stub.activate()
+    real = killer._client
+    monkeypatch.setattr(killer, "_client", lambda s: ec2 if s == "ec2" else real(s))
+    event = sample("budget_notification")
+    event["Records"][0]["Sns"]["Timestamp"] = datetime.now(UTC).isoformat()
+    with pytest.raises(killer.KillIncomplete, match="UnauthorizedOperation"):
+        killer.lambda_handler(event)
+
+
+def test_the_cost_summary_entry_point_publishes_the_days_mail(aws_stand_in, monkeypatch):
+    topic = aws.client("sns").create_topic(Name="tinyllama-cost-daily")["TopicArn"]
+    canned.ensure(aws.client("ce"), aws_stand_in, datetime.now(UTC).date())
+    for name, value in {
+        "TL_PROJECT": "tinyllama",
+        "TL_COST_TOPIC_ARN": topic,
+        "TL_BUDGET_AMOUNT": "20",
+        "TL_BUDGET_UNIT": "USD",
+    }.items():
+        monkeypatch.setenv(name, value)  # fmt: skip
+    handler = load_module(REPO / "lambda_src" / "cost_summary" / "handler.py", "summary_handler")
+    result = handler.lambda_handler(sample("cost_mail_schedule"), None)
+    assert result["message_id"] and result["problem"] == ""
+    assert result["subject"].endswith(f"tinyllama daily cost, {datetime.now(UTC).date()}") or (
+        "projection" in result["subject"]
+    )
+    monkeypatch.delenv("TL_COST_TOPIC_ARN")
+    with pytest.raises(RuntimeError, match="TL_COST_TOPIC_ARN"):
+        handler.lambda_handler(sample("cost_mail_schedule"), None)
+
+
+@pytest.mark.parametrize("function", ["budget_killer", "cost_summary"])
+def test_the_zips_carry_tlops_and_nothing_third_party(function, tmp_path):
+    report = lambda_zip.build_function_zip(function, tmp_path / f"{function}.zip")
+    assert report.packages == ()  # boto3 is the runtime's; no pydantic, no redis
+    assert report.size < 200_000

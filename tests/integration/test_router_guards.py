@@ -1,0 +1,291 @@
+"""The router's guards: keys from its configuration, the admins-only stop with its own rate
+limit, the media type, and a bound on every call it makes against the function's time limit.
+
+Real redis-server and moto as in test_router; the helpers come from there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import tlops.edge.router
+from tests.doubles.raw_http import RawHttpServer
+from tests.doubles.tokens import KeySet
+from tlops import contract
+from tlops.edge.router import Router, RouterConfig
+from tlops.local.services import free_port
+
+from .router_fixtures import *  # noqa: F403 - the fixtures
+from .router_fixtures import admin_token, router_ec2
+from .test_router import (
+    FULL_ENV,
+    body,
+    ec2,
+    infer_event,
+    instance_state,
+    load_event,
+    silent_socket,
+    stdout_records,
+    stream_ids,
+)
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def logged(capsys, message: str) -> list[dict[str, Any]]:
+    return [r for r in stdout_records(capsys) if r.get("message") == message]
+
+
+# --- keys from the function's configuration (TL_JWKS) ----------------------------------
+@pytest.fixture
+def static_router(router_env, monkeypatch, keyset) -> Router:
+    """A router as deployed: the keys in TL_JWKS, the JWKS URL unreachable."""
+    from tlops.edge.auth import compact_jwks
+
+    monkeypatch.setenv("TL_JWKS", compact_jwks(keyset.jwks()))
+    monkeypatch.setenv("TL_JWKS_URL", f"http://127.0.0.1:{free_port()}/.well-known/jwks.json")
+    return Router(RouterConfig.from_env())
+
+
+def test_with_tl_jwks_the_router_verifies_without_fetching(static_router, heartbeat, keyset):
+    result = static_router.handle(infer_event(keyset.token()))
+    assert result["statusCode"] == 202
+
+
+def test_a_key_the_configuration_lacks_is_403_and_the_log_says_to_deploy(
+    static_router, redis_client, capsys
+):
+    rotated = KeySet(count=3)  # the pool now signs with kid-2, which TL_JWKS predates
+    result = static_router.handle(infer_event(rotated.token(kid="kid-2")))
+    assert result["statusCode"] == 403
+    assert body(result) == {"error": "invalid_token"}
+    [refused] = logged(capsys, "token refused")
+    assert "unknown key id 'kid-2'" in refused["reason"]
+    assert "run deploy.yml" in refused["reason"]
+    assert stream_ids(redis_client) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["not json", "[1, 2]", '{"keys": 5}', '{"keys": []}', "[" * 100_000],
+    ids=["not-json", "a-list", "keys-not-a-list", "no-keys", "nested-too-deep"],
+)
+def test_a_malformed_tl_jwks_stops_the_container_naming_the_variable(value):
+    with pytest.raises(RuntimeError, match="TL_JWKS"):
+        RouterConfig.from_env({**FULL_ENV, "TL_JWKS": value})
+
+
+def test_without_tl_jwks_the_router_fetches_from_the_url(keyset):
+    assert RouterConfig.from_env({**FULL_ENV, "TL_JWKS": ""}).jwks is None
+    config = RouterConfig.from_env({**FULL_ENV, "TL_JWKS": json.dumps(keyset.jwks())})
+    assert config.jwks is not None
+
+
+def test_a_broken_jwks_answer_is_503_auth_unavailable_not_a_crash(
+    router_env, monkeypatch, keyset, capsys
+):
+    with RawHttpServer(b"NOT HTTP AT ALL\r\n\r\n") as server:
+        monkeypatch.setenv("TL_JWKS_URL", server.url)
+        router = Router(RouterConfig.from_env())
+        result = router.handle(infer_event(keyset.token()))
+    assert result["statusCode"] == 503
+    assert body(result) == {"error": "auth_unavailable"}
+    assert "Traceback" not in capsys.readouterr().err
+
+
+# --- POST /stop: the admins group only, at most 2 a minute ----------------------------
+def stop(router: Router, token: str) -> dict[str, Any]:
+    return router.handle(load_event("stop", token=token))
+
+
+def test_stop_outside_the_admins_group_is_403_forbidden(router, gpu_node, keyset):
+    ec2().start_instances(InstanceIds=[gpu_node])
+    for claims in ({}, {"cognito:groups": ["users"]}, {"cognito:groups": "[users]"}):
+        result = stop(router, keyset.token(**claims))
+        assert result["statusCode"] == 403
+        assert body(result) == {
+            "error": "forbidden",
+            "message": "this route is for the admins group",
+        }
+    assert instance_state(gpu_node) == "running"
+
+
+def test_the_sample_events_authorizer_claims_do_not_make_an_admin(router, gpu_node, keyset):
+    """stop.json's authorizer says `cognito:groups: [admins]`; only the verified token counts."""
+    event = load_event("stop", token=keyset.token())
+    assert event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] == "[admins]"
+    assert router.handle(event)["statusCode"] == 403
+
+
+def test_groups_flattened_to_a_string_still_count(router, gpu_node, keyset):
+    assert stop(router, keyset.token(**{"cognito:groups": "[admins]"}))["statusCode"] == 200
+
+
+def test_a_third_stop_in_a_minute_is_429_with_retry_after(router, gpu_node, redis_client, keyset):
+    token = admin_token(keyset, sub="admin-1")
+    assert [stop(router, token)["statusCode"] for _ in range(2)] == [200, 200]
+    limited = stop(router, token)
+    assert limited["statusCode"] == 429
+    retry_after = int(limited["headers"]["retry-after"])
+    assert 55 <= retry_after <= 60
+    assert body(limited) == {"error": "rate_limited", "retry_after": retry_after}
+    assert redis_client.zcard(contract.stop_rate_key("admin-1")) == 2
+    assert stop(router, admin_token(keyset, sub="admin-2"))["statusCode"] == 200
+
+
+def test_a_refused_stop_calls_no_ec2(router, keyset):
+    from botocore.stub import Stubber
+
+    token = admin_token(keyset)
+    with Stubber(router_ec2()) as stubber:  # any EC2 call would raise
+        stubber.add_response("describe_instances", {"Reservations": []})
+        stubber.add_response("describe_instances", {"Reservations": []})
+        assert [stop(router, token)["statusCode"] for _ in range(2)] == [503, 503]
+        assert stop(router, token)["statusCode"] == 429
+        assert stop(router, keyset.token())["statusCode"] == 403
+        stubber.assert_no_pending_responses()
+
+
+def test_without_redis_an_admin_can_still_stop_the_node(
+    router, gpu_node, redis_server, keyset, capsys
+):
+    ec2().start_instances(InstanceIds=[gpu_node])
+    redis_server.stop()
+    try:
+        result = stop(router, admin_token(keyset))
+    finally:
+        redis_server.start()
+    assert result["statusCode"] == 200
+    assert instance_state(gpu_node) == "stopped"
+    assert logged(capsys, "stop not rate-limited")
+
+
+# --- the body must be JSON ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "", "text/plain", "application/x-www-form-urlencoded", "application/jsonp"],
+    ids=["missing", "empty", "text", "form", "jsonp"],
+)
+def test_a_body_that_is_not_declared_json_is_415(
+    router, heartbeat, redis_client, keyset, content_type
+):
+    event = infer_event(keyset.token())
+    del event["headers"]["content-type"]
+    if content_type is not None:
+        event["headers"]["content-type"] = content_type
+    result = router.handle(event)
+    assert result["statusCode"] == 415
+    assert body(result)["error"] == "unsupported_media_type"
+    assert stream_ids(redis_client) == []
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", " application/json "]
+)
+def test_json_with_parameters_or_another_case_passes(router, heartbeat, keyset, content_type):
+    result = router.handle(infer_event(keyset.token(), headers={"content-type": content_type}))
+    assert result["statusCode"] == 202
+
+
+def test_the_token_is_checked_before_the_media_type(router):
+    event = infer_event(None, headers={"content-type": "text/plain"})
+    assert router.handle(event)["statusCode"] == 401
+
+
+# --- every call bounded, and the bounds fit the function's time limit ------------------
+def router_timeout_s() -> float:
+    defaults = yaml.safe_load((REPO / "roles" / "router" / "defaults" / "main.yml").read_text())
+    return float(defaults["router_timeout_s"])
+
+
+def test_the_worst_path_fits_the_router_functions_time_limit(keyset):
+    """Admission, DescribeInstances, StartInstances and the failure mark at their timeouts,
+    with a second to spare, fit the time limit the router role deploys the function with."""
+    from tlops.edge.auth import compact_jwks
+
+    config = RouterConfig.from_env({**FULL_ENV, "TL_JWKS": compact_jwks(keyset.jwks())})
+    assert config.worst_case_s() + 1.0 <= router_timeout_s()
+    # fetching the keys instead costs its own timeout on top
+    fetching = RouterConfig.from_env(FULL_ENV)
+    assert fetching.worst_case_s() == pytest.approx(config.worst_case_s() + config.jwks_timeout_s)
+
+
+def test_the_old_client_defaults_would_not_fit():
+    """The operator's defaults (5 s timeouts, 3 attempts) blow the budget: the reason the
+    router has its own."""
+    loose = RouterConfig.from_env(FULL_ENV)._replace(
+        aws_connect_timeout_s=5.0, aws_read_timeout_s=5.0, aws_max_attempts=3
+    )
+    assert loose.worst_case_s() > router_timeout_s()
+
+
+def test_the_routers_aws_clients_carry_the_bounds(router_env):
+    config = RouterConfig.from_env()
+    for service in ("ec2", "s3"):
+        client_config = config.aws_client(service).meta.config
+        assert client_config.connect_timeout == config.aws_connect_timeout_s == 1.0
+        assert client_config.read_timeout == config.aws_read_timeout_s == 2.0
+        assert client_config.retries["total_max_attempts"] == config.aws_max_attempts == 1
+
+
+def test_an_ec2_endpoint_that_never_answers_costs_one_read_timeout(
+    router_env, monkeypatch, redis_client, keyset
+):
+    with silent_socket() as port:
+        monkeypatch.setenv("TL_AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        router = Router(RouterConfig.from_env())
+        started = time.monotonic()
+        result = router.handle(infer_event(keyset.token()))
+        elapsed = time.monotonic() - started
+    assert result["statusCode"] == 503
+    assert body(result)["error"] == "instance_unavailable"
+    assert elapsed < router.config.aws_read_timeout_s + 1.5  # one attempt, no retries
+    assert redis_client.hget(contract.job_key(body(result)["id"]), "status") == "failed"
+
+
+class FakeContext:
+    def __init__(self, remaining_ms: int):
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.mark.parametrize(("remaining_ms", "warned"), [(3_000, True), (9_990, False)])
+def test_a_time_limit_below_the_worst_case_is_warned_about_once(
+    router_env, monkeypatch, keyset, capsys, remaining_ms, warned
+):
+    from tlops.edge.auth import compact_jwks
+
+    monkeypatch.setenv("TL_JWKS", compact_jwks(keyset.jwks()))
+    monkeypatch.setattr(tlops.edge.router, "_router", None)
+    for _ in range(2):
+        tlops.edge.router.lambda_handler(load_event("ping"), FakeContext(remaining_ms))
+    warnings = logged(capsys, "function time limit below the router's worst case")
+    assert len(warnings) == (1 if warned else 0)
+    if warned:
+        assert warnings[0]["remainingS"] == 3.0
+        assert warnings[0]["worstCaseS"] == pytest.approx(RouterConfig.from_env().worst_case_s())
+
+
+def test_an_admission_redis_runs_too_late_is_503_and_writes_nothing(
+    router_env, monkeypatch, heartbeat, redis_client, keyset, capsys
+):
+    monkeypatch.setattr(RouterConfig, "admission_within_s", -1.0)  # a deadline already past
+    router = Router(RouterConfig.from_env())
+    result = router.handle(infer_event(keyset.token(sub=f"late-{uuid.uuid4()}")))
+    assert result["statusCode"] == 503
+    assert body(result) == {"error": "queue_unavailable"}
+    assert redis_client.keys("job:*") == []
+    assert stream_ids(redis_client) == []
+    [failure] = logged(capsys, "redis unavailable")
+    assert "after its deadline" in failure["reason"]
