@@ -37,7 +37,9 @@ INSTALL_STAMP := $(VENV)/.installed
 # Like an activated venv: ansible-lint and the tests find the venv's tools first.
 IN_VENV       := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help setup apt-packages vllm lock lint test test-slow demo bench clean distclean
+.PHONY: help setup apt-packages vllm lock routes lint test test-slow demo bench clean distclean
+.PHONY: molecule-apt node-image test-molecule
+.PHONY: bake-image bake-local
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -106,6 +108,9 @@ lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt from pyproject.toml
 	  --python-version 3.12 --python-platform linux \
 	  --custom-compile-command "make lock" -o $(LOCK)
 
+routes: setup ## Regenerate src/tlops/edge/routes.py from openapi.yaml (the route table)
+	$(BIN)/python -m tlops.build.routes --write
+
 # --- gates ------------------------------------------------------------------
 lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint
 	$(BIN)/ruff check .
@@ -113,14 +118,56 @@ lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint
 	$(BIN)/yamllint -s .
 	$(IN_VENV) $(BIN)/ansible-lint
 
-test: setup vllm lint ## Lint, then pytest with coverage (fails under 90 %), the slow tier aside
-	$(IN_VENV) $(BIN)/pytest -m "not slow" --cov --cov-report=term-missing --durations=10
+# The tests spend most of their time waiting on real processes (moto, redis-server,
+# ansible-playbook, vLLM), so more workers than cores pay: 4 on 2 cores took the suite
+# from 35 to 10 minutes (docs/benchmarks.md). One worker runs a whole module, so a
+# module's fixtures start once; the modules marked long_pole go out first (tests/conftest.py).
+# TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 4
+XDIST := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
-test-slow: setup ## The slow tier: deploy/teardown life cycles on the stand-in (about 6 min)
-	$(IN_VENV) $(BIN)/pytest -m slow --durations=5
+test: setup vllm lint ## Lint, then pytest with coverage (fails under 90 %), the slow tier aside
+	$(IN_VENV) $(BIN)/pytest $(XDIST) -m "not slow" --cov --cov-report=term-missing --durations=10
+
+test-slow: setup bake-image ## The slow tier: deploy/teardown life cycles and local bakes on the stand-in
+	$(IN_VENV) $(BIN)/pytest $(XDIST) -m slow --durations=5
+
+# --- Molecule: the node roles in systemd containers (podman) -------------------
+# Its tools live in a venv of their own (requirements/molecule.txt says why).
+MOLECULE_VENV  ?= .venv-molecule
+MOLECULE_REQS  ?= requirements/molecule.txt
+MOLECULE_STAMP := $(MOLECULE_VENV)/.installed
+# crun, podman's first choice, fails on hybrid cgroups: runc (molecule/containers.conf).
+MOLECULE_APT_PACKAGES := podman:podman runc:runc debootstrap:debootstrap
+
+$(MOLECULE_STAMP): $(MOLECULE_REQS) | $(UV_STAMP)
+	test -x $(MOLECULE_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(BIN)/python $(MOLECULE_VENV)
+	$(UV) pip install --quiet --python $(MOLECULE_VENV)/bin/python -r $(MOLECULE_REQS)
+	touch $@
+
+molecule-apt: ## Install podman runc debootstrap when missing
+	@$(MAKE) --no-print-directory apt-packages APT_PACKAGES="$(MOLECULE_APT_PACKAGES)" APT_SERVICES=
+
+node-image: molecule-apt ## Build the node test image (Debian bookworm, systemd) unless it is there and current
+	molecule/image/build.sh
+
+test-molecule: setup vllm molecule-apt $(MOLECULE_STAMP) node-image ## The node roles' Molecule scenarios (podman); containers removed on any exit
+	TL_MOLECULE_VENV=$(MOLECULE_VENV) molecule/run.sh
 
 demo: setup vllm ## Bring the local stack up, send a prompt, tear it down
 	$(IN_VENV) $(BIN)/tlops demo
+
+# --- the node image: the local bake -----------------------------------------------------
+# The bake's container runs beside the Molecule ones, FROM the node test image; slirp4netns
+# publishes its SSH port on loopback from a network namespace of its own.
+BAKE_APT_PACKAGES := $(MOLECULE_APT_PACKAGES) slirp4netns:slirp4netns
+
+bake-image: ## Install podman and build the local bake's container image (sshd on systemd)
+	@$(MAKE) --no-print-directory apt-packages APT_PACKAGES="$(BAKE_APT_PACKAGES)" APT_SERVICES=
+	packer/local/build-image.sh
+
+bake-local: setup vllm bake-image ## Bake the node image locally, then deploy and answer a prompt with it (opt-in, long)
+	$(IN_VENV) $(BIN)/tlops demo --bake
 
 # arq needs redis-py < 6 and the project pins 8.x: the queue benchmark runs it from a venv of its own.
 ARQ_VENV  ?= .venv-arq
@@ -134,7 +181,7 @@ $(ARQ_STAMP): requirements/bench-arq.txt | $(UV_STAMP)
 bench: setup vllm $(ARQ_STAMP) ## Run every bench/*.py and print its figures
 	@for script in bench/*.py; do \
 	  echo "== $$script"; \
-	  TL_BENCH_ARQ_PYTHON=$(ARQ_VENV)/bin/python $(IN_VENV) $(BIN)/python "$$script"; \
+	  PYTHONPATH=$(CURDIR) TL_BENCH_ARQ_PYTHON=$(ARQ_VENV)/bin/python $(IN_VENV) $(BIN)/python "$$script"; \
 	done
 
 # --- cleaning ---------------------------------------------------------------
@@ -143,4 +190,4 @@ clean: ## Remove build outputs, caches and coverage files (keeps .venv)
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## clean, and remove the virtualenvs too
-	rm -rf $(VENV) $(VLLM_VENV) $(ARQ_VENV)
+	rm -rf $(VENV) $(VLLM_VENV) $(ARQ_VENV) $(MOLECULE_VENV)
