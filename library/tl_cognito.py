@@ -295,30 +295,13 @@ diff:
       type: dict
 """
 
-from ansible.module_utils.tl_aws import (
-    AnsibleAWSModule,
-    refuse_untagged_delete,
-    result,
-    retrying_client,
-    run,
-)
+from ansible.module_utils.tl_aws import AnsibleAWSModule, ensure_state, run
 from ansible.module_utils.tl_cognito.states import ensure_absent, ensure_present
 from ansible.module_utils.tl_cognito.validate import AUTH_FLOWS, DEFAULT_GROUPS, validate
 
 
 def ensure(module):
-    """Glue: the input checked, a client on the module's connection, the state, the exit."""
-    params = module.params
-    refuse_untagged_delete(params)
-    validate(params)
-    client = retrying_client(module, "cognito-idp")
-    if params["state"] == "absent":
-        out = ensure_absent(client, params, module.check_mode, module.warn)
-    else:
-        out = ensure_present(client, params, module.check_mode, module.warn)
-    before, after = out.pop("_diff")
-    changed = out.pop("changed")
-    return result(module, changed, before, after, **out)
+    return ensure_state(module, "cognito-idp", validate, ensure_present, ensure_absent)
 
 
 def main():

@@ -88,25 +88,12 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.tl_aws import (
-    AnsibleAWSModule,
-    refuse_untagged_delete,
-    result,
-    retrying_client,
-    run,
-)
+from ansible.module_utils.tl_aws import AnsibleAWSModule, ensure_state, run
 from ansible.module_utils.tl_dashboard import check, ensure_absent, ensure_present
 
 
 def ensure(module):
-    """Glue: the input checked, a client on the module's connection, the state, the exit."""
-    params = module.params
-    refuse_untagged_delete(params)
-    check(params)
-    client = retrying_client(module, "cloudwatch")
-    state = ensure_present if params["state"] == "present" else ensure_absent
-    outcome = state(client, params, module.check_mode, module.warn)
-    return result(module, **outcome)
+    return ensure_state(module, "cloudwatch", check, ensure_present, ensure_absent)
 
 
 def main():

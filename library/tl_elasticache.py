@@ -267,26 +267,13 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.tl_aws import (
-    AnsibleAWSModule,
-    refuse_untagged_delete,
-    result,
-    retrying_client,
-    run,
-)
+from ansible.module_utils.tl_aws import AnsibleAWSModule, ensure_state, run
 from ansible.module_utils.tl_elasticache.states import ensure_absent, ensure_present
 from ansible.module_utils.tl_elasticache.validate import DEFAULT_DESCRIPTION, validate
 
 
 def ensure(module):
-    """Glue: the input checked, a client on the module's connection, the state, the exit."""
-    params = module.params
-    refuse_untagged_delete(params)
-    validate(params)
-    client = retrying_client(module, "elasticache")
-    act = ensure_present if params["state"] == "present" else ensure_absent
-    changed, before, after, view = act(client, params, module.check_mode, module.warn)
-    return result(module, changed, before, after, **view)
+    return ensure_state(module, "elasticache", validate, ensure_present, ensure_absent)
 
 
 def main():

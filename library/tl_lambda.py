@@ -249,13 +249,7 @@ configuration:
     vpc_security_group_ids: {description: Security groups, sorted., type: list, returned: always}
 """
 
-from ansible.module_utils.tl_aws import (
-    AnsibleAWSModule,
-    refuse_untagged_delete,
-    result,
-    retrying_client,
-    run,
-)
+from ansible.module_utils.tl_aws import AnsibleAWSModule, ensure_state, run
 from ansible.module_utils.tl_lambda.states import (
     ensure_absent,
     ensure_present,
@@ -265,18 +259,12 @@ from ansible.module_utils.tl_lambda.validate import validate
 
 
 def ensure(module):
-    """Glue: the input checked, a client on the module's connection, the state, the exit."""
-    params, check_mode, warn = module.params, module.check_mode, module.warn
-    refuse_untagged_delete(params)
-    validate(params)
-    client = retrying_client(module, "lambda")
-    if params["state"] == "absent":
-        outcome = ensure_absent(client, params, check_mode, warn)
-    elif params["rollback"]:
-        outcome = ensure_rolled_back(client, params, check_mode)
-    else:
-        outcome = ensure_present(client, params, check_mode, warn)
-    return result(module, **outcome)
+    def present(client, params, check_mode, warn):
+        if params["rollback"]:
+            return ensure_rolled_back(client, params, check_mode)
+        return ensure_present(client, params, check_mode, warn)
+
+    return ensure_state(module, "lambda", validate, present, ensure_absent)
 
 
 def main():

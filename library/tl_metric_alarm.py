@@ -155,27 +155,15 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.tl_aws import (
-    AnsibleAWSModule,
-    refuse_untagged_delete,
-    result,
-    retrying_client,
-    run,
-)
+from ansible.module_utils.tl_aws import AnsibleAWSModule, ensure_state, run
 from ansible.module_utils.tl_metric_alarm import desired, ensure_absent, ensure_present
 
 
 def ensure(module):
-    """Glue: the input checked, a client on the module's connection, the state, the exit."""
-    params = module.params
-    refuse_untagged_delete(params)
-    desired(params)
-    client = retrying_client(module, "cloudwatch")
-    if params["state"] == "absent":
-        outcome = ensure_absent(client, params, module.check_mode, module.warn)
-    else:
-        outcome = ensure_present(client, params, module.check_mode)
-    return result(module, **outcome)
+    def present(client, params, check_mode, _warn):
+        return ensure_present(client, params, check_mode)
+
+    return ensure_state(module, "cloudwatch", desired, present, ensure_absent)
 
 
 def main():

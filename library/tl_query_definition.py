@@ -86,24 +86,12 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.tl_aws import (
-    AnsibleAWSModule,
-    refuse_untagged_delete,
-    result,
-    retrying_client,
-    run,
-)
+from ansible.module_utils.tl_aws import AnsibleAWSModule, ensure_state, run
 from ansible.module_utils.tl_query_definition import check, ensure_absent, ensure_present
 
 
 def ensure(module):
-    """Glue: the input checked, a client on the module's connection, the state, the exit."""
-    params = module.params
-    refuse_untagged_delete(params)
-    check(params)
-    client = retrying_client(module, "logs")
-    state = ensure_present if params["state"] == "present" else ensure_absent
-    return result(module, **state(client, params, module.check_mode, module.warn))
+    return ensure_state(module, "logs", check, ensure_present, ensure_absent)
 
 
 def main():

@@ -205,6 +205,18 @@ def result(module, changed, before, after, **extra):
     return out
 
 
+def ensure_state(module, service, check, present, absent):
+    """Most modules' glue: refuse an untagged delete, check the input, a client on the module's
+    connection, then `present` or `absent` (client, params, check_mode, warn) → a dict of
+    changed, before, after and the resource's view → the exit dictionary."""
+    params = module.params
+    refuse_untagged_delete(params)
+    check(params)
+    client = retrying_client(module, service)
+    state = present if params["state"] == "present" else absent
+    return result(module, **state(client, params, module.check_mode, module.warn))
+
+
 def run(module, action):
     """Run `action()` → exit dict, turning Failure and botocore errors into clear failures."""
     try:

@@ -124,7 +124,7 @@ def ensure_present(client, params, check_mode, warn):
     )
     changed = before != after
     if check_mode or not changed:
-        return {"changed": changed, **outputs(predicted, params), "_diff": (before, after)}
+        return {"changed": changed, **outputs(predicted, params), "before": before, "after": after}
 
     tags_through_update = False  # where the endpoint lacks TagResource, UpdateUserPool writes them
     if to_set or to_remove:
@@ -157,7 +157,7 @@ def ensure_present(client, params, check_mode, warn):
     final = read_state(client, pool_id, spec and spec["name"])
     actual = pool_view(final)
     warn_unapplied(after, actual, warn)
-    return {"changed": True, **outputs(final, params), "_diff": (before, actual)}
+    return {"changed": True, **outputs(final, params), "before": before, "after": actual}
 
 
 def create_everything(client, params, check_mode, warn):
@@ -173,7 +173,7 @@ def create_everything(client, params, check_mode, warn):
     predicted = predicted_state(skeleton, params, dict(params["tags"] or {}), groups, True)
     after = pool_view(predicted)
     if check_mode:
-        return {"changed": True, **outputs(predicted, params), "_diff": ({}, after)}
+        return {"changed": True, **outputs(predicted, params), "before": {}, "after": after}
 
     pool_id = client.create_user_pool(aws_retry=True, **create_pool_request(params))["UserPool"][
         "Id"
@@ -190,7 +190,7 @@ def create_everything(client, params, check_mode, warn):
     final = read_state(client, pool_id, spec and spec["name"])
     actual = pool_view(final)
     warn_unapplied(after, actual, warn)
-    return {"changed": True, **outputs(final, params), "_diff": ({}, actual)}
+    return {"changed": True, **outputs(final, params), "before": {}, "after": actual}
 
 
 def ensure_absent(client, params, check_mode, warn):
@@ -213,7 +213,7 @@ def ensure_absent(client, params, check_mode, warn):
             "not guess which one to delete: delete the extra ones by id"
         )
     if not ours:
-        return {"changed": False, **outputs(None, params), "_diff": ({}, {})}
+        return {"changed": False, **outputs(None, params), "before": {}, "after": {}}
     pool = ours[0]
     if pool.get("DeletionProtection") == "ACTIVE":
         raise Failure(
@@ -226,4 +226,4 @@ def ensure_absent(client, params, check_mode, warn):
         for domain in unique(d for d in (pool.get("Domain"), pool.get("CustomDomain")) if d):
             client.delete_user_pool_domain(UserPoolId=pool["Id"], Domain=domain, aws_retry=True)
         client.delete_user_pool(UserPoolId=pool["Id"], aws_retry=True)
-    return {"changed": True, **outputs(None, params), "_diff": (before, {})}
+    return {"changed": True, **outputs(None, params), "before": before, "after": {}}

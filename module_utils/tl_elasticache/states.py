@@ -48,7 +48,8 @@ def ensure_present(client, params, check_mode, warn):
     before = _with_parts(before, sng_before, pg_before)
     after = _with_parts(after, sng_after, pg_after)
     changed = changed or sng_changed or pg_changed
-    return changed, before, after, outcome_view(group_id, group, params, pg_name)
+    view = outcome_view(group_id, group, params, pg_name)
+    return dict(changed=changed, before=before, after=after, **view)
 
 
 def _with_parts(settings, subnet_group, parameter_group):
@@ -73,7 +74,8 @@ def ensure_absent(client, params, check_mode, warn):
                 f"replication group {group_id} was not deleted: it is not tagged {wanted} "
                 f"(its tags: {tags}); its subnet group and parameter group were left too"
             )
-            return False, before, before, outcome_view(group_id, group, params, None)
+            view = outcome_view(group_id, group, params, None)
+            return dict(changed=False, before=before, after=before, **view)
         changed = True
         if not check_mode:
             group = client.delete_replication_group(ReplicationGroupId=group_id, aws_retry=True)
@@ -90,4 +92,4 @@ def ensure_absent(client, params, check_mode, warn):
     view = outcome_view(group_id, group, params, None)
     if check_mode and changed and group is not None:
         view["status"] = "deleting"
-    return changed, before, after, view
+    return dict(changed=changed, before=before, after=after, **view)
