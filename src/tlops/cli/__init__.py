@@ -50,6 +50,16 @@ def _job_id(text: str) -> str:
     return text
 
 
+def _add_api(
+    command: argparse.ArgumentParser, *, auth_help: str, user_help: str = "user (default demo)"
+) -> None:
+    """--api-url, --token, --user and --env: where a command finds the API and its token."""
+    command.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
+    command.add_argument("--token", help=auth_help)
+    command.add_argument("--user", help=f"local stack: the stand-in {user_help}")
+    _add_env(command)
+
+
 def _add_env(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--env",
@@ -66,17 +76,15 @@ def _add_deployment_commands(sub: argparse._SubParsersAction) -> None:
     job.add_argument("--wait", action="store_true", help="follow it until it is finished")
     job.add_argument("--timeout", type=float, default=600.0, help="--wait: seconds in all")
     job.add_argument("--json", action="store_true", help="print the job as JSON")
-    job.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
-    job.add_argument("--token", help="an ID token of the job's user (default: TL_TOKEN, login)")
-    job.add_argument("--user", help="local stack: the stand-in user (default demo)")
-    _add_env(job)
+    _add_api(job, auth_help="an ID token of the job's user (default: TL_TOKEN, login)")
 
     stop = sub.add_parser("stop", help="stop the GPU node now (POST /stop; admins only)")
     stop.add_argument("--json", action="store_true", help="print the answer as JSON")
-    stop.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
-    stop.add_argument("--token", help="an ID token in the admins group (default: TL_TOKEN)")
-    stop.add_argument("--user", help="local stack: the stand-in admin (default admin)")
-    _add_env(stop)
+    _add_api(
+        stop,
+        auth_help="an ID token in the admins group (default: TL_TOKEN)",
+        user_help="admin (default admin)",
+    )
 
     status = sub.add_parser("status", help="the node's state, the queue, the watcher")
     status.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -86,10 +94,7 @@ def _add_deployment_commands(sub: argparse._SubParsersAction) -> None:
         help="read EC2 and Redis from here instead of asking the API (needs TL_REDIS_URL "
         "on an account: the queue is private to the VPC)",
     )
-    status.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
-    status.add_argument("--token", help="an ID token (default: TL_TOKEN, the local stack, login)")
-    status.add_argument("--user", help="local stack: the stand-in user (default demo)")
-    _add_env(status)
+    _add_api(status, auth_help="an ID token (default: TL_TOKEN, the local stack, login)")
 
     login = sub.add_parser("login", help="log in through the hosted UI; prints an ID token")
     _add_env(login)
@@ -154,9 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--timeout", type=float, default=600.0, help="seconds to wait in all")
     infer.add_argument("--json", action="store_true", help="print the job as JSON")
-    infer.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
-    infer.add_argument("--token", help="an ID token (default: TL_TOKEN, the local stack, login)")
-    infer.add_argument("--user", help="local stack: the stand-in user (default demo)")
+    _add_api(infer, auth_help="an ID token (default: TL_TOKEN, the local stack, login)")
 
     _add_deployment_commands(sub)
 
@@ -199,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--user", default="smoke", help="the stand-in's smoke user (default smoke)")
     smoke.add_argument("--outputs", help="deploy outputs (default: $TLOPS_STATE_DIR/outputs.json)")
     smoke.add_argument("--json", action="store_true", help="print the legs and verdict as JSON")
+    _add_env(smoke)
 
     demo = sub.add_parser("demo", help="run a prompt through the local stack, end to end")
     demo.add_argument(
@@ -213,17 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="bake the node image first (bake_ami.yml, a podman container; minutes)",
     )
-    _finish(sub)
-    return parser
-
-
-def _finish(sub: argparse._SubParsersAction) -> None:
-    """--env on the commands above that talk to a deployment; every command's examples."""
     from tlops.cli import examples
 
-    for name in ("infer", "smoke"):
-        _add_env(sub.choices[name])
     examples.attach(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
