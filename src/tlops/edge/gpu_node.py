@@ -8,6 +8,8 @@ talks to AWS or the stand-in, with whatever timeouts its caller can afford.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 NODE_ROLE = "gpu"
@@ -70,8 +72,6 @@ def find(ec2: Any, project: str) -> Node | None:
 
 def ensure_running(ec2: Any, project: str) -> BootDecision:
     """Start the node if it is stopped; never start it twice (pending counts as starting)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     node = find(ec2, project)
     if node is None:
         raise NodeUnavailable(
@@ -87,25 +87,39 @@ def ensure_running(ec2: Any, project: str) -> BootDecision:
             f"{node.instance_id} is stopping",
             "the GPU node is stopping; retry once it has stopped",
         )
-    try:
-        ec2.start_instances(InstanceIds=[node.instance_id])
-    except (BotoCoreError, ClientError) as exc:
-        raise NodeUnavailable(f"cannot start {node.instance_id}: {exc}") from exc
+    start_instance(ec2, node)
     return BootDecision("starting", started=True, node=node)
 
 
 def stop(ec2: Any, project: str) -> Node | None:
     """Stop the node if it runs; returns its state after the call, None if there is no node."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     node = find(ec2, project)
     if node is None or node.state in ("stopping", "stopped"):
         return node
-    try:
+    return stop_instance(ec2, node)
+
+
+def start_instance(ec2: Any, node: Node) -> Node:
+    """StartInstances for `node`; the node in the state EC2 answered."""
+    with _refused(node, "start", "the GPU node could not be started"):
+        answer = ec2.start_instances(InstanceIds=[node.instance_id])
+    return node._replace(state=answer["StartingInstances"][0]["CurrentState"]["Name"])
+
+
+def stop_instance(ec2: Any, node: Node) -> Node:
+    """StopInstances for `node`; the node in the state EC2 answered."""
+    with _refused(node, "stop", "the GPU node could not be stopped"):
         answer = ec2.stop_instances(InstanceIds=[node.instance_id])
+    return node._replace(state=answer["StoppingInstances"][0]["CurrentState"]["Name"])
+
+
+@contextlib.contextmanager
+def _refused(node: Node, verb: str, public: str) -> Iterator[None]:
+    """EC2's refusal (or no answer) as NodeUnavailable: its words for the log, `public`'s
+    for the client."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
     except (BotoCoreError, ClientError) as exc:
-        raise NodeUnavailable(
-            f"cannot stop {node.instance_id}: {exc}", "the GPU node could not be stopped"
-        ) from exc
-    state = answer["StoppingInstances"][0]["CurrentState"]["Name"]
-    return node._replace(state=state)
+        raise NodeUnavailable(f"cannot {verb} {node.instance_id}: {exc}", public) from exc

@@ -91,28 +91,12 @@ def modify_type(ec2: Any, node: Node, instance_type: str) -> None:
         ) from exc
 
 
-def _start(ec2: Any, node: Node) -> Node:
-    from botocore.exceptions import BotoCoreError, ClientError
-
+def _power(step: Callable[[Any, Node], Node], ec2: Any, node: Node) -> Node:
+    """gpu_node's start or stop as a step: EC2's refusal fails the operation."""
     try:
-        answer = ec2.start_instances(InstanceIds=[node.instance_id])
-    except (BotoCoreError, ClientError) as exc:
-        raise StepRefused(
-            f"cannot start {node.instance_id}: {exc}", "EC2 refused to start the node"
-        ) from exc
-    return node._replace(state=answer["StartingInstances"][0]["CurrentState"]["Name"])
-
-
-def _stop(ec2: Any, node: Node) -> Node:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        answer = ec2.stop_instances(InstanceIds=[node.instance_id])
-    except (BotoCoreError, ClientError) as exc:
-        raise StepRefused(
-            f"cannot stop {node.instance_id}: {exc}", "EC2 refused to stop the node"
-        ) from exc
-    return node._replace(state=answer["StoppingInstances"][0]["CurrentState"]["Name"])
+        return step(ec2, node)
+    except gpu_node.NodeUnavailable as exc:
+        raise StepRefused(str(exc), exc.public) from exc
 
 
 def advance(
@@ -142,7 +126,7 @@ def advance(
             if node.state == "running":
                 if clock() >= deadline:
                     return node, steps, "stopping"
-                node = _stop(ec2, node)
+                node = _power(gpu_node.stop_instance, ec2, node)
                 steps.append(f"stop requested (the type changes only while stopped): {node.state}")
                 continue
             return node, steps, "stopping" if node.state == "stopping" else "starting"
@@ -153,10 +137,10 @@ def advance(
         if clock() >= deadline:
             return node, steps, "starting" if goal.state == "running" else "stopping"
         if goal.state == "running":
-            node = _start(ec2, node)
+            node = _power(gpu_node.start_instance, ec2, node)
             steps.append(f"start requested: {node.state}")
         else:
-            node = _stop(ec2, node)
+            node = _power(gpu_node.stop_instance, ec2, node)
             steps.append(f"stop requested: {node.state}")
     return node, steps, "done" if node.state == goal.state else node.state
 
