@@ -29,8 +29,9 @@ done
 
 molecule_build="$repo/molecule/image/build.sh"
 if [ -x "$molecule_build" ]; then
-  base="${TL_NODE_IMAGE:-localhost/tlops-node-test:bookworm}"
-  base_recipe="$(cat "$molecule_build" "$repo/molecule/image/Containerfile" | sha256sum | cut -c1-16)"
+  # Its tag names the hash of its own recipe.
+  base="${TL_NODE_IMAGE:-$("$molecule_build" --name)}"
+  base_recipe="${base##*:}"
 else
   base="localhost/tlops-bake-base:bookworm"
   base_recipe="debootstrap-minbase-bookworm"
@@ -53,7 +54,7 @@ fi
 started=$SECONDS
 
 if [ -x "$molecule_build" ]; then
-  "$molecule_build"
+  [ -n "${TL_NODE_IMAGE:-}" ] || "$molecule_build" >/dev/null
 elif ! current "$base" "$base_recipe"; then
   if ! PATH="$PATH:/usr/sbin:/sbin" command -v debootstrap >/dev/null; then
     echo "build-image.sh: debootstrap is missing; \`make bake-image\` installs it" >&2
@@ -70,7 +71,7 @@ elif ! current "$base" "$base_recipe"; then
 fi
 
 log="$(mktemp "${TMPDIR:-/tmp}/tlops-bake-image.XXXXXX.log")"
-podman build --build-arg "BASE=$base" --label "$label=$recipe" \
+podman build --pull=never --build-arg "BASE=$base" --label "$label=$recipe" \
   -f "$here/Containerfile" -t "$image" "$here" >"$log" 2>&1 \
   || { tail -30 "$log" >&2; rm -f "$log"; exit 1; }
 rm -f "$log"
