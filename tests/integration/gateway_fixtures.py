@@ -10,7 +10,6 @@ so a test can read what the operator would read.
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import io
 import json
@@ -25,8 +24,14 @@ import pytest
 from tests.doubles.ec2 import tagged_instance
 from tests.doubles.tokens import AUDIENCE, ISSUER
 from tlops import contract
-from tlops.edge.auth import JwksCache, TokenVerifier
-from tlops.local.gateway import FunctionPool, Gateway, handler_factory, make_server
+from tlops.edge.auth import TokenVerifier
+from tlops.local.gateway import (
+    FunctionPool,
+    Gateway,
+    authorizer_keys,
+    handler_factory,
+    make_server,
+)
 from tlops.local.throttling import Throttling
 
 __all__ = [  # the fixtures; test modules take them with `from .gateway_fixtures import *`
@@ -129,14 +134,30 @@ class LiveGateway:
 
     def raw(self, data: bytes, *, timeout: float = 5.0) -> bytes:
         """Send bytes as they are (lying headers, chunked bodies) and read until the server
-        closes the connection or stops sending."""
+        closes the connection or stops sending for `timeout` seconds."""
+        return self._exchange(data, timeout)[0]
+
+    def raw_until_closed(self, data: bytes, *, timeout: float = 30.0) -> bytes:
+        """`raw`, for an answer after which the server must close the connection itself;
+        fails when it is still open after `timeout` seconds of silence."""
+        answer, closed = self._exchange(data, timeout)
+        assert closed, f"the server kept the connection open after answering {answer[:80]!r}"
+        return answer
+
+    def _exchange(self, data: bytes, timeout: float) -> tuple[bytes, bool]:
+        """What the server sent, and whether it closed the connection (not just fell silent)."""
+        chunks, closed = [], False
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
             sock.sendall(data)
-            chunks = []
-            with contextlib.suppress(TimeoutError, ConnectionResetError):
+            try:
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
-        return b"".join(chunks)
+                closed = True
+            except ConnectionResetError:
+                closed = True
+            except TimeoutError:
+                pass
+        return b"".join(chunks), closed
 
     # --- access log -------------------------------------------------------
     def access_records(self) -> list[dict[str, Any]]:
@@ -163,7 +184,7 @@ def build_gateway(
 ) -> Gateway:
     """A gateway configured as a deployment would configure it, from the test keys."""
     verifier = TokenVerifier(
-        issuer=ISSUER, audience=AUDIENCE, jwks=JwksCache(jwks_url), token_use=None
+        issuer=ISSUER, audience=AUDIENCE, jwks=authorizer_keys(jwks_url), token_use=None
     )
     return Gateway(
         verifier=verifier,

@@ -26,13 +26,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from tests.doubles.tokens import AUDIENCE, ISSUER, KeySet
+from tests.doubles.tokens import AUDIENCE, ISSUER, JwksServer, KeySet
 from tlops import contract
 from tlops.common import aws
-from tlops.edge.auth import JwksCache
 from tlops.edge.routes import Route
 from tlops.local.deployment import DeployedGateway
-from tlops.local.gateway import FunctionPool, Gateway
+from tlops.local.gateway import FunctionPool, Gateway, authorizer_keys
 from tlops.local.services import free_port
 from tlops.local.throttling import Limit, Throttling
 
@@ -198,6 +197,17 @@ def test_jwks_unreachable_is_503_auth_unavailable(start_gateway, token):
     assert reply.body == {"error": "auth_unavailable"}
 
 
+def test_the_authorizer_holds_its_keys_before_the_first_request(
+    start_gateway, keyset, token, node_alive
+):
+    """As on AWS, the keys are fetched when the authorizer is configured: the first request
+    is verified without asking the JWKS endpoint, even when it has gone away since."""
+    with JwksServer(keyset.jwks()) as jwks:
+        live = start_gateway(jwks_url=jwks.url)
+        assert jwks.hits == 1
+    assert live.infer(token()).status == 202
+
+
 # --- body validation: 400 names the field ----------------------------------------------
 BAD_BODIES = {
     "not-json": (b"{prompt: hello}", "body"),
@@ -289,11 +299,9 @@ def test_chunked_body_is_413_and_the_connection_closed(gateway, token):
         [f"Authorization: Bearer {token()}", "Transfer-Encoding: chunked"],
         b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk),
     )
-    started = time.monotonic()
-    raw = gateway.raw(data, timeout=5)
+    raw = gateway.raw_until_closed(data)
     assert status_line(raw) == 413
     assert b'"payload_too_large"' in raw
-    assert time.monotonic() - started < 4  # the server closed the connection itself
 
 
 def test_content_length_claiming_more_than_64_kib_is_413_without_reading(gateway, token):
@@ -301,10 +309,8 @@ def test_content_length_claiming_more_than_64_kib_is_413_without_reading(gateway
     data = _raw_post(
         "/infer", [f"Authorization: Bearer {token()}", "Content-Length: 1000000"], b"0123456789"
     )
-    started = time.monotonic()
-    raw = gateway.raw(data, timeout=5)
+    raw = gateway.raw_until_closed(data)  # not waiting for the 999,990 bytes never sent
     assert status_line(raw) == 413
-    assert time.monotonic() - started < 4
 
 
 @pytest.mark.parametrize("length", ["-1", "ten", "1e3"])
@@ -455,19 +461,20 @@ def test_queue_health_refuses_sources_outside_the_cidrs(start_gateway, monkeypat
 
 
 # --- rate limit: 429 --------------------------------------------------------------------
-def test_seventh_request_in_a_second_is_429_with_retry_after(
-    gateway, token, node_alive, redis_client
+def test_the_request_over_the_users_limit_is_429_with_retry_after(
+    start_gateway, token, node_alive, redis_client, monkeypatch
 ):
-    caller = token(sub="busy-user")
-    started = time.monotonic()
-    replies = [gateway.infer(caller) for _ in range(7)]
-    assert time.monotonic() - started < 1.0, "too slow to test a one-second burst"
-    assert [r.status for r in replies] == [202] * 5 + [429] * 2
+    """Three a minute, so the refusal does not hang on how fast a busy machine sends the
+    requests (the 5-a-second burst is test_admission's, against Redis's clock)."""
+    monkeypatch.setenv("TL_RATE_PER_MINUTE", "3")  # read when the handler starts
+    gateway, caller = start_gateway(), token(sub="busy-user")
+    replies = [gateway.infer(caller) for _ in range(5)]
+    assert [r.status for r in replies] == [202] * 3 + [429] * 2
     limited = replies[-1]
     assert limited.body["error"] == "rate_limited"
     assert limited.header("retry-after") == str(limited.body["retry_after"])
-    assert 1 <= int(limited.header("retry-after")) <= 1  # the burst window is one second
-    assert redis_client.xlen(contract.JOB_STREAM) == 5  # refused requests queue nothing
+    assert 1 <= int(limited.header("retry-after")) <= 60  # the oldest leaves the minute
+    assert redis_client.xlen(contract.JOB_STREAM) == 3  # refused requests queue nothing
     # another user is not affected
     assert gateway.infer(token(sub="someone-else")).status == 202
 
@@ -872,7 +879,7 @@ def test_the_deployed_gateway_serves_what_the_stand_in_holds(router_env, jwks_ur
         assert gateway.allowed_origins == {"http://localhost:4200", "capacitor://localhost"}
         assert (gateway.verifier.issuer, gateway.verifier.audience) == (ISSUER, AUDIENCE)
         # the gateway's own JWKS URL follows the stand-in's layout; point it at the test keys
-        gateway.verifier.jwks = JwksCache(jwks_url)
+        gateway.verifier.jwks = authorizer_keys(jwks_url)
         assert live.request("GET", "/ping").status == 200
         assert live.request("GET", "/queue-health").status == 200
         assert live.infer(None).status == 401

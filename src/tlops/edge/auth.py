@@ -176,6 +176,11 @@ class StaticKeys:
             ) from None
 
 
+# What a failed JWKS fetch raises. HTTPException: a broken answer (bad status line,
+# truncated body); RecursionError: a body nested too deeply for json.
+_FETCH_ERRORS = (OSError, ValueError, RecursionError, http.client.HTTPException)
+
+
 def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
     cut.set()
     sock = connection.sock
@@ -263,6 +268,19 @@ class JwksCache:
         self._keys = parse_jwks(self._get())
         self._fetched_at = self._clock()
 
+    def prefetch(self) -> bool:
+        """Fetch the keys now, before any request needs one (API Gateway fetches them when
+        an authorizer is created or updated). A failure here is not remembered: the first
+        request that needs a key asks the endpoint again. True when keys are cached."""
+        with self._lock:
+            if not self._keys:
+                try:
+                    self._fetch()
+                except _FETCH_ERRORS:
+                    return False
+                self._failed = None
+            return bool(self._keys)
+
     def _refresh(self, *, forced: bool) -> None:
         now = self._clock()
         age = None if self._fetched_at is None else now - self._fetched_at
@@ -278,9 +296,7 @@ class JwksCache:
                 )
         try:
             self._fetch()
-        # HTTPException: a broken answer (bad status line, truncated body); RecursionError:
-        # a body nested too deeply for json.
-        except (OSError, ValueError, RecursionError, http.client.HTTPException) as exc:
+        except _FETCH_ERRORS as exc:
             reason = str(exc) or type(exc).__name__
             if not self._keys:
                 self._failed = (now, reason)

@@ -13,9 +13,15 @@ import sys
 import threading
 from typing import Any
 
-from tlops.edge.auth import JwksCache, TokenVerifier
+from tlops.edge.auth import TokenVerifier
 from tlops.edge.routes import Route
-from tlops.local.gateway import FunctionPool, Gateway, handler_factory, write_access_line
+from tlops.local.gateway import (
+    FunctionPool,
+    Gateway,
+    authorizer_keys,
+    handler_factory,
+    write_access_line,
+)
 from tlops.local.throttling import Throttling
 
 SERVED_STAGE = "$default"  # the stage at the API's root URL, the one the gateway stands in for
@@ -97,7 +103,7 @@ def gateway_for(deployment: dict[str, Any], access_log=None) -> Gateway:
     verifier = TokenVerifier(
         issuer=authorizer["issuer"],
         audience=authorizer["audience"],
-        jwks=JwksCache(authorizer["jwks_url"]),
+        jwks=authorizer_keys(authorizer["jwks_url"]),
         token_use=None,  # the HTTP API authorizer accepts ID and access tokens alike
     )
     functions = {
@@ -148,9 +154,13 @@ class DeployedGateway:
                 self.problem = f"cannot read the deployment: {exc}"
             return
         with self._lock:
-            if deployment != self._seen:
-                self._current = gateway_for(deployment, self.access_log)
-                self._seen = deployment
+            changed = deployment != self._seen
+        # Built outside the lock: fetching the authorizer's keys must not hold up the
+        # requests still served by the current snapshot.
+        built = gateway_for(deployment, self.access_log) if changed else None
+        with self._lock:
+            if built is not None:
+                self._current, self._seen = built, deployment
             self.problem = ""
 
     def start(self) -> DeployedGateway:

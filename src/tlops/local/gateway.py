@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tlops.contract import MAX_BODY_BYTES, ErrorCode
 from tlops.contract.responses import error_body
-from tlops.edge.auth import InvalidToken, KeysUnavailable, TokenVerifier, bearer_token
+from tlops.edge.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier, bearer_token
 from tlops.edge.routes import ROUTES, Route
 from tlops.local.throttling import TOO_MANY_REQUESTS, Throttling
 
@@ -59,6 +59,21 @@ class FunctionPool:
             return handler(event)
         finally:
             self._idle.put(handler)
+
+
+# The authorizer's JWKS is the stand-in's, on loopback. The router's 2 s budget is for a
+# deployed network; on a laptop that also runs the model, a loopback answer can take longer,
+# and a miss would refuse every request for the cache's failure_ttl.
+AUTHORIZER_JWKS_TIMEOUT_S = 5.0
+
+
+def authorizer_keys(jwks_url: str) -> JwksCache:
+    """The JWT authorizer's signing keys, fetched as soon as it is configured (as API Gateway
+    fetches them when an authorizer is created or updated), so no request waits on the JWKS
+    endpoint; fetched again on an unknown `kid` or once the cache's TTL runs out."""
+    keys = JwksCache(jwks_url, timeout=AUTHORIZER_JWKS_TIMEOUT_S)
+    keys.prefetch()
+    return keys
 
 
 CORS_METHODS = "GET,POST,OPTIONS"
