@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import socket
 import time
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import pytest
 
 import tlops.edge.queue_health
 from tests.conftest import http_event
+from tests.doubles.silent import SilentServer
 from tlops import contract
 from tlops.edge.queue_health import DEFAULT_ALLOWED_CIDRS, QueueHealth, parse_cidrs
 
@@ -36,18 +34,6 @@ def health_event(source_ip: str) -> dict[str, Any]:
 def body(result: dict[str, Any]) -> Any:
     assert result["headers"]["content-type"] == "application/json"
     return json.loads(result["body"])
-
-
-@contextlib.contextmanager
-def silent_socket() -> Iterator[int]:
-    """A TCP port that accepts connections (kernel backlog) but never answers a byte."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.close()
 
 
 @pytest.fixture
@@ -107,8 +93,8 @@ def test_event_without_a_source_ip_is_403(health):
 
 def test_refusal_comes_before_any_redis_call(health_env, monkeypatch):
     """A refused caller learns nothing about Redis: 403 even while Redis is unreachable."""
-    with silent_socket() as port:
-        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    with SilentServer() as silent:
+        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{silent.port}/0")
         result = QueueHealth.from_env().handle(health_event("8.8.8.8"))
     assert result["statusCode"] == 403
 
@@ -137,8 +123,8 @@ def test_redis_down_is_503_fail(health, redis_server, capsys):
 
 
 def test_redis_that_never_answers_is_503(health_env, monkeypatch):
-    with silent_socket() as port:
-        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    with SilentServer() as silent:
+        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{silent.port}/0")
         result = QueueHealth.from_env().handle(health_event("127.0.0.1"))
     assert result["statusCode"] == 503
     assert body(result)["redis"] == "fail"

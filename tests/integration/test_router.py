@@ -9,11 +9,9 @@ and stream entry in Redis, the instance state in moto, the EMF lines on stdout).
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import importlib.util
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from botocore.stub import Stubber
 import tlops.edge.router
 from tests.conftest import AUDIENCE, ISSUER, http_event
 from tests.doubles.ec2 import tagged_instance
+from tests.doubles.silent import SilentServer
 from tlops import contract
 from tlops.common import aws
 from tlops.edge.router import Router, RouterConfig
@@ -120,18 +119,6 @@ def describe_answer(state: str, instance_id: str = "i-0123456789abcdef0") -> dic
             }
         ]
     }
-
-
-@contextlib.contextmanager
-def silent_socket() -> Iterator[int]:
-    """A TCP port that accepts connections (kernel backlog) but never answers a byte."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.close()
 
 
 def load_module(path: Path, name: str):
@@ -514,8 +501,8 @@ def test_a_redis_db_that_cannot_be_selected_never_receives_jobs_elsewhere(
 
 
 def test_redis_that_never_answers_gives_503_queue_unavailable(router_env, monkeypatch, keyset):
-    with silent_socket() as port:
-        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    with SilentServer() as silent:
+        monkeypatch.setenv("TL_REDIS_URL", f"redis://127.0.0.1:{silent.port}/0")
         router = Router(RouterConfig.from_env())
         result = router.handle(infer_event(keyset.token()))
     assert result["statusCode"] == 503
