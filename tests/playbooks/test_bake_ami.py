@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.playbooks.test_deploy_teardown import PLAYBOOK_BIN, REGION, REPO, run_playbook
+from tests.playbooks.stand_in import PLAYBOOK_BIN, REGION, REPO, run_playbook
 from tlops.local.services import MotoProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=5)]

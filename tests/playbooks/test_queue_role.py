@@ -1,7 +1,7 @@
 """The queue role (enable_redis) through deploy.yml and teardown.yml on a real moto server.
 
-A module of its own beside the life cycle (test_deploy_teardown.py), so that the slow
-tier's workers run the two side by side.
+A module of its own beside the life cycle's two halves (test_deploy_plan.py,
+test_deploy_teardown.py), so that the slow tier's workers run them side by side.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from tlops.local.services import MotoProcess
 
-from .test_deploy_teardown import REGION, Account, changed, changed_tasks, run_playbook
+from .stand_in import REGION, Account, changed, changed_tasks, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=4)]
 
