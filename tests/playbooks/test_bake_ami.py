@@ -16,10 +16,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.playbooks.stand_in import PLAYBOOK_BIN, REGION, REPO, run_playbook
+from tests.playbooks.stand_in import PLAYBOOK_BIN, REPO, Account, run_playbook
 from tlops.local.services import MotoProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=5)]
@@ -78,15 +77,8 @@ def podman(*args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-class StandIn:
-    def __init__(self, endpoint: str):
-        session = boto3.Session(
-            aws_access_key_id="standin-key-id",
-            aws_secret_access_key="standin-secret",
-            region_name=REGION,
-        )
-        self.ec2 = session.client("ec2", endpoint_url=endpoint)
-        self.ssm = session.client("ssm", endpoint_url=endpoint)
+class StandIn(Account):
+    """The stand-in account, and the images baked into it."""
 
     def baked_images(self) -> list[dict[str, Any]]:
         found = self.ec2.describe_images(
