@@ -30,7 +30,7 @@ from tlops import contract
 from tlops.cli import client, playbooks
 from tlops.common import aws
 from tlops.contract import boot
-from tlops.edge import gpu_node
+from tlops.control import node as gpu_node
 from tlops.local import users
 from tlops.local.services import free_port
 from tlops.local.stack import DEFAULT_PORTS, LocalStack

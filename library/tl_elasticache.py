@@ -25,8 +25,20 @@ options:
       - The replication group's id - 1 to 40 letters, digits or hyphens, starting with a letter,
         with no two consecutive hyphens and no trailing hyphen.
       - AWS stores ids in lower case; the module lower-cases it too.
+      - Give this or O(id_prefix).
     type: str
-    required: true
+  id_prefix:
+    description:
+      - Manage the group by its tags instead of a fixed id - the one group whose id is
+        C(<id_prefix>-<n>), that carries every tag in O(tags) and is available or being created.
+        With none, O(state=present) creates C(<id_prefix>-<n+1>), one past every such id still
+        listed - a deleted group's id stays taken until ElastiCache has finished deleting it,
+        so a queue that comes and goes (the stack's sleep) needs a fresh id each time.
+      - With O(state=absent) every group of the prefix carrying O(tags) is deleted.
+      - At most 37 characters, so that C(-<n>) fits the 40 of an id. Needs the C(tlops)
+        package (the project's Python), which holds the id arithmetic the control function
+        shares.
+    type: str
   description:
     description:
       - The replication group's description.
@@ -261,6 +273,12 @@ transit_encryption:
   description: Whether client connections use TLS.
   returned: always
   type: bool
+queue_spec:
+  description:
+    - What a new group of O(id_prefix) is created from - the settings applied here, for the
+      control function, which creates the queue again after the stack slept.
+  returned: with O(id_prefix) and O(state=present)
+  type: dict
 diff:
   description: The managed settings before and after (diff mode).
   returned: when diff mode is on
@@ -278,7 +296,8 @@ def ensure(module):
 
 def main():
     argument_spec = dict(
-        replication_group_id=dict(type="str", required=True),
+        replication_group_id=dict(type="str"),
+        id_prefix=dict(type="str"),
         description=dict(type="str"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         engine_version=dict(type="str", default="7.1"),
@@ -310,7 +329,12 @@ def main():
         tags=dict(type="dict", aliases=["resource_tags"]),
         purge_tags=dict(type="bool", default=True),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleAWSModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_one_of=[("replication_group_id", "id_prefix")],
+        mutually_exclusive=[("replication_group_id", "id_prefix")],
+    )
     run(module, lambda: ensure(module))
 
 

@@ -47,7 +47,18 @@ options:
     type: str
     default: ""
   queue_id:
-    description: The ElastiCache replication group id of the queue (absent queues are skipped).
+    description:
+      - The ElastiCache replication group id of the queue; empty finds the current one by its
+        tags and O(queue_prefix) (each wake makes a new one). Without a queue (the stack
+        sleeps) the Redis paths are skipped.
+    type: str
+    default: ""
+  queue_prefix:
+    description: The prefix of every queue group's id (C(<prefix>-<n>)); the policies name it.
+    type: str
+    default: ""
+  control_bucket:
+    description: The control bucket (the policies' S3 resources for requests and state).
     type: str
     default: ""
   budget_name:
@@ -166,6 +177,8 @@ def verify(module):
         functions=params["functions"],
         node_role=params["node_role"],
         queue_id=params["queue_id"],
+        queue_prefix=params["queue_prefix"],
+        control_bucket=params["control_bucket"],
         budget_name=params["budget_name"],
         cost_topic=params["cost_topic"],
         node_settings_parameter=params["node_settings_parameter"],
@@ -186,6 +199,8 @@ def main():
         functions=dict(type="dict", default={}),
         node_role=dict(type="str", default=""),
         queue_id=dict(type="str", default=""),
+        queue_prefix=dict(type="str", default=""),
+        control_bucket=dict(type="str", default=""),
         budget_name=dict(type="str", default=""),
         cost_topic=dict(type="str", default=""),
         node_settings_parameter=dict(type="str", default=""),

@@ -64,7 +64,7 @@ _RETRY = AWSRetry.jittered_backoff(
     delay=1,
     backoff=2.0,
     max_delay=20,
-    catch_extra_error_codes=["ThrottlingException", "TooManyRequestsException"],
+    catch_extra_error_codes=["ThrottlingException", "TooManyRequestsException", "SlowDown"],
 )
 
 

@@ -110,17 +110,26 @@ def jwks_url(jwks_server: JwksServer) -> str:
 
 @pytest.fixture
 def router_env(redis_url: str, jwks_url: str, aws_stand_in: str, monkeypatch) -> dict[str, str]:
-    """Environment for the router and queue_health Lambdas against the real servers."""
+    """Environment for the router and queue_health Lambdas against the real servers, with
+    the control bucket (where the router asks control, and holds jobs asleep) made in the
+    stand-in."""
     env = {
         "TL_REDIS_URL": redis_url,
         "TL_JWT_ISSUER": ISSUER,
         "TL_JWT_AUDIENCE": AUDIENCE,
         "TL_JWKS_URL": jwks_url,
         "TL_REPLY_BUCKET": "replies-test",
+        "TL_CONTROL_BUCKET": "control-test",
         "TL_PROJECT": "tinyllama",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    from tlops.common import aws
+
+    aws.client("s3").create_bucket(
+        Bucket=env["TL_CONTROL_BUCKET"],
+        CreateBucketConfiguration={"LocationConstraint": aws.region()},
+    )
     return env
 
 

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from ansible.module_utils import tl_standin as gaps
 from ansible.module_utils.tl_aws import Failure, apply_tags, tag_changes, tags_after, wait_until
-from ansible.module_utils.tl_elasticache.parts import tag_kwargs
 from ansible.module_utils.tl_elasticache.read import (
     find_group,
     find_member,
@@ -83,26 +83,30 @@ def wait_gone(client, group_id, timeout):
         ) from exc
 
 
-def create_group(client, params, group_id, parameter_group_name):
-    kwargs = {
-        "ReplicationGroupId": group_id,
-        "ReplicationGroupDescription": params["description"] or DEFAULT_DESCRIPTION,
-        "Engine": "redis",
-        "EngineVersion": params["engine_version"],
-        "CacheNodeType": params["node_type"],
-        "NumCacheClusters": 1,
-        "AutomaticFailoverEnabled": False,
-        "AtRestEncryptionEnabled": params["at_rest_encryption"],
-        "TransitEncryptionEnabled": params["transit_encryption"],
-        "CacheSubnetGroupName": params["subnet_group"]["name"],
-        "Port": params["port"],
-        "SnapshotRetentionLimit": params["snapshot_retention_limit"],
+def queue_spec(params, parameter_group_name):
+    """The settings a group is created with, as the control function takes them (its
+    QueueSpec): one description of the queue for the deploy and for every wake."""
+    return {
+        "id_prefix": (params.get("id_prefix") or params["replication_group_id"]).lower(),
+        "description": params["description"] or DEFAULT_DESCRIPTION,
+        "engine_version": params["engine_version"],
+        "node_type": params["node_type"],
+        "port": params["port"],
+        "at_rest_encryption": params["at_rest_encryption"],
+        "transit_encryption": params["transit_encryption"],
+        "subnet_group": params["subnet_group"]["name"],
+        "parameter_group": parameter_group_name or "",
+        "security_group_ids": sorted(params["security_group_ids"] or []),
+        "snapshot_retention_limit": params["snapshot_retention_limit"],
+        "tags": dict(params["tags"] or {}),
     }
-    if params["security_group_ids"]:
-        kwargs["SecurityGroupIds"] = params["security_group_ids"]
-    if parameter_group_name:
-        kwargs["CacheParameterGroupName"] = parameter_group_name
-    kwargs.update(tag_kwargs(params["tags"]))
+
+
+def create_group(client, params, group_id, parameter_group_name):
+    from tlops.control.queue import QueueSpec, create_kwargs
+
+    spec = QueueSpec.from_json(json.dumps(queue_spec(params, parameter_group_name)))
+    kwargs = create_kwargs(spec, group_id)
     return client.create_replication_group(aws_retry=True, **kwargs)["ReplicationGroup"]
 
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.tl_aws import carries
+from ansible.module_utils.tl_aws import Failure, carries
 from ansible.module_utils.tl_elasticache.apply import (
     create_group,
+    queue_spec,
     read_existing,
     update_group,
     wait_available,
@@ -26,8 +27,40 @@ from ansible.module_utils.tl_elasticache.read import (
 from ansible.module_utils.tl_elasticache.validate import desired_settings
 
 
+def _queue_lib():
+    """tlops.control.queue: the id arithmetic the module shares with the control function."""
+    try:
+        from tlops.control import queue
+    except ImportError:
+        raise Failure(
+            "id_prefix needs the tlops package, which this Python lacks: run the module with "
+            "the project's .venv (ansible_python_interpreter=.venv/bin/python; `make setup`)"
+        ) from None
+    return queue
+
+
+def _prefix_groups(client, params):
+    queue = _queue_lib()
+    try:
+        return queue, queue.ours(client, params["id_prefix"], params["tags"] or {})
+    except queue.QueueError as exc:
+        raise Failure(str(exc)) from None
+
+
+def resolve_id(client, params):
+    """The group's id: the one given, or the prefix's current group (by its tags), or the
+    next id of the prefix when there is none."""
+    if not params.get("id_prefix"):
+        return params["replication_group_id"].lower()
+    queue, groups = _prefix_groups(client, params)
+    found = queue.current(groups)
+    if found is not None:
+        return found["ReplicationGroupId"]
+    return queue.next_id([g["ReplicationGroupId"] for g in groups], params["id_prefix"])
+
+
 def ensure_present(client, params, check_mode, warn):
-    group_id = params["replication_group_id"].lower()
+    group_id = resolve_id(client, params)
     group, before = read_existing(client, group_id, params, warn)
     sng_changed, sng_before, sng_after = ensure_subnet_group(
         client, params["subnet_group"], params["tags"], check_mode, warn
@@ -49,6 +82,8 @@ def ensure_present(client, params, check_mode, warn):
     after = _with_parts(after, sng_after, pg_after)
     changed = changed or sng_changed or pg_changed
     view = outcome_view(group_id, group, params, pg_name)
+    if params.get("id_prefix"):
+        view["queue_spec"] = queue_spec(params, pg_name)
     return dict(changed=changed, before=before, after=after, **view)
 
 
@@ -62,7 +97,26 @@ def _with_parts(settings, subnet_group, parameter_group):
 
 
 def ensure_absent(client, params, check_mode, warn):
-    group_id = params["replication_group_id"].lower()
+    if not params.get("id_prefix"):
+        return _ensure_one_absent(client, params, params["replication_group_id"].lower(),
+                                  check_mode, warn)  # fmt: skip
+    # Every group of the prefix that carries the tags, newest first; the subnet and parameter
+    # groups go with the last one (when waiting), as they do for a fixed id.
+    _, groups = _prefix_groups(client, params)
+    live = [g["ReplicationGroupId"] for g in groups if g.get("Status") != "deleting"]
+    ids = live or [g["ReplicationGroupId"] for g in groups][:1]
+    if not ids:
+        ids = [f"{params['id_prefix'].lower()}-0"]  # none listed: only the parts are left
+    outcomes = [_ensure_one_absent(client, params, group_id, check_mode, warn) for group_id in ids]
+    last = dict(outcomes[-1])
+    last["changed"] = any(o["changed"] for o in outcomes)
+    last["before"] = {o["replication_group_id"]: o["before"] for o in outcomes if o["before"]}
+    last["after"] = {}
+    last["deleted"] = [o["replication_group_id"] for o in outcomes if o["changed"]]
+    return last
+
+
+def _ensure_one_absent(client, params, group_id, check_mode, warn):
     wanted = params["tags"]
     group = find_group(client, group_id)
     changed, before, after = False, {}, {}

@@ -13,12 +13,26 @@ DEFAULT_DESCRIPTION = "Managed by tl_elasticache"
 
 def validate(params):
     """Raise Failure for input AWS would refuse (or the stand-in would wrongly accept)."""
-    group_id = params["replication_group_id"]
-    if not _ID.fullmatch(group_id.lower()) or group_id.endswith("-"):
-        raise Failure(
-            f"replication_group_id {group_id!r} is not valid: use 1 to 40 letters, digits or "
-            "hyphens, starting with a letter, without two hyphens in a row or a trailing hyphen"
-        )
+    if params.get("id_prefix"):
+        prefix = params["id_prefix"]
+        if not _ID.fullmatch(prefix.lower()) or prefix.endswith("-") or len(prefix) > 37:
+            raise Failure(
+                f"id_prefix {prefix!r} is not valid: use 1 to 37 letters, digits or hyphens, "
+                "starting with a letter, without two hyphens in a row or a trailing hyphen "
+                "(-<n> is added to make each id)"
+            )
+        if not (params["tags"] or {}).get("Project"):
+            raise Failure(
+                "id_prefix needs tags with at least Project: the groups are found by them"
+            )
+    else:
+        group_id = params["replication_group_id"]
+        if not _ID.fullmatch(group_id.lower()) or group_id.endswith("-"):
+            raise Failure(
+                f"replication_group_id {group_id!r} is not valid: use 1 to 40 letters, digits or "
+                "hyphens, starting with a letter, without two hyphens in a row or a trailing "
+                "hyphen"
+            )
     if params["wait_timeout"] <= 0:
         raise Failure("wait_timeout must be a positive number of seconds")
     if params["state"] == "absent":

@@ -15,9 +15,10 @@ CONTEXT = {
     "account": "123456789012",
     "project": "tinyllama",
     "reply_bucket": "tinyllama-replies-123456789012",
+    "control_bucket": "tinyllama-control-123456789012",
     "function_name": "tinyllama-router",
     "instance_id": "i-0123456789abcdef0",
-    "queue_id": "tinyllama-queue",
+    "queue_prefix": "tinyllama-queue",
     "budget_name": "tinyllama-monthly",
     "cost_topic": "tinyllama-cost-daily",
     "node_settings_parameter": "tl-fif/node_settings",
@@ -44,6 +45,7 @@ def test_the_declaration_names_every_compute_component(declared):
         "budget_killer",
         "cost_summary",
         "eip_watch",
+        "control",
     } <= set(declared)
 
 
@@ -76,31 +78,60 @@ def test_parliament_would_catch_a_typo_and_a_needless_wildcard():
     assert {"UNKNOWN_ACTION", "RESOURCE_STAR"} <= issues
 
 
-def test_the_router_may_start_only_the_tagged_node(policies):
-    router = policies["router"]
+def test_control_may_start_only_the_tagged_node(policies):
+    control = policies["control"]
     start = "ec2:StartInstances"
-    assert access.allows(router, start, INSTANCE + "i-1", NODE_TAGS)
-    assert not access.allows(router, start, INSTANCE + "i-1", {})  # untagged
+    assert access.allows(control, start, INSTANCE + "i-1", NODE_TAGS)
+    assert not access.allows(control, start, INSTANCE + "i-1", {})  # untagged
     assert not access.allows(
-        router, start, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Project": "other"}
+        control, start, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Project": "other"}
     )
     assert not access.allows(
-        router, start, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Role": "db"}
+        control, start, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Role": "db"}
     )
     assert not access.allows(
-        router, start, "arn:aws:ec2:us-east-1:123456789012:instance/i-1", NODE_TAGS
+        control, start, "arn:aws:ec2:us-east-1:123456789012:instance/i-1", NODE_TAGS
     )
-    assert not access.allows(router, "ec2:TerminateInstances", INSTANCE + "i-1", NODE_TAGS)
+    assert not access.allows(control, "ec2:TerminateInstances", INSTANCE + "i-1", NODE_TAGS)
 
 
-def test_the_router_may_change_the_type_of_the_tagged_node_only(policies):
-    router, modify = policies["router"], "ec2:ModifyInstanceAttribute"
-    assert access.allows(router, modify, INSTANCE + "i-1", NODE_TAGS)
-    assert not access.allows(router, modify, INSTANCE + "i-1", {})
+def test_control_may_change_the_type_of_the_tagged_node_only(policies):
+    control, modify = policies["control"], "ec2:ModifyInstanceAttribute"
+    assert access.allows(control, modify, INSTANCE + "i-1", NODE_TAGS)
+    assert not access.allows(control, modify, INSTANCE + "i-1", {})
     assert not access.allows(
-        router, modify, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Role": "db"}
+        control, modify, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Role": "db"}
     )
     assert not access.allows(policies["queue_health"], modify, INSTANCE + "i-1", NODE_TAGS)
+
+
+def test_nothing_in_the_vpc_may_call_ec2_or_elasticache(declared, policies):
+    for name, component in declared.items():
+        if component["runs_in"] != "lambda-vpc":
+            continue
+        assert "service:ec2" not in [r["target"] for r in component["reaches"]], name
+        own = {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+               "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+               "ec2:DescribeNetworkInterfaces"}  # fmt: skip
+        for statement in policies[name]["Statement"]:
+            calls = set(statement["Action"]) - own
+            assert not {a for a in calls if a.startswith(("ec2:", "elasticache:"))}, name
+
+
+def test_control_creates_only_tagged_queues_of_its_prefix_and_deletes_only_tagged_ones(policies):
+    control = policies["control"]
+    create, delete = "elasticache:CreateReplicationGroup", "elasticache:DeleteReplicationGroup"
+    tagged = {"aws:RequestTag/Project": "tinyllama", "aws:RequestTag/Role": "queue"}
+    group = CACHE + "replicationgroup:tinyllama-queue-3"
+    assert access.allows(control, create, group, tagged)
+    assert not access.allows(control, create, group, {})  # created without the tags
+    assert not access.allows(control, create, CACHE + "replicationgroup:other-1", tagged)
+    assert access.allows(control, create, CACHE + "subnetgroup:tinyllama-queue")
+    assert not access.allows(control, create, CACHE + "subnetgroup:someone-elses")
+    queue = {"aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "queue"}
+    assert access.allows(control, delete, group, queue)
+    assert not access.allows(control, delete, group, {})
+    assert not access.allows(control, delete, CACHE + "replicationgroup:other-1", queue)
 
 
 def test_eip_watch_may_only_look(policies):
@@ -235,25 +266,43 @@ def test_the_killer_releases_only_the_projects_addresses(policies):
     assert not access.allows(killer, "ec2:AllocateAddress", eip, ours)
 
 
-def test_the_killer_deletes_only_the_tagged_queue_and_the_routers_endpoint(policies):
+def test_the_killer_deletes_only_the_tagged_queue_and_marks_the_stack_killed(policies):
     killer = policies["budget_killer"]
     queue = {"aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "queue"}
-    group = CACHE + "replicationgroup:tinyllama-queue"
+    group = CACHE + "replicationgroup:tinyllama-queue-2"
     delete = "elasticache:DeleteReplicationGroup"
     assert access.allows(killer, delete, group, queue)
-    assert access.allows(killer, delete, CACHE + "cluster:tinyllama-queue-001", queue)
     assert not access.allows(killer, delete, group, {})  # untagged, same name
-    assert not access.allows(killer, delete, CACHE + "replicationgroup:other-queue", queue)
+    assert not access.allows(killer, delete, CACHE + "replicationgroup:other-queue-1", queue)
     assert not access.allows(killer, "elasticache:DeleteCacheCluster", group, queue)
-    endpoint = EC2 + "vpc-endpoint/vpce-1"
-    router = {"aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "router"}
-    assert access.allows(killer, "ec2:DeleteVpcEndpoints", endpoint, router)
-    network = {**router, "aws:ResourceTag/Role": "network"}  # the free S3 gateway endpoint
-    assert not access.allows(killer, "ec2:DeleteVpcEndpoints", endpoint, network)
+    assert not access.allows(killer, "elasticache:CreateReplicationGroup", group, queue)
+    bucket = "arn:aws:s3:::tinyllama-control-123456789012/"
+    assert access.allows(killer, "s3:PutObject", bucket + "killed.json")
+    assert not access.allows(killer, "s3:PutObject", bucket + "state.json")
     budget = "arn:aws:budgets::123456789012:budget/"
     assert access.allows(killer, "budgets:ViewBudget", budget + "tinyllama-monthly")
     assert not access.allows(killer, "budgets:ViewBudget", budget + "someone-elses")
     assert not access.allows(killer, "budgets:ModifyBudget", budget + "tinyllama-monthly")
+
+
+def test_the_router_asks_control_through_its_bucket_and_changes_nothing_of_controls(policies):
+    router, bucket = policies["router"], "arn:aws:s3:::tinyllama-control-123456789012"
+    assert access.allows(router, "s3:PutObject", bucket + "/requests/wake/minute-1.json")
+    assert not access.allows(router, "s3:PutObject", bucket + "/state.json")
+    assert not access.allows(router, "s3:PutObject", bucket + "/killed.json")
+    assert access.allows(router, "s3:GetObject", bucket + "/state.json")
+    assert not access.allows(router, "s3:DeleteObject", bucket + "/held/sub-1/x.json")
+    assert not access.allows(router, "s3:ListBucket", "arn:aws:s3:::tinyllama-replies-1")
+
+
+def test_who_reads_a_key_that_may_be_missing_may_list_its_bucket(policies):
+    """GetObject of a missing key is 403 unless the caller has s3:ListBucket on the bucket
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions"):
+    control reads killed.json on every wake, the router a resize's progress before control
+    wrote it, the node survivors.json. A condition on s3:prefix would not count."""
+    bucket = "arn:aws:s3:::tinyllama-control-123456789012"
+    for name in ("control", "router", "gpu_node"):
+        assert access.allows(policies[name], "s3:ListBucket", bucket, {}), name
 
 
 def test_the_cost_summary_reads_costs_and_publishes_to_its_topic_only(policies):

@@ -29,6 +29,7 @@ ENTRY_POINTS = {
     "eip_watch": ["lambda_src/eip_watch/handler.py"],
     "budget_killer": ["lambda_src/budget_killer/handler.py"],
     "cost_summary": ["lambda_src/cost_summary/handler.py"],
+    "control": ["lambda_src/control/handler.py"],
     "gpu_node": [
         f"src/tlops/node/{name}.py"
         for name in ("watcher", "watchdog", "boot", "deployment", "gpu_metrics")
@@ -44,6 +45,9 @@ SERVICES = {
 IAM_ACTION = {
     "budgets:DescribeBudget": "budgets:ViewBudget",
     "budgets:DescribeBudgets": "budgets:ViewBudget",
+    # S3's listing is allowed by s3:ListBucket (the service authorization reference for S3).
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:ListObjects": "s3:ListBucket",
 }
 
 
@@ -129,10 +133,16 @@ def test_every_component_of_access_yml_has_its_entry_points():
 
 
 def test_the_reader_finds_the_calls_it_must():
-    # the router's cold boot and the node's own stop are found, through their imports
-    assert {"start_instances", "describe_instances"} <= set(aws_calls(component_files("router")))
+    # control's wake and the node's own stop are found, through their imports; the router
+    # asks control through the bucket and calls no EC2 API at all
+    control = set(aws_calls(component_files("control")))
+    assert {"start_instances", "describe_instances", "create_replication_group"} <= control
+    router = set(aws_calls(component_files("router")))
+    assert {"put_object", "get_object", "list_objects_v2"} <= router
+    assert not [m for m in router if any(a.startswith("ec2:") for a in operations()[m])]
     node = aws_calls(component_files("gpu_node"))
     assert {"stop_instances", "put_metric_data", "put_object", "get_parameter"} <= set(node)
+    assert "create_replication_group" not in aws_calls(component_files("budget_killer"))
 
 
 def test_an_undeclared_call_would_be_named(tmp_path, monkeypatch):

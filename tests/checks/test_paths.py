@@ -35,6 +35,17 @@ def group(name: str, ingress: list[dict], egress: list[dict] | None = None) -> d
     }
 
 
+# Not in the deployed design (nothing in the VPC calls EC2): an interface endpoint of EC2 with
+# private DNS, answering to the router's group only, as an earlier design had it.
+EC2_ENDPOINT = {
+    "VpcEndpointId": "vpce-ec2",
+    "VpcEndpointType": "Interface",
+    "ServiceName": f"com.amazonaws.{REGION}.ec2",
+    "PrivateDnsEnabled": True,
+    "Groups": [{"GroupId": ENDPOINT_SG}],
+}
+
+
 def network(**changes) -> Network:
     """The VPC deploy.yml builds, as the EC2 API describes it; `changes` replace fields."""
     base = Network(
@@ -64,13 +75,6 @@ def network(**changes) -> Network:
                 "ServiceName": f"com.amazonaws.{REGION}.s3",
                 "RouteTableIds": ["rtb-main", "rtb-public"],
             },
-            {
-                "VpcEndpointId": "vpce-ec2",
-                "VpcEndpointType": "Interface",
-                "ServiceName": f"com.amazonaws.{REGION}.ec2",
-                "PrivateDnsEnabled": True,
-                "Groups": [{"GroupId": ENDPOINT_SG}],
-            },
         ],
         groups={
             ROUTER_SG: group("router", []),
@@ -94,10 +98,17 @@ ROUTER_NEEDS = {
     "reaches": [
         {"target": "redis"},
         {"target": "service:s3"},
-        {"target": "service:ec2"},
         {"target": "public:cognito-idp.eu-west-1.amazonaws.com", "unless_env": "TL_JWKS"},
     ],
 }
+# A function in the private subnet that calls EC2 (what the router did before control).
+EC2_CALLER_NEEDS = {"runs_in": "lambda-vpc", "reaches": [{"target": "service:ec2"}]}
+
+
+def with_ec2_endpoint(endpoint: dict | None = None, **changes) -> Network:
+    return network(endpoints=[network().endpoints[0], endpoint or EC2_ENDPOINT], **changes)
+
+
 NODE_NEEDS = {
     "runs_in": "instance",
     "reaches": [
@@ -118,8 +129,8 @@ def test_the_deployed_design_proves_every_path_of_the_router_and_the_node():
     router = proofs(ROUTER_NEEDS, ROUTER._replace(env={"TL_JWKS": "{}"}), network())
     assert router["redis"].detail == "group sg-redis admits 6379 from sg-router"
     assert "gateway endpoint vpce-s3 on route table rtb-main" in router["service:s3"].detail
-    assert "interface endpoint vpce-ec2 (private DNS)" in router["service:ec2"].detail
     assert router["public:cognito-idp.eu-west-1.amazonaws.com"].status == "skipped"
+    assert not [e for e in network().endpoints if e["VpcEndpointType"] == "Interface"]
     node = proofs(NODE_NEEDS, NODE, network())
     assert all(proof.status == "ok" for proof in node.values()), node
     assert "on route table rtb-public" in node["service:s3"].detail
@@ -147,9 +158,8 @@ def test_a_nat_gateway_would_be_a_way_out():
 
 def test_defect_2_an_endpoint_whose_group_admits_nobody_is_no_path():
     # The endpoint answered to the router's own group, which has no ingress rules.
-    endpoint = {**network().endpoints[1], "Groups": [{"GroupId": ROUTER_SG}]}
-    net = network(endpoints=[network().endpoints[0], endpoint])
-    proof = proofs(ROUTER_NEEDS, ROUTER, net)["service:ec2"]
+    net = with_ec2_endpoint({**EC2_ENDPOINT, "Groups": [{"GroupId": ROUTER_SG}]})
+    proof = proofs(EC2_CALLER_NEEDS, ROUTER, net)["service:ec2"]
     assert proof.status == "missing"
     assert (
         "vpce-ec2 answers to groups sg-router, which admit nothing on 443 from sg-router"
@@ -159,15 +169,35 @@ def test_defect_2_an_endpoint_whose_group_admits_nobody_is_no_path():
 
 
 def test_an_endpoint_with_private_dns_off_or_dns_off_in_the_vpc_is_no_path():
-    endpoint = {**network().endpoints[1], "PrivateDnsEnabled": False}
-    net = network(endpoints=[network().endpoints[0], endpoint])
-    assert "private DNS off" in proofs(ROUTER_NEEDS, ROUTER, net)["service:ec2"].detail
-    assert "DNS support" in proofs(ROUTER_NEEDS, ROUTER, network(dns=False))["service:ec2"].detail
+    net = with_ec2_endpoint({**EC2_ENDPOINT, "PrivateDnsEnabled": False})
+    assert "private DNS off" in proofs(EC2_CALLER_NEEDS, ROUTER, net)["service:ec2"].detail
+    net = with_ec2_endpoint(dns=False)
+    assert "DNS support" in proofs(EC2_CALLER_NEEDS, ROUTER, net)["service:ec2"].detail
 
 
 def test_an_endpoint_admitting_the_subnet_by_cidr_is_a_path():
     groups = {**network().groups, ENDPOINT_SG: group("endpoints", [rule(443, cidr="10.20.0.0/22")])}
-    assert proofs(ROUTER_NEEDS, ROUTER, network(groups=groups))["service:ec2"].status == "ok"
+    net = with_ec2_endpoint(groups=groups)
+    assert proofs(EC2_CALLER_NEEDS, ROUTER, net)["service:ec2"].status == "ok"
+    groups = {**network().groups, ENDPOINT_SG: group("endpoints", [rule(443, group=ROUTER_SG)])}
+    found = proofs(EC2_CALLER_NEEDS, ROUTER, with_ec2_endpoint(groups=groups))["service:ec2"]
+    assert found.status == "ok" and "interface endpoint vpce-ec2 (private DNS)" in found.detail
+
+
+def test_a_private_dns_endpoint_captures_the_service_for_the_whole_vpc():
+    """AWS, CreateVpcEndpoint's PrivateDnsEnabled: the service's default name "resolves to the
+    private IP addresses of the endpoint network interfaces in the VPC"
+    (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVpcEndpoint.html). The
+    node has a public address and a route to the internet gateway, but its EC2 calls go to
+    an endpoint whose group admits only the router: it cannot stop itself."""
+    groups = {**network().groups, ENDPOINT_SG: group("endpoints", [rule(443, group=ROUTER_SG)])}
+    node = proofs(NODE_NEEDS, NODE, with_ec2_endpoint(groups=groups))
+    assert node["service:ec2"].status == "missing", node["service:ec2"]
+    assert "captures com.amazonaws.eu-west-1.ec2 for all of vpc-1" in node["service:ec2"].detail
+    assert node["service:monitoring"].status == "ok"  # no endpoint captures CloudWatch
+    # With private DNS off the endpoint captures nothing: the public path stands.
+    net = with_ec2_endpoint({**EC2_ENDPOINT, "PrivateDnsEnabled": False}, groups=groups)
+    assert proofs(NODE_NEEDS, NODE, net)["service:ec2"].status == "ok"
 
 
 def test_defect_3_a_node_without_a_public_address_reaches_neither_ec2_nor_cloudwatch():
@@ -176,7 +206,7 @@ def test_defect_3_a_node_without_a_public_address_reaches_neither_ec2_nor_cloudw
         PUBLIC: {**network().subnets[PUBLIC], "MapPublicIpOnLaunch": False},
     }
     s3_on_main_only = {**network().endpoints[0], "RouteTableIds": ["rtb-main"]}
-    net = network(subnets=subnets, endpoints=[s3_on_main_only, network().endpoints[1]])
+    net = network(subnets=subnets, endpoints=[s3_on_main_only])
     node = paths.instance_placement(
         subnets[PUBLIC], {"SubnetId": PUBLIC, "SecurityGroups": [{"GroupId": NODE_SG}]}
     )
@@ -240,7 +270,7 @@ def test_a_component_that_is_not_where_declared_fails_every_target(placement, ex
 def test_only_s3_and_dynamodb_are_proven_by_gateway_endpoints():
     bogus = {**network().endpoints[0], "ServiceName": f"com.amazonaws.{REGION}.ec2"}
     net = network(endpoints=[bogus])
-    assert proofs(ROUTER_NEEDS, ROUTER, net)["service:ec2"].status == "missing"
+    assert proofs(EC2_CALLER_NEEDS, ROUTER, net)["service:ec2"].status == "missing"
 
 
 def test_the_main_route_table_serves_a_subnet_without_its_own():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from importlib import resources
 
 from tlops.common import aws
@@ -18,6 +19,8 @@ def tagged_instance(tags: dict[str, str] | None = None, *, stopped: bool = True)
     image = next(a["ami_id"] for a in amis if a["architecture"] == "x86_64")
     ec2 = aws.client("ec2")
     instance_id = ec2.run_instances(
+        # a retried call (a slow first answer) makes no second node
+        ClientToken=uuid.uuid4().hex,
         ImageId=image,
         InstanceType="g4dn.xlarge",
         MinCount=1,

@@ -34,10 +34,13 @@ from tlops.local.gateway import (
 )
 from tlops.local.throttling import Throttling
 
+from .control_fixtures import only_node, relay
+
 __all__ = [  # the fixtures; test modules take them with `from .gateway_fixtures import *`
     "gateway",
     "gpu_node",
     "node_alive",
+    "relay",
     "start_gateway",
     "token",
 ]
@@ -225,12 +228,12 @@ def gateway(start_gateway) -> LiveGateway:
 @pytest.fixture
 def gpu_node(aws_stand_in) -> str:
     """The tagged, stopped GPU instance in moto, as deploy.yml creates it."""
-    return tagged_instance()
+    return only_node(tagged_instance())
 
 
 @pytest.fixture
 def node_alive(redis_client) -> None:
-    """A watcher heartbeat: the router then queues without asking EC2 (the warm path)."""
+    """A watcher heartbeat: the router then queues without asking control (the warm path)."""
     redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
 
 

@@ -13,12 +13,15 @@ from tests.doubles.ec2 import tagged_instance
 from tlops import contract
 from tlops.edge.router import Router, RouterConfig
 
-__all__ = ["gpu_node", "heartbeat", "router"]  # the fixtures
+from .control_fixtures import only_node, relay
+
+__all__ = ["gpu_node", "heartbeat", "relay", "router"]  # the fixtures
 
 
-def router_ec2():
-    """The bounded EC2 client the router calls (RouterConfig.aws_client), for Stubber."""
-    return RouterConfig.from_env().aws_client("ec2")
+def router_s3():
+    """The bounded S3 client the router reaches the control bucket with, for Stubber: the
+    same cached client the router's ControlLink makes on first use."""
+    return RouterConfig.from_env().aws_client("s3")
 
 
 def admin_token(keyset, **claims: Any) -> str:
@@ -34,10 +37,10 @@ def router(router_env) -> Router:
 @pytest.fixture
 def gpu_node(aws_stand_in) -> str:
     """The tagged GPU node in moto, created and then stopped (as deploy.yml leaves it)."""
-    return tagged_instance()
+    return only_node(tagged_instance())
 
 
 @pytest.fixture
 def heartbeat(redis_client) -> None:
-    """A watcher heartbeat: the node is up, so /infer must not ask EC2 at all."""
+    """A watcher heartbeat: the node is up, so /infer must not ask control at all."""
     redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)

@@ -1,5 +1,6 @@
 """Per-user rate limit and enqueue in one atomic script (tlops.admission), on a real Redis:
-the windows, the enqueue, the deadline, the Idempotency-Key, and the windows alone (`limit`)."""
+the windows, the enqueue, the deadline, the Idempotency-Key, the sleep's closing mark, and
+the windows alone (`limit`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tlops import contract
 from tlops.contract import new_job_id, records
 from tlops.contract.request import InferRequest
 from tlops.edge.admission import Admission, Idempotency, RateLimits, admit, limit
-from tlops.edge.resp import RedisUnavailable, RespClient
+from tlops.edge.resp import RedisUnavailable, RedisUnreachable, RespClient
 from tlops.local.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -218,6 +219,12 @@ def test_redis_down_raises_unavailable():
         submit(client)
 
 
+def test_a_refused_connection_says_unreachable_which_is_how_a_sleeping_queue_looks():
+    client = RespClient(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(RedisUnreachable):
+        submit(client)
+
+
 def test_works_after_script_cache_flush(client, redis_client):
     assert submit(client)[0].outcome == "queued"
     redis_client.script_flush()
@@ -393,3 +400,30 @@ def test_limit_and_admission_share_one_window_definition(client):
     time.sleep(0.35)
     assert limit(client, key=key, member="y", limits=limits) == 0
     assert submit(client, limits=limits)[0].outcome == "queued"
+
+
+# --- the closing mark (the stack falls asleep) -------------------------------------------------
+def test_while_the_queue_closes_nothing_is_admitted(client, redis_client):
+    redis_client.set(contract.CLOSING_KEY, "1", px=60_000)
+    keys_before = set(redis_client.keys("*"))
+    result, job_id = submit(client)
+    assert result.outcome == "closing"
+    assert set(redis_client.keys("*")) == keys_before  # no record, entry, window or open job
+    redis_client.delete(contract.CLOSING_KEY)  # a node that starts clears the mark
+    assert submit(client, job_id=job_id)[0].outcome == "queued"
+
+
+def test_a_key_admitted_before_the_mark_still_replays(client, redis_client):
+    request = InferRequest(prompt="before")
+    _, first_id = submit(client, request=request, idempotency=_keyed(request))
+    redis_client.set(contract.CLOSING_KEY, "1", px=60_000)
+    replay, _ = submit(client, request=request, idempotency=_keyed(request))
+    assert (replay.outcome, replay.job_id) == ("replayed", first_id)
+    other = InferRequest(prompt="after")
+    assert submit(client, request=other, idempotency=_keyed(other, "new"))[0].outcome == "closing"
+
+
+def test_every_admitted_job_is_open_caps_or_not(client, redis_client):
+    """The sleep counts the open jobs: admission records them even with the caps off."""
+    _, job_id = submit(client)
+    assert redis_client.zrange(contract.OPEN_JOBS_KEY, 0, -1) == [job_id]

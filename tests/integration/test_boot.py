@@ -136,3 +136,32 @@ def test_imdsv2_wants_a_token_and_answers_the_instance_it_is_given(tmp_path):
         imds.Imds(metadata.url, timeout_s=0.5).instance_id()  # nothing listens any more
     with pytest.raises(ValueError, match="http://host"):
         imds.Imds("https://169.254.169.254")
+
+
+# --- a node that boots before its queue ----------------------------------------------------
+def test_a_boot_follows_the_queue_to_the_address_control_recorded(
+    aws_stand_in, redis_url, redis_client
+):
+    """The node's environment names the queue the last deploy made; a wake made another one,
+    which control recorded in the control bucket's state.json."""
+    from tlops.common import aws
+    from tlops.common.control_bucket import ControlBucket
+    from tlops.contract import control
+
+    s3 = aws.client("s3")
+    s3.create_bucket(
+        Bucket="control-test", CreateBucketConfiguration={"LocationConstraint": aws.region()}
+    )
+    queue = {"id": "tinyllama-queue-3", "status": "available", "url": redis_url}
+    ControlBucket(s3, "control-test").put_json(
+        control.STATE_KEY, {"state": "awake", "queue": queue}
+    )
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=30)
+    old = f"redis://127.0.0.1:{free_port()}/0"
+    with ImdsDouble(INSTANCE) as metadata, InferenceDouble() as inference:
+        config = settings(old, inference.url, metadata.url, control_bucket="control-test",
+                          timeout_s=30)  # fmt: skip
+        client = boot.redis_py.Redis.from_url(old, decode_responses=True, socket_connect_timeout=1)
+        assert boot.Boot(config, client).run() == 0
+    assert redis_client.hget(contract.NODE_BOOT_KEY, record.PHASE) == "ready"
+    assert redis_client.hget(contract.NODE_BOOT_KEY, record.INSTANCE) == INSTANCE

@@ -94,8 +94,9 @@ def test_status_without_a_stack_is_exit_3(no_stack, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in lines] == [
         ["moto", "down"],
-        ["redis", "down"],
+        ["queue", "down"],
         ["gateway", "down"],
+        ["relay", "down"],
         ["node", "down"],
         ["deployed", "nothing:"],
     ]
@@ -137,9 +138,11 @@ def test_usage_errors_exit_2(argv, capsys):
 def test_status_with_the_stack_up_is_exit_0(cli_stack, capsys):
     assert main(["local", "status"]) == 0
     out = capsys.readouterr().out
-    for name in ("moto", "redis", "gateway"):  # brought up with --no-inference
-        port = cli_stack.ports[name]
+    for name, port_name in (("moto", "moto"), ("queue", "redis"), ("gateway", "gateway")):
+        port = cli_stack.ports[port_name]  # brought up with --no-inference
         assert re.search(rf"^{name}\s+up\s+port {port}\s+pid \d+$", out, re.MULTILINE), out
+    assert re.search(r"^relay\s+up\s+pid \d+$", out, re.MULTILINE), out
+    assert re.search(r"^  redis-server pid \d+ serves queue tinyllama-queue-\d+$", out, re.M), out
     assert re.search(r"^user_pool_id\s+eu-west-1_\w+$", out, re.MULTILINE), out
 
 
@@ -373,7 +376,7 @@ def test_stop_is_for_admins_and_says_so(cli_stack, capsys):
     assert "--group admins" in err
     assert main(["stop", "--json"]) == 0  # the local stack: as the stand-in admin
     answer = json.loads(capsys.readouterr().out)
-    assert answer["status"] in ("stopping", "stopped") and answer["instance"].startswith("i-")
+    assert answer["status"] == "stopping" and answer["instance"].startswith("i-")
 
 
 def test_a_stand_in_token_never_goes_to_another_api(cli_stack, capsys, monkeypatch):
@@ -465,10 +468,12 @@ def test_up_restarts_a_hung_service_of_its_own_then_says_to_deploy(tmp_path, mon
         assert (
             "run ansible-playbook playbooks/deploy.yml (or `tlops demo`" in capsys.readouterr().err
         )
-        assert main(["status"]) == 0
+        assert main(["status"]) == 0  # no queue is no fault when nothing is deployed
         out = capsys.readouterr().out
-        assert out.startswith("source      direct: the local stack's parts (nothing deployed")
+        assert out.startswith("state: not deployed\n"), out
+        assert "source      direct: the local stack's parts (nothing deployed" in out
         assert re.search(r"^node\s+absent$", out, re.MULTILINE), out
+        assert "queue       none: nothing is deployed" in out
     finally:
         if hung.poll() is None:
             hung.kill()
@@ -481,7 +486,7 @@ def test_up_blames_another_stack_only_for_a_port_it_does_not_own(tmp_path, monke
     try:
         assert main(["local", "up", "--no-inference"]) == ExitCode.SETUP
         err = capsys.readouterr().err
-        assert f"redis cannot start: port {ports['redis']} on 127.0.0.1 is already in use" in err
+        assert f"queue cannot start: port {ports['redis']} on 127.0.0.1 is already in use" in err
         assert f"by pid {other.pid} (" in err and "which is not this stack's" in err
         assert other.poll() is None  # left alone
     finally:

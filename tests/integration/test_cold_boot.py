@@ -24,6 +24,7 @@ import pytest
 import redis as redis_py
 
 from tlops import contract
+from tlops.cli import main as cli_main
 from tlops.cli import playbooks
 from tlops.common import aws
 from tlops.contract import boot
@@ -193,7 +194,7 @@ def test_a_prompt_to_the_stopped_node_waits_for_a_real_boot(tmp_path):
                 username="root", groups=("admins",),
             )  # fmt: skip
             code, _, stopped = post_json(local.api_url + "/stop", {}, admin)
-            assert code == 200 and stopped["status"] in ("stopping", "stopped"), stopped
+            assert code == 202 and stopped["status"] == "stopping", stopped
             for pid in running.values():
                 assert pid_gone(pid, timeout=90), f"node process {pid} survived the stop"
             assert client.hget(contract.NODE_BOOT_KEY, boot.PHASE) == "stopped"
@@ -203,12 +204,31 @@ def test_a_prompt_to_the_stopped_node_waits_for_a_real_boot(tmp_path):
                 "the node agent to see the instance stopped",
                 timeout=30,
             )
-
-            # the next cold boot's ETA is the measured boot
-            code, _, again = post_json(local.api_url + "/infer", {"prompt": "Again"}, token)
-            assert code == 202 and again["status"] == "starting"
-            assert again["eta"] == -(-measured // 1000)
             client.close()
+
+            # napping → asleep: the sleep's handshake, at once; the queue goes
+            assert cli_main(["ops", "sleep", "--deep"]) == 0
+            wait_for(lambda: local.status()["services"]["queue"]["queue"] == "absent",
+                     "the queue agent to stop serving the deleted group", timeout=30)  # fmt: skip
+
+            # a prompt while asleep: held, the stack woken, then run; its phases shown
+            code, _, again = post_json(local.api_url + "/infer", {"prompt": "Again"}, token)
+            assert code == 202 and again["status"] == "waking", again
+            assert again["eta"] == -(-measured // 1000)  # the boot measured before the sleep
+            phases = []
+            deadline = time.monotonic() + 300
+            while (view := get_job(local, token, again["id"]) or {}).get("status") != "done":
+                assert time.monotonic() < deadline, (phases, view)
+                assert view.get("status") in ("queued", "running"), view
+                if view.get("boot_phase") and (not phases or phases[-1] != view["boot_phase"]):
+                    phases.append(view["boot_phase"])
+                time.sleep(0.2)
+            assert phases[0] == "waking the queue", phases
+            assert view["output"], view
+            recorded = json.loads(aws.client("s3").get_object(
+                Bucket=outputs["control_bucket"], Key="state.json")["Body"].read())  # fmt: skip
+            assert recorded["state"] == "awake"
+            assert recorded["queue"]["id"] == "tinyllama-queue-2"  # a fresh id after the sleep
 
             stopped_services = local.down()
             assert sorted(stopped_services) == sorted(SERVICES)

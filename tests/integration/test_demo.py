@@ -1,5 +1,6 @@
 """`tlops demo` (`make demo`), the README's first command: a cold boot of the local node
-with real vLLM, the idle watchdog's stop, teardown, and nothing left running.
+with real vLLM, the idle watchdog's stop, the stack asleep with what it costs, and nothing
+left running.
 
 Its own module, so that the test workers run it beside the rest of `tlops`' tests.
 """
@@ -21,7 +22,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=6)]
 
 def test_demo_shows_a_cold_boot_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     """`make demo`: the node stopped, a prompt, the boot's phases, the completion, then the
-    idle watchdog's stop (when the watchdog is in the checkout), teardown, down."""
+    idle watchdog's stop (when the watchdog is in the checkout), the stack asleep with what
+    napping and asleep cost, down."""
     patch_stack_env(monkeypatch, tmp_path)
     assert main(["demo", "--prompt", "Count to three."]) == 0
     out = capsys.readouterr().out
@@ -43,9 +45,16 @@ def test_demo_shows_a_cold_boot_and_leaves_nothing(tmp_path, monkeypatch, capsys
         assert "skipped: the idle watchdog" in out
     else:
         assert re.search(r"^== the idle watchdog stopped the node after \d+ s$", out, re.M), out
+    # napping costs the queue and the disk, asleep the disk only (prices.yml: 11.80, 2.43)
+    napping = re.search(r"^== napping \(node stopped, queue up\): ([\d.]+) EUR a month", out, re.M)
+    asleep = re.search(r"^== asleep \(node stopped, no queue\): ([\d.]+) EUR a month", out, re.M)
+    assert napping and asleep, out
+    assert float(napping.group(1)) == 14.23 and float(asleep.group(1)) == 2.43, out
+    assert re.search(r"^state: asleep \(node stopped, queue none\)$", out, re.MULTILINE), out
+    assert "teardown.yml" not in out  # teardown idle is what the sleep is now
     assert "== bringing the local stack down" in out
     pids = [int(p) for p in re.findall(r"pid (\d+)$", out, re.MULTILINE)]
-    assert len(pids) == 4  # moto, redis, gateway, the node agent (the node's supervisord)
+    assert len(pids) == 5  # moto, the queue agent, gateway, relay, the node agent
     for pid in pids:
         assert pid_gone(pid), pid
     assert not (tmp_path / "stack.json").exists()

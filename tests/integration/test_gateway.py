@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from tests.doubles.tokens import AUDIENCE, ISSUER, JwksServer, KeySet
 from tlops import contract
 from tlops.common import aws
+from tlops.contract.control import Action
 from tlops.edge.routes import Route
 from tlops.local.deployment import DeployedGateway
 from tlops.local.gateway import FunctionPool, Gateway, authorizer_keys
@@ -45,6 +46,11 @@ from .gateway_fixtures import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+def instance_state(instance_id: str) -> str:
+    described = aws.client("ec2").describe_instances(InstanceIds=[instance_id])
+    return described["Reservations"][0]["Instances"][0]["State"]["Name"]
 
 
 def assert_field_error(reply: Reply, field: str) -> None:
@@ -381,22 +387,40 @@ def test_infer_is_202_queued_with_the_request_id_of_the_access_log(
     assert [f["id"] for _, f in redis_client.xrange(contract.JOB_STREAM)] == [reply.body["id"]]
 
 
-def test_infer_cold_boots_a_stopped_node(gateway, token, gpu_node, redis_client):
+def test_infer_cold_boots_a_stopped_node(gateway, token, gpu_node, relay, redis_client):
     reply = gateway.infer(token())
     assert reply.status == 202
     assert reply.body == {"status": "starting", "eta": 90, "id": reply.body["id"]}
     assert reply.header("x-gpu-coldboot") == "true"
     assert redis_client.exists(contract.job_key(reply.body["id"]))
-    state = aws.client("ec2").describe_instances(InstanceIds=[gpu_node])["Reservations"][0][
-        "Instances"
-    ][0]["State"]["Name"]
-    assert state in ("pending", "running")
+    # the router asked control for one wake; delivered, control starts the node
+    assert len(relay.requests(Action.WAKE)) == 1
+    assert instance_state(gpu_node) == "stopped"
+    [woken] = relay.deliver()
+    assert (woken["action"], woken["started"]) == ("wake", True)
+    assert instance_state(gpu_node) in ("pending", "running")
 
 
-def test_infer_without_a_node_is_503_instance_unavailable(gateway, token, redis_client):
+def test_infer_without_a_node_queues_and_control_refuses_the_wake(gateway, token, relay,
+                                                                   redis_client):  # fmt: skip
+    """The router cannot see EC2: without a node it still queues and asks; control, which can,
+    starts nothing. (No 503 for a missing node on /infer any more.)"""
     reply = gateway.infer(token())
+    assert reply.status == 202
+    assert reply.body["status"] == "starting"
+    assert redis_client.hget(contract.job_key(reply.body["id"]), "status") == "queued"
+    [refused] = relay.deliver()
+    assert (refused["outcome"], refused["reason"]) == ("failed", "no GPU node is deployed")
+
+
+def test_infer_is_503_instance_unavailable_when_the_wake_cannot_be_asked(
+    start_gateway, token, monkeypatch, gpu_node, redis_client
+):
+    monkeypatch.setenv("TL_CONTROL_BUCKET", "no-such-control-bucket")
+    reply = start_gateway().infer(token())
     assert reply.status == 503
     assert reply.body["error"] == "instance_unavailable"
+    assert reply.body["message"] == "the GPU node could not be woken"
     job = redis_client.hgetall(contract.job_key(reply.body["id"]))
     assert job["status"] == "failed"
 
@@ -413,15 +437,20 @@ def test_redis_down_is_503_queue_unavailable(gateway, token, redis_server):
 ADMINS = {"cognito:groups": ["admins"]}
 
 
-def test_stop_answers_the_node_state(gateway, token, gpu_node):
+def test_stop_answers_the_node_state(gateway, token, gpu_node, relay):
     aws.client("ec2").start_instances(InstanceIds=[gpu_node])
+    relay.observe()  # EC2's rule told control the node runs
     admin = token(**ADMINS)
     reply = gateway.request("POST", "/stop", token=admin)
-    assert reply.status == 200
-    assert reply.body["instance"] == gpu_node
-    assert reply.body["status"] in ("stopping", "stopped")
+    assert reply.status == 202
+    assert reply.body == {"status": "stopping", "instance": gpu_node}
+    assert len(relay.requests(Action.STOP)) == 1
+    relay.deliver()
+    assert instance_state(gpu_node) == "stopped"
     again = gateway.request("POST", "/stop", token=admin)
-    assert again.status == 200  # stopping a stopped node is not an error
+    assert again.status == 202  # stopping a stopped node is not an error
+    [done] = relay.deliver()
+    assert (done["outcome"], done["instance"]) == ("stopped", gpu_node)
 
 
 def test_stop_by_someone_outside_admins_is_403_forbidden(gateway, token, gpu_node):

@@ -2,8 +2,9 @@
 which deploy.yml made the guard rails (the guardrails role alone: the killer needs nothing
 else deployed), with a deployment of tagged resources beside untagged look-alikes.
 
-The breach stops the node, releases the EIP, deletes the queue and the router's endpoint,
-leaves every look-alike alone, and a second breach changes nothing."""
+The breach leaves the killer's mark in the control bucket, stops the node, releases the EIP,
+deletes the queue's tagged groups, leaves every look-alike alone, and a second breach
+changes nothing."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.doubles.ec2 import tagged_instance
 from tlops.cli import main, playbooks
 from tlops.cli.exits import ExitCode
 from tlops.common import aws
+from tlops.control import queue
 from tlops.local.services import MotoProcess
 from tlops.local.stack import STAND_IN_CREDENTIALS
 
@@ -59,8 +61,17 @@ def tags(**pairs: str) -> list[dict[str, str]]:
 
 @pytest.fixture
 def deployment(stand_in) -> dict[str, str]:
-    """What costs by the hour, tagged as deploy.yml tags it, and an untagged twin of each."""
+    """What costs by the hour, tagged as deploy.yml tags it, and an untagged twin of each;
+    the control bucket (the storage role's) where the killer leaves its mark."""
     ec2, cache = aws.client("ec2"), aws.client("elasticache")
+    lam = aws.client("lambda")
+    deployed = lam.get_function_configuration(FunctionName="tinyllama-budget-killer")
+    variables = deployed["Environment"]["Variables"]
+    bucket, prefix = variables["TL_CONTROL_BUCKET"], variables["TL_QUEUE_PREFIX"]
+    s3 = aws.client("s3")
+    if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.delete_object(Bucket=bucket, Key="killed.json")  # an earlier test's kill
     node = tagged_instance()
     twin = tagged_instance(tags={"Project": "someone-else", "Role": "gpu"})
     ec2.start_instances(InstanceIds=[node, twin])
@@ -68,31 +79,18 @@ def deployment(stand_in) -> dict[str, str]:
     ec2.create_tags(Resources=[ours], Tags=tags(Project="tinyllama", Role="gpu"))
     ec2.associate_address(AllocationId=ours, InstanceId=node)
     theirs = ec2.allocate_address(Domain="vpc")["AllocationId"]
-    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/22")["Vpc"]["VpcId"]
-    endpoints = {}
-    for name, pairs in (("ours", {"Project": "tinyllama", "Role": "router"}), ("theirs", {})):
-        spec = [{"ResourceType": "vpc-endpoint", "Tags": tags(**pairs)}] if pairs else []
-        endpoints[name] = ec2.create_vpc_endpoint(
-            VpcId=vpc, ServiceName=f"com.amazonaws.{REGION}.ec2", VpcEndpointType="Interface",
-            TagSpecifications=spec,
-        )["VpcEndpoint"]["VpcEndpointId"]  # fmt: skip
-    group = f"tinyllama-queue-{node[-6:]}"  # a deleted group stays `deleting`: a fresh id
-    for group_id, pairs in ((group, {"Project": "tinyllama", "Role": "queue"}), (f"x{group}", {})):
+    # A deleted group stays `deleting` on the stand-in (module-wide): the next ids are fresh.
+    found = cache.describe_replication_groups()["ReplicationGroups"]
+    listed = [g["ReplicationGroupId"] for g in found]
+    group = queue.next_id(listed, prefix)
+    twin_group = queue.next_id([*listed, group], prefix)
+    for group_id, pairs in ((group, {"Project": "tinyllama", "Role": "queue"}), (twin_group, {})):
         cache.create_replication_group(
             ReplicationGroupId=group_id, ReplicationGroupDescription="q", Engine="redis",
             CacheNodeType="cache.t4g.micro", NumCacheClusters=1, Tags=tags(**pairs),
         )  # fmt: skip
-    # The killer deletes the queue the role configured it with: point it at this one.
-    lam = aws.client("lambda")
-    config = lam.get_function_configuration(FunctionName="tinyllama-budget-killer")
-    variables = {**config["Environment"]["Variables"], "TL_QUEUE_ID": group}
-    lam.update_function_configuration(
-        FunctionName="tinyllama-budget-killer", Environment={"Variables": variables}
-    )
-    version = lam.publish_version(FunctionName="tinyllama-budget-killer")["Version"]
-    lam.update_alias(FunctionName="tinyllama-budget-killer", Name="prod", FunctionVersion=version)
-    found = {"node": node, "twin": twin, "ours": ours, "theirs": theirs, "group": group}
-    return found | {"twin_group": f"x{group}"} | {f"{k}_endpoint": v for k, v in endpoints.items()}
+    return {"node": node, "twin": twin, "ours": ours, "theirs": theirs, "group": group,
+            "twin_group": twin_group, "bucket": bucket}  # fmt: skip
 
 
 def state(instance: str) -> str:
@@ -117,10 +115,9 @@ def test_the_breach_stops_everything_that_costs_and_nothing_else(deployment, cap
     assert state(deployment["twin"]) == "running"
     addresses = {a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]}
     assert deployment["ours"] not in addresses and deployment["theirs"] in addresses
-    endpoints = {e["VpcEndpointId"]: e["State"].lower()
-                 for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]}  # fmt: skip
-    assert endpoints[deployment["ours_endpoint"]] == "deleted"
-    assert endpoints[deployment["theirs_endpoint"]] == "available"
+    assert report["actions"][0]["kind"] == "mark-killed"  # first, before any stop
+    mark = aws.client("s3").get_object(Bucket=deployment["bucket"], Key="killed.json")
+    assert report["message_id"] in json.loads(mark["Body"].read())["why"]
 
     def status(group_id: str) -> str:
         found = cache.describe_replication_groups(ReplicationGroupId=group_id)
@@ -166,9 +163,10 @@ def test_cost_reports_canned_figures_and_the_idle_cost(stand_in, capsys):
     assert summary["today"] == "2026-11-19" and summary["budget"] == 20.0
     assert 0 < summary["month_to_date"] < summary["projection"]
     assert len(summary["drivers"]) == 3
-    assert {"rows", "total_eur_month", "recorded"} <= set(report["idle_cost"])
+    assert {"rows", "total_eur_month", "recorded", "state"} <= set(report["idle_cost"])
     code, out, _ = tlops(capsys, "cost", "--as-of", "2026-11-19")
     assert "month to date  USD" in out and "canned" in out and "idle cost      EUR" in out
+    assert f"stack state    {report['idle_cost']['state']}: " in out
 
 
 def test_cost_without_a_chart_never_imports_matplotlib(stand_in):

@@ -47,15 +47,24 @@ def budget(amount: str = "20") -> None:
     )  # fmt: skip
 
 
+CONTROL_BUCKET = f"tinyllama-control-{ACCOUNT}"
+
+
 @pytest.fixture
 def killer_env(aws_stand_in, monkeypatch) -> None:
+    """The killer's environment as the guardrails role sets it, and the control bucket (the
+    storage role's) it leaves its mark in."""
     for name, value in {
         "TL_PROJECT": "tinyllama",
         "TL_BUDGET_NAME": "tinyllama-monthly",
         "TL_ACCOUNT_ID": ACCOUNT,
-        "TL_QUEUE_ID": "tinyllama-queue",
+        "TL_QUEUE_PREFIX": "tinyllama-queue",
+        "TL_CONTROL_BUCKET": CONTROL_BUCKET,
     }.items():
         monkeypatch.setenv(name, value)  # fmt: skip
+    aws.client("s3").create_bucket(
+        Bucket=CONTROL_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
 
 
 def test_the_killer_entry_point_serves_the_sample_notification(killer_env, capsys):
@@ -71,8 +80,11 @@ def test_the_killer_entry_point_serves_the_sample_notification(killer_env, capsy
     event["Records"][0]["Sns"]["Timestamp"] = datetime.now(UTC).isoformat()
     result = handler.lambda_handler(event, None)
     assert result["acted"] and result["changed"]
-    assert [(a["kind"], a["resource"]) for a in result["actions"]] == [("stop-instance", node)]
-    assert '"BudgetStops":1' in capsys.readouterr().out
+    assert [(a["kind"], a["resource"]) for a in result["actions"]] == [
+        ("mark-killed", CONTROL_BUCKET), ("stop-instance", node)]  # fmt: skip
+    assert '"BudgetStops":1' in capsys.readouterr().out  # the mark stops nothing itself
+    mark = aws.client("s3").get_object(Bucket=CONTROL_BUCKET, Key="killed.json")["Body"].read()
+    assert "tinyllama-monthly" in json.loads(mark)["why"]
 
 
 def test_a_failed_action_fails_the_invocation_so_lambda_retries(killer_env, monkeypatch):
@@ -84,14 +96,15 @@ def test_a_failed_action_fails_the_invocation_so_lambda_retries(killer_env, monk
     stub.add_response("describe_instances", {"Reservations": [{"Instances": [instance]}]})
     stub.add_client_error("stop_instances", "UnauthorizedOperation", "not allowed")
     stub.add_response("describe_addresses", {"Addresses": []})
-    stub.add_response("describe_vpc_endpoints", {"VpcEndpoints": []})
     stub.activate()
     real = killer._client
     monkeypatch.setattr(killer, "_client", lambda s: ec2 if s == "ec2" else real(s))
     event = sample("budget_notification")
     event["Records"][0]["Sns"]["Timestamp"] = datetime.now(UTC).isoformat()
-    with pytest.raises(killer.KillIncomplete, match="UnauthorizedOperation"):
+    with pytest.raises(killer.KillIncomplete, match="UnauthorizedOperation") as raised:
         killer.lambda_handler(event)
+    stub.assert_no_pending_responses()  # the refusal did not stop the steps after it
+    assert "1 action(s) failed" in str(raised.value)  # the mark was left: only the stop failed
 
 
 def test_the_cost_summary_entry_point_publishes_the_days_mail(aws_stand_in, monkeypatch):

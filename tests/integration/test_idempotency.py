@@ -21,6 +21,7 @@ import pytest
 import redis as redis_py
 
 from tlops import contract
+from tlops.contract.control import Action
 from tlops.edge.router import Router, RouterConfig
 from tlops.local.services import RedisProcess
 
@@ -111,9 +112,11 @@ def test_a_replay_is_not_counted_against_the_rate_limit(router, heartbeat, redis
     assert redis_client.zcard(contract.rate_key("busy")) == 5
 
 
-def test_a_replay_starts_the_node_the_first_attempt_did_not(router, gpu_node, redis_client, keyset):
-    """The first attempt queued its job and then died before it could start the node (the
-    function timed out, say): the retry starts it, for the same job."""
+def test_a_replay_starts_the_node_the_first_attempt_did_not(
+    router, gpu_node, relay, redis_client, keyset
+):
+    """The first attempt queued its job and then died before it could ask for the node (the
+    function timed out, say): the retry asks control, which starts it, for the same job."""
     token = keyset.token()
     redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)  # the first attempt saw a node up
     first = router.handle(keyed(token, "boot"))
@@ -126,22 +129,28 @@ def test_a_replay_starts_the_node_the_first_attempt_did_not(router, gpu_node, re
     assert body(retry)["id"] == body(first)["id"]
     assert retry["headers"]["x-gpu-coldboot"] == "true"
     assert retry["headers"]["idempotent-replayed"] == "true"
+    assert len(relay.requests(Action.WAKE)) == 1
+    relay.deliver()
+    assert relay.state()["node"] == {"instance": gpu_node, "state": "running",
+                                     "type": "g4dn.xlarge"}  # fmt: skip
+    assert stream_ids(redis_client) == [body(first)["id"]]
 
 
-def test_a_replay_of_a_finished_job_asks_nothing_of_ec2(router, redis_client, keyset):
+def test_a_replay_of_a_finished_job_asks_nothing_of_control(router, relay, redis_client, keyset):
     from botocore.stub import Stubber
 
-    from .router_fixtures import router_ec2
+    from .router_fixtures import router_s3
 
     token = keyset.token()
     redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
     first = router.handle(keyed(token, "done"))
     redis_client.delete(contract.HEARTBEAT_KEY)
     redis_client.hset(contract.job_key(body(first)["id"]), "status", "done")
-    with Stubber(router_ec2()) as stubber:  # any EC2 call would raise
+    with Stubber(router_s3()) as stubber:  # any read of the state or wake asked would raise
         retry = router.handle(keyed(token, "done"))
         stubber.assert_no_pending_responses()
     assert (retry["statusCode"], body(retry)["id"]) == (202, body(first)["id"])
+    assert relay.keys() == []
 
 
 @pytest.mark.parametrize(
@@ -239,7 +248,7 @@ def test_nothing_is_queued_behind_a_503_when_redis_stalls(
     monkeypatch.setenv("TL_QUEUE_CAP_TOTAL", "1000000")  # this test is about stalls, not caps
     monkeypatch.setenv("TL_QUEUE_CAP_PER_USER", "1000000")
     reference = redis_py.Redis.from_url(stalled_redis.url, decode_responses=True)
-    reference.set(contract.HEARTBEAT_KEY, "1", ex=600)  # the node is up: no EC2 at all
+    reference.set(contract.HEARTBEAT_KEY, "1", ex=600)  # the node is up: control is not asked
 
     traffic = Traffic(keyset, threads=12).start()
     time.sleep(0.5)  # every thread has a warm connection, its clock offset measured

@@ -1,4 +1,5 @@
-"""`LocalStack` with real processes: moto server, redis-server and the gateway on free ports.
+"""`LocalStack` with real processes on free ports: moto server, the queue agent (its
+redis-server), the gateway and the relay.
 
 Full up/down cycles cost a few seconds each, so most assertions share one
 module-scoped stack; the restart and teardown checks get a cycle of their own.
@@ -20,6 +21,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from tlops.common import aws
 from tlops.local import users
 from tlops.local.stack import (
     EDGE_SERVICES,
+    SERVICE_PORT,
     LocalStack,
     StackError,
     free_port,
@@ -79,7 +82,9 @@ def test_up_brings_every_service_up_on_the_given_ports(stack):
     for name, service in status["services"].items():
         assert service["up"], name
         assert service["pid"]
-        assert service["port"] == stack.ports[name]
+        assert service["port"] == stack.ports.get(SERVICE_PORT.get(name, ""))
+    assert status["services"]["relay"]["port"] is None  # it listens on nothing
+    assert status["services"]["queue"]["port"] == stack.ports["redis"]
     assert "TL_INFERENCE_URL" not in stack.env()
 
 
@@ -153,11 +158,17 @@ def test_a_stand_in_token_through_the_gateway_is_queued_in_redis(stack, redis_of
     assert job["sub"] == jwt_claims(token)["sub"]
     assert job["prompt"] == "hello from the stack"
     assert body["id"] in [f["id"] for _, f in redis_of.xrange(contract.JOB_STREAM)]
-    if body["status"] == "starting":  # the stand-in's node was stopped: the router started it
-        [node] = aws.client("ec2").describe_instances(
-            Filters=[{"Name": "tag:Role", "Values": ["gpu"]}]
-        )["Reservations"][0]["Instances"]
-        assert node["State"]["Name"] in ("pending", "running")
+    if body["status"] == "starting":  # the node was stopped: the router asked control, which
+        # the relay runs when the wake's request object appears in the control bucket
+        deadline = time.monotonic() + 10
+        while True:
+            [node] = aws.client("ec2").describe_instances(
+                Filters=[{"Name": "tag:Role", "Values": ["gpu"]}]
+            )["Reservations"][0]["Instances"]
+            if node["State"]["Name"] in ("pending", "running"):
+                break
+            assert time.monotonic() < deadline, "control did not start the node"
+            time.sleep(0.1)
     request_id = {k.lower(): v for k, v in headers.items()}["x-request-id"]
     deadline = time.monotonic() + 5
     while not [r for r in gateway_access_log(stack) if r["requestId"] == request_id]:
@@ -186,9 +197,118 @@ def test_a_stack_object_without_ports_adopts_the_running_ones(stack):
     status = other.status()
     assert set(status["services"]) == set(EDGE_SERVICES)  # what was started, not its own plan
     assert {n: s["port"] for n, s in status["services"].items()} == {
-        n: stack.ports[n] for n in EDGE_SERVICES
+        n: stack.ports.get(SERVICE_PORT.get(n, "")) for n in EDGE_SERVICES
     }
     assert all(s["up"] for s in status["services"].values())
+
+
+# --- the queue agent and the relay (the last of them deletes the queue) --------------------
+def _wait(check, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _answers(url: str) -> bool:
+    client = redis_py.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis_py.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _group_served(stack) -> str:
+    queue = stack.status()["services"]["queue"]
+    return queue["group"] if queue.get("queue") == "serving" else ""
+
+
+def test_the_queue_is_the_deployed_group_served_by_the_agent(stack):
+    group = _wait(lambda: _group_served(stack), "the agent never served the deployed group")
+    [found] = [
+        g
+        for g in aws.client("elasticache").describe_replication_groups()["ReplicationGroups"]
+        if g["ReplicationGroupId"] == group
+    ]
+    assert found["Status"] == "available" and group.startswith("tinyllama-queue-")
+    redis_pid = stack.load()["pids"]["redis"]
+    assert "redis-server" in Path(f"/proc/{redis_pid}/cmdline").read_bytes().decode()
+    assert _answers(stack.redis_url)
+    assert "redis" not in json.loads(stack.state_file.read_text())["pids"]  # the agent's, not up's
+
+
+def test_a_hung_queue_is_ended_by_up_and_the_queue_answers_again(stack):
+    """redis-server stopped (SIGSTOP): `up` ends it (it ignores SIGTERM while stopped) and
+    the agent starts it again on the same port; the old process continued is long gone."""
+    hung = stack.load()["pids"]["redis"]
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        stack.up()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)
+    _wait(lambda: _answers(stack.redis_url), "the queue did not answer after up")
+    assert pid_gone(hung)
+    _wait(lambda: stack.load()["pids"].get("redis") not in (None, hung), "no new server recorded")
+
+
+def test_a_killed_queue_comes_back_with_its_data_while_its_group_exists(stack, redis_of):
+    redis_of.set("survives-a-restart", "yes")
+    time.sleep(1.5)  # appendfsync everysec: on disk within a second
+    killed = _wait(lambda: stack.load()["pids"].get("redis"), "no server recorded")
+    os.kill(killed, signal.SIGKILL)
+    assert pid_gone(killed)
+    _wait(lambda: _answers(stack.redis_url), "the agent did not start the queue again")
+    assert redis_py.Redis.from_url(stack.redis_url).get("survives-a-restart") == b"yes"
+
+
+def test_the_relay_runs_control_once_for_each_request_in_the_control_bucket(stack):
+    s3, bucket = aws.client("s3"), stack.outputs()["control_bucket"]
+
+    def observed() -> int:
+        body = s3.get_object(Bucket=bucket, Key="state.json")["Body"].read()
+        return json.loads(body)["observed_ms"]
+
+    before = observed()
+    body = json.dumps({"action": "observe", "by": "a test", "at_ms": 1}).encode()
+    s3.put_object(Bucket=bucket, Key="requests/observe/by-a-test.json", Body=body)
+    _wait(lambda: observed() > before, "control never recorded the state for the request")
+    relay = json.loads(stack.relay_state_file.read_text())
+    delivered = [m for m in relay["seen"] if "requests/observe/by-a-test.json" in m]
+    assert len(delivered) == 1
+    # outside the notification's prefix: not delivered
+    s3.put_object(Bucket=bucket, Key="elsewhere/observe.json", Body=body)
+    time.sleep(1.0)
+    relay = json.loads(stack.relay_state_file.read_text())
+    assert not [m for m in relay["seen"] if "elsewhere/" in m]
+
+
+def test_a_deleted_group_takes_the_queue_and_its_data_and_a_new_one_comes_empty(stack):
+    from tlops.control import queue
+
+    elasticache = aws.client("elasticache")
+    group = _wait(lambda: _group_served(stack), "no group served")
+    redis_py.Redis.from_url(stack.redis_url).set("from-the-old-queue", "1")
+    assert queue.delete(elasticache, "tinyllama", "tinyllama-queue") == [group]
+    _wait(lambda: not _answers(stack.redis_url), "the queue still answers after the delete")
+    _wait(lambda: not (stack.state_dir / "queue" / group).exists(), "its data outlived it")
+    _wait(lambda: stack.status()["services"]["queue"]["queue"] == "absent", "still serving")
+    assert stack.status()["services"]["queue"]["up"]  # no group is expected, not a fault
+
+    from tlops.control.queue import QueueSpec
+    from tlops.control.wake import ensure_queue
+
+    spec = QueueSpec(id_prefix="tinyllama-queue", subnet_group="tinyllama-queue",
+                     tags={"Project": "tinyllama", "Role": "queue"})  # fmt: skip
+    created, made = ensure_queue(elasticache, spec, "tinyllama")
+    assert made and created["ReplicationGroupId"] != group  # a fresh id: the old one is taken
+    _wait(lambda: _group_served(stack) == created["ReplicationGroupId"], "new group not served")
+    assert redis_py.Redis.from_url(stack.redis_url).get("from-the-old-queue") is None
 
 
 # --- restarts and teardown, on a cycle of their own ---------------------------------------
@@ -205,8 +325,8 @@ def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
             assert not local.status()["services"]["gateway"]["up"]
             second = local.up()
             assert second["pids"]["gateway"] != pids["gateway"]
-            assert {n: second["pids"][n] for n in ("moto", "redis")} == {
-                n: pids[n] for n in ("moto", "redis")
+            assert {n: second["pids"][n] for n in ("moto", "queue", "relay")} == {
+                n: pids[n] for n in ("moto", "queue", "relay")
             }
             assert all(s["up"] for s in local.status()["services"].values())
 
@@ -216,7 +336,8 @@ def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
             os.kill(second["pids"]["moto"], signal.SIGKILL)
             assert pid_gone(second["pids"]["moto"])
             third = local.up()
-            assert third["pids"]["redis"] == pids["redis"]
+            assert third["pids"]["queue"] == pids["queue"]
+            assert "redis" not in third["pids"]  # nothing deployed: no queue group, no server
             assert third["pids"]["moto"] != second["pids"]["moto"]
             assert third["pids"]["gateway"] != second["pids"]["gateway"]
             assert pid_gone(second["pids"]["gateway"])
@@ -232,7 +353,7 @@ def test_kill_9_then_up_restarts_then_down_leaves_nothing(tmp_path):
             for pid in recorded:
                 assert pid_gone(pid, timeout=5), f"pid {pid} survived `down`"
             assert not local.state_file.exists()
-            assert not (tmp_path / "redis").exists()
+            assert not (tmp_path / "queue").exists()
             # down twice is harmless; status then says everything is down
             assert local.down() == []
             assert not any(s["up"] for s in local.status()["services"].values())

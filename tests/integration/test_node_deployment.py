@@ -85,6 +85,78 @@ def test_the_parameter_becomes_the_environment_file(ssm, imds_double, tmp_path):
     assert sourced(env_file)["TL_REDIS_URL"] == "redis://other:6379/0"
 
 
+# --- the queue of the current wake -------------------------------------------------------
+CONTROL_BUCKET = "tinyllama-control-123456789012"
+DEPLOYED_QUEUE = "rediss://tinyllama-queue-1.abc.euw1.cache.amazonaws.com:6379/0"
+WOKEN_QUEUE = "rediss://tinyllama-queue-2.def.euw1.cache.amazonaws.com:6379/0"
+
+
+def control_bucket(state: dict | None) -> None:
+    """The control bucket, with control's state.json when `state` is given."""
+    s3 = boto3.client("s3", endpoint_url=os.environ["TL_AWS_ENDPOINT_URL"], region_name="eu-west-1")
+    s3.create_bucket(
+        Bucket=CONTROL_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    if state is not None:
+        s3.put_object(Bucket=CONTROL_BUCKET, Key="state.json", Body=json.dumps(state).encode())
+
+
+def with_bucket() -> str:
+    return json.dumps(
+        {"redis_url": DEPLOYED_QUEUE, "project": "tinyllama", "control_bucket": CONTROL_BUCKET}
+    )
+
+
+def test_the_queue_control_recorded_wins_over_the_parameters(ssm, imds_double, tmp_path):
+    """A wake made a new queue (a new address); deploy.yml's parameter names the first one."""
+    put(ssm, with_bucket())
+    woken = {"id": "tinyllama-queue-2", "status": "available", "url": WOKEN_QUEUE}
+    control_bucket({"state": "awake", "queue": woken})
+    env_file = tmp_path / "deployment.env"
+    done, lines = read_settings(env_file, imds_double.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sourced(env_file) == {
+        "TL_REDIS_URL": WOKEN_QUEUE,
+        "TL_PROJECT": "tinyllama",
+        "TL_CONTROL_BUCKET": CONTROL_BUCKET,
+    }
+    assert "ignored_keys" not in lines[-1]  # control_bucket is a setting, not a stray key
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        None,  # control has recorded nothing yet
+        {"state": "asleep", "queue": None},
+        {"state": "waking", "queue": {"id": "tinyllama-queue-2", "status": "creating", "url": ""}},
+        {"state": "awake", "queue": {"id": "q-2", "status": "available", "url": "http://q:1"}},
+    ],
+    ids=["no-state", "asleep", "creating", "not-a-redis-url"],
+)
+def test_without_a_queue_up_the_parameters_url_is_kept(ssm, imds_double, tmp_path, state):
+    put(ssm, with_bucket())
+    control_bucket(state)
+    env_file = tmp_path / "deployment.env"
+    done, lines = read_settings(env_file, imds_double.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sourced(env_file)["TL_REDIS_URL"] == DEPLOYED_QUEUE
+    assert sourced(env_file)["TL_CONTROL_BUCKET"] == CONTROL_BUCKET
+    assert any(line["message"] == "no queue up yet: the programs look again once they start"
+               for line in lines)  # fmt: skip
+
+
+def test_an_unreadable_control_bucket_keeps_the_parameters_url_and_says_so(
+    ssm, imds_double, tmp_path
+):
+    put(ssm, with_bucket())  # the bucket was never made
+    env_file = tmp_path / "deployment.env"
+    done, lines = read_settings(env_file, imds_double.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sourced(env_file)["TL_REDIS_URL"] == DEPLOYED_QUEUE
+    [warned] = [line for line in lines if line["message"] == "queue from the parameter"]
+    assert warned["level"] == "WARNING" and "NoSuchBucket" in warned["reason"]
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
@@ -94,6 +166,10 @@ def test_the_parameter_becomes_the_environment_file(ssm, imds_double, tmp_path):
         ('{"redis_url": "http://q:6379", "project": "tinyllama"}', "redis_url must be a redis://"),
         ('{"redis_url": "redis://:pw@q:6379", "project": "tinyllama"}', "without credentials"),
         ('{"redis_url": "redis://q:6379", "project": "two words"}', "project must be a tag"),
+        (
+            '{"redis_url": "redis://q:6379", "project": "tinyllama", "control_bucket": "Not_One"}',
+            "control_bucket must be a bucket name",
+        ),
     ],
 )
 def test_a_garbled_parameter_leaves_no_file_and_says_why(ssm, imds_double, tmp_path, value, reason):

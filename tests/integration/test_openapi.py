@@ -273,8 +273,25 @@ def _queue_down(gw: LiveGateway, keyset, redis_server, **_: Any):
     return "POST", "/infer", gw.infer(keyset.token())
 
 
-def _no_node(gw: LiveGateway, keyset, **_: Any):
-    return "POST", "/infer", gw.infer(keyset.token())
+def _wake_not_asked(gw: LiveGateway, keyset, start_gateway, monkeypatch, **_: Any):
+    """The control bucket cannot be written: no wake asked, the job marked failed."""
+    tagged_instance()
+    monkeypatch.setenv("TL_CONTROL_BUCKET", "no-such-control-bucket")
+    return "POST", "/infer", start_gateway().infer(keyset.token())
+
+
+def _asleep(relay, redis_server) -> None:
+    """The stack asleep: control recorded the node stopped and no queue, and Redis is gone."""
+    tagged_instance()
+    assert relay.observe()["state"] == "asleep"
+    redis_server.stop()  # conftest's redis_url starts it again for the next test
+
+
+def _waking(gw: LiveGateway, keyset, relay, redis_server, **_: Any):
+    _asleep(relay, redis_server)
+    reply = gw.infer(keyset.token())
+    assert reply.body["status"] == "waking", reply
+    return "POST", "/infer", reply
 
 
 def _auth_down(gw: LiveGateway, keyset, start_gateway, **_: Any):
@@ -310,9 +327,10 @@ def _not_json(gw: LiveGateway, keyset, **_: Any):
     return "POST", "/infer", reply
 
 
-def _stop(gw: LiveGateway, keyset, **_: Any):
+def _stop(gw: LiveGateway, keyset, relay, **_: Any):
     instance = tagged_instance()
     aws.client("ec2").start_instances(InstanceIds=[instance])
+    relay.observe()
     return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token(**ADMINS))
 
 
@@ -339,12 +357,15 @@ def _stop_no_node(gw: LiveGateway, keyset, **_: Any):
     return "POST", "/stop", gw.request("POST", "/stop", token=keyset.token(**ADMINS))
 
 
-def _status(gw: LiveGateway, keyset, redis_client, **_: Any):
-    """A boot under way: the node pending, the boot phase current, a job queued."""
+def _status(gw: LiveGateway, keyset, redis_client, relay, **_: Any):
+    """A boot under way: the node started by control, the boot phase current, a job queued."""
     tagged_instance()
+    relay.observe()
     token = keyset.token(sub="alice")
     assert gw.infer(token).body["status"] == "starting"
+    relay.deliver()  # control starts the node and records it
     reply = gw.request("GET", "/status", token=token)
+    assert reply.body["state"] == "awake", reply
     assert reply.body["node"]["state"] in ("pending", "running"), reply
     assert reply.body["boot"] == {
         "phase": "starting instance",
@@ -441,6 +462,16 @@ def _job_done(gw: LiveGateway, keyset, redis_client, **_: Any):
     return "GET", "/jobs/{id}", gw.request("GET", f"/jobs/{job_id}", token=token)
 
 
+def _job_held(gw: LiveGateway, keyset, relay, redis_server, **_: Any):
+    """A job held in S3 while the stack sleeps: queued, waking the queue."""
+    _asleep(relay, redis_server)
+    token = keyset.token(sub="alice")
+    job_id = gw.infer(token).body["id"]
+    reply = gw.request("GET", f"/jobs/{job_id}", token=token)
+    assert reply.body["held"] is True, reply
+    return "GET", "/jobs/{id}", reply
+
+
 def _job_bad_id(gw: LiveGateway, keyset, **_: Any):
     return "GET", "/jobs/{id}", gw.request("GET", "/jobs/not-a-job", token=keyset.token())
 
@@ -466,8 +497,9 @@ def _job_queue_down(gw: LiveGateway, keyset, redis_server, **_: Any):
     return "GET", "/jobs/{id}", gw.request("GET", path, token=keyset.token())
 
 
-def _resize(gw: LiveGateway, keyset, **_: Any):
+def _resize(gw: LiveGateway, keyset, relay, **_: Any):
     tagged_instance()
+    relay.observe()
     body = {"action": "resize", "target": "t3.small"}
     return "POST", "/resize", gw.request("POST", "/resize", body, token=keyset.token(**ADMINS))
 
@@ -482,8 +514,9 @@ def _resize_not_admin(gw: LiveGateway, keyset, **_: Any):
     return "POST", "/resize", reply
 
 
-def _resize_busy(gw: LiveGateway, keyset, redis_client, **_: Any):
+def _resize_busy(gw: LiveGateway, keyset, redis_client, relay, **_: Any):
     tagged_instance()
+    relay.observe()
     busy = contract.new_job_id()
     redis_client.hset(f"{contract.RESIZE_KEY_PREFIX}{busy}", mapping={"status": "in_progress"})
     redis_client.set(contract.RESIZE_LOCK_KEY, busy)
@@ -496,8 +529,9 @@ def _resize_no_node(gw: LiveGateway, keyset, **_: Any):
     return "POST", "/resize", reply
 
 
-def _resize_progress(gw: LiveGateway, keyset, **_: Any):
+def _resize_progress(gw: LiveGateway, keyset, relay, **_: Any):
     tagged_instance()
+    relay.observe()
     token = keyset.token(**ADMINS)
     accepted = gw.request("POST", "/resize", {"action": "start", "target": "t3.small"}, token=token)
     path = f"/resize/{accepted.body['operationId']}"
@@ -513,6 +547,7 @@ def _resize_progress_unknown(gw: LiveGateway, keyset, **_: Any):
 SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "infer-202-queued": (_queued, 202),
     "infer-202-starting": (_starting, 202),
+    "infer-202-waking": (_waking, 202),
     "infer-400-field": (_bad_request, 400),
     "infer-400-body": (_bad_json, 400),
     "infer-401": (_no_token, 401),
@@ -527,17 +562,18 @@ SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "infer-429-user-queue-full": (_user_queue_full, 429),
     "infer-503-queue-full": (_queue_full, 503),
     "infer-503-queue": (_queue_down, 503),
-    "infer-503-instance": (_no_node, 503),
+    "infer-503-instance": (_wake_not_asked, 503),
     "infer-503-auth": (_auth_down, 503),
     "job-200-queued": (_job, 200),
     "job-200-booting": (_job_booting, 200),
     "job-200-done": (_job_done, 200),
+    "job-200-held": (_job_held, 200),
     "job-400": (_job_bad_id, 400),
     "job-401": (_job_no_token, 401),
     "job-403": (_job_bad_token, 403),
     "job-404": (_job_not_mine, 404),
     "job-503": (_job_queue_down, 503),
-    "stop-200": (_stop, 200),
+    "stop-202": (_stop, 202),
     "stop-401": (_stop_no_token, 401),
     "stop-403": (_stop_bad_token, 403),
     "stop-403-forbidden": (_stop_not_admin, 403),
@@ -574,6 +610,7 @@ def test_real_answers_match_the_spec(
     redis_client,
     redis_server,
     monkeypatch,
+    relay,
     scenario,
     status,
 ):
@@ -584,6 +621,7 @@ def test_real_answers_match_the_spec(
         redis_server=redis_server,
         start_gateway=start_gateway,
         monkeypatch=monkeypatch,
+        relay=relay,
     )
     assert reply.status == status, reply
     check_against_spec(spec, method, path, reply)

@@ -114,7 +114,7 @@ def infer(router: Router, token: str) -> tuple[int, dict[str, str], dict]:
 def test_the_router_answers_429_for_a_user_and_503_for_everyone(
     router_env, monkeypatch, redis_client, keyset, capsys
 ):
-    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)  # the node is up: no EC2 here
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)  # the node is up: no wake asked here
     monkeypatch.setenv("TL_QUEUE_CAP_PER_USER", "2")
     monkeypatch.setenv("TL_QUEUE_CAP_TOTAL", "3")
     router = Router(RouterConfig.from_env())

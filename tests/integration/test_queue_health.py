@@ -17,6 +17,8 @@ from tests.doubles.silent import SilentServer
 from tlops import contract
 from tlops.edge.queue_health import DEFAULT_ALLOWED_CIDRS, QueueHealth, parse_cidrs
 
+from .router_fixtures import *  # noqa: F403 - the fixtures (the node, the control bucket)
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -289,7 +291,10 @@ def test_the_scheduled_event_is_a_probe_that_emits_metrics(health_env, redis_cli
 
 def test_the_probe_reports_a_failing_queue_as_1(health, redis_server, capsys):
     redis_server.stop()
-    found = health.probe(load_event("scheduled"))
+    try:
+        found = health.probe(load_event("scheduled"))
+    finally:
+        redis_server.start()
     assert found["redis"] == "fail"
     assert emitted(capsys) == {"QueueHealthFailed": 1}
 
@@ -297,3 +302,39 @@ def test_the_probe_reports_a_failing_queue_as_1(health, redis_server, capsys):
 def test_an_http_event_is_never_taken_for_the_schedule():
     assert tlops.edge.queue_health.is_scheduled(load_event("scheduled"))
     assert not tlops.edge.queue_health.is_scheduled(load_event("queue_health"))
+
+
+# --- the probe while the stack sleeps: no queue is no failure ---------------------------------
+def test_the_probe_while_asleep_reports_no_failure(router_env, gpu_node, relay, redis_server,
+                                                    capsys):  # fmt: skip
+    assert relay.observe()["state"] == "asleep"  # the node stopped, no queue group
+    health = QueueHealth.from_env()
+    capsys.readouterr()
+    redis_server.stop()
+    try:
+        found = health.probe(load_event("scheduled"))
+    finally:
+        redis_server.start()
+    assert found == {"redis": "asleep", "queueDepth": 0, "deadLetters": 0}
+    assert emitted(capsys) == {"QueueHealthFailed": 0}
+
+
+@pytest.mark.parametrize("node_running", [False, True], ids=["napping", "awake"])
+def test_the_probe_reports_a_queue_down_as_1_unless_asleep(
+    router_env, gpu_node, relay, redis_server, capsys, node_running
+):
+    from tlops.common import aws
+
+    relay.make_queue()
+    if node_running:
+        aws.client("ec2").start_instances(InstanceIds=[gpu_node])
+    assert relay.observe()["state"] == ("awake" if node_running else "napping")
+    health = QueueHealth.from_env()
+    capsys.readouterr()
+    redis_server.stop()
+    try:
+        found = health.probe(load_event("scheduled"))
+    finally:
+        redis_server.start()
+    assert found["redis"] == "fail"
+    assert emitted(capsys) == {"QueueHealthFailed": 1}

@@ -10,7 +10,13 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_py
 
-from tlops.edge.resp import RedisReplyError, RedisUnavailable, RespClient, Script
+from tlops.edge.resp import (
+    RedisReplyError,
+    RedisUnavailable,
+    RedisUnreachable,
+    RespClient,
+    Script,
+)
 from tlops.local.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -223,6 +229,23 @@ def test_closed_port_raises_unavailable():
     with pytest.raises(RedisUnavailable):
         client.ping()
     assert client._sock is None
+
+
+def test_a_refused_connection_is_unreachable_a_silent_one_only_unavailable():
+    """The router reads the stack's recorded state only when no connection could be made
+    (what a deleted queue looks like); a Redis that accepts and then says nothing is an
+    outage whatever the state."""
+    refused = RespClient(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(RedisUnreachable):
+        refused.ping()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        silent = RespClient(f"redis://127.0.0.1:{port}/0", connect_timeout=0.2, timeout=0.2)
+        with pytest.raises(RedisUnavailable) as raised:
+            silent.ping()
+        assert not isinstance(raised.value, RedisUnreachable)
 
 
 def test_tls_to_a_plain_text_redis_raises_unavailable(redis_server, redis_url):

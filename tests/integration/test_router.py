@@ -3,7 +3,8 @@
 Every request goes through `Router.handle` (or the Lambda entry point) with an
 HTTP API payload-2.0 event; the tests read what the client would read (status,
 headers, JSON body) and what the rest of the system would see (the job record
-and stream entry in Redis, the instance state in moto, the EMF lines on stdout).
+and stream entry in Redis, the request objects in the control bucket, the
+instance state in moto once control ran them, the EMF lines on stdout).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import importlib.util
+import io
 import json
 import time
 import uuid
@@ -27,11 +29,13 @@ from tests.doubles.ec2 import tagged_instance
 from tests.doubles.silent import SilentServer
 from tlops import contract
 from tlops.common import aws
+from tlops.contract.control import Action
 from tlops.edge.router import Router, RouterConfig
 from tlops.local.services import free_port
 
+from .control_fixtures import outcome
 from .router_fixtures import *  # noqa: F403 - the fixtures
-from .router_fixtures import admin_token, router_ec2
+from .router_fixtures import admin_token, router_s3
 
 pytestmark = pytest.mark.integration
 
@@ -129,17 +133,45 @@ def load_module(path: Path, name: str):
     return module
 
 
+def control_ec2(*states: str) -> Stubber:
+    """A Stubber over an EC2 client of control's own, answering DescribeInstances with the
+    node in each of `states` in turn (states moto never shows); activate it with `with`."""
+    import boto3
+
+    client = boto3.session.Session().client(
+        "ec2", region_name=aws.region(), endpoint_url=aws.endpoint_url()
+    )
+    stubber = Stubber(client)
+    for state in states:
+        stubber.add_response("describe_instances", describe_answer(state))
+    return stubber
+
+
+def job_fields(redis_client, job_id: str) -> dict[str, str]:
+    return redis_client.hgetall(contract.job_key(job_id))
+
+
 # --- fixtures -------------------------------------------------------------------------
 @pytest.fixture
-def ec2_stub(router_env) -> Iterator[Stubber]:
-    """Stubs the cached EC2 client the router uses; fails if a stubbed call is left over."""
-    with Stubber(router_ec2()) as stubber:
+def s3_stub(router_env) -> Iterator[Stubber]:
+    """Stubs the cached S3 client the router reaches the control bucket with; any call not
+    stubbed raises inside the router."""
+    with Stubber(router_s3()) as stubber:
         yield stubber
+
+
+# The words S3 refuses a write of the router's with, where IAM forbids it (moto's buckets
+# do not enforce IAM): the router's log may hold them, never the client's answer.
+DENIED = (
+    "User: arn:aws:sts::123456789012:assumed-role/tinyllama-router/tinyllama-router is not "
+    "authorized to perform: s3:PutObject on resource: "
+    "arn:aws:s3:::control-test/requests/wake/minute-29943667.json"
+)
 
 
 # --- 1. cold boot ---------------------------------------------------------------------
 def test_infer_with_node_stopped_cold_boots_and_queues(
-    router, gpu_node, redis_client, keyset, capsys
+    router, gpu_node, relay, redis_client, keyset, capsys
 ):
     sub = f"user-{uuid.uuid4()}"
     event = infer_event(keyset.token(sub=sub), {"prompt": "Why is the sky blue?", "idle": 7})
@@ -156,17 +188,26 @@ def test_infer_with_node_stopped_cold_boots_and_queues(
     assert result["headers"]["x-gpu-coldboot"] == "true"
     assert result["headers"]["x-request-id"] == event["requestContext"]["requestId"]
 
-    assert instance_state(gpu_node) in ("pending", "running")
+    # the router asked control for a wake (one request object), and started nothing itself
+    [wake] = relay.requests(Action.WAKE)
+    asked = relay.read(wake)
+    assert (asked["action"], asked["by"]) == ("wake", "router")
+    assert instance_state(gpu_node) == "stopped"
+    assert emf(stdout_records(capsys), "EC2Starts") == []
 
+    # control, handed the request as S3 would, starts the node and counts the start
+    assert outcome(relay.deliver(), Action.WAKE)["started"] is True
+    assert instance_state(gpu_node) in ("pending", "running")
     starts = emf(stdout_records(capsys), "EC2Starts")
     assert len(starts) == 1
     directive = starts[0]["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "TLFIF"
     assert directive["Dimensions"] == [["Reason"]]
-    assert starts[0]["Reason"] == "ColdBoot"
+    assert starts[0]["Reason"] == "Wake"
     assert starts[0]["EC2Starts"] == 1
+    assert starts[0]["service"] == "control"
 
-    record = redis_client.hgetall(f"job:{job_id}")
+    record = job_fields(redis_client, job_id)
     assert record["status"] == "queued"
     assert record["sub"] == sub
     assert record["prompt"] == "Why is the sky blue?"
@@ -177,6 +218,15 @@ def test_infer_with_node_stopped_cold_boots_and_queues(
     assert abs(int(record["ts"]) - time.time() * 1000) < 60_000
     assert 0 < redis_client.ttl(f"job:{job_id}") <= 300
     assert stream_ids(redis_client) == [job_id]
+
+
+def test_many_cold_requests_in_a_minute_make_one_wake(router, gpu_node, relay, keyset):
+    """Wake requests are named by the minute (written If-None-Match): however many jobs
+    arrive while the node is down, control is asked once a minute."""
+    results = [router.handle(infer_event(keyset.token())) for _ in range(3)]
+    assert [body(r)["status"] for r in results] == ["starting"] * 3
+    assert len(relay.requests(Action.WAKE)) in (1, 2)  # 2 only across a minute's turn
+    assert len({body(r)["id"] for r in results}) == 3
 
 
 def test_sample_infer_event_is_served_with_the_tokens_identity(
@@ -234,10 +284,10 @@ def test_optional_fields_are_stored_in_the_job_record(router, heartbeat, redis_c
 
 # --- 2. node already up ---------------------------------------------------------------
 def test_infer_with_node_running_is_queued_without_a_start(
-    router, gpu_node, redis_client, keyset, capsys
+    router, gpu_node, relay, redis_client, keyset, capsys
 ):
     ec2().start_instances(InstanceIds=[gpu_node])
-    assert instance_state(gpu_node) == "running"
+    assert relay.observe()["node"]["state"] == "running"  # EC2's rule told control
     capsys.readouterr()
 
     result = router.handle(infer_event(keyset.token()))
@@ -246,15 +296,17 @@ def test_infer_with_node_running_is_queued_without_a_start(
     answer = body(result)
     assert answer == {"status": "queued", "id": answer["id"]}
     assert "x-gpu-coldboot" not in result["headers"]
-    assert emf(stdout_records(capsys), "EC2Starts") == []
+    assert relay.requests(Action.WAKE) == []
     assert stream_ids(redis_client) == [answer["id"]]
     assert redis_client.hget(f"job:{answer['id']}", "status") == "queued"
 
 
-def test_watcher_heartbeat_skips_ec2_entirely(router, heartbeat, redis_client, keyset, capsys):
-    # No instance exists in moto at all: asking EC2 would end in 503 instance_unavailable.
-    assert ec2().describe_instances()["Reservations"] == []
-    with Stubber(router_ec2()) as stubber:  # and any EC2 call at all would raise here
+def test_watcher_heartbeat_skips_control_entirely(
+    router, heartbeat, relay, redis_client, keyset, capsys
+):
+    # Nothing is recorded and no node exists: any read of the state or any wake request
+    # would go to the stubbed client, which answers no call at all.
+    with Stubber(router_s3()) as stubber:
         result = router.handle(infer_event(keyset.token()))
         stubber.assert_no_pending_responses()
 
@@ -262,18 +314,19 @@ def test_watcher_heartbeat_skips_ec2_entirely(router, heartbeat, redis_client, k
     answer = body(result)
     assert answer == {"status": "queued", "id": answer["id"]}
     assert "x-gpu-coldboot" not in result["headers"]
-    assert emf(stdout_records(capsys), "EC2Starts") == []
+    assert relay.keys() == []
     assert stream_ids(redis_client) == [answer["id"]]
 
 
-def test_a_node_seen_running_is_not_described_again_on_the_next_request(
-    router, gpu_node, redis_client, keyset
+def test_a_node_seen_running_is_not_looked_up_again_on_the_next_request(
+    router, gpu_node, relay, redis_client, keyset
 ):
     ec2().start_instances(InstanceIds=[gpu_node])
+    relay.observe()
     first = router.handle(infer_event(keyset.token()))
     assert body(first)["status"] == "queued"
 
-    with Stubber(router_ec2()) as stubber:  # no EC2 call may happen now
+    with Stubber(router_s3()) as stubber:  # no S3 call may happen now
         second = router.handle(infer_event(keyset.token()))
         stubber.assert_no_pending_responses()
     assert second["statusCode"] == 202
@@ -282,131 +335,154 @@ def test_a_node_seen_running_is_not_described_again_on_the_next_request(
 
 
 def test_instances_not_tagged_as_this_projects_gpu_node_are_ignored(
-    router, aws_stand_in, redis_client, keyset
+    router, relay, redis_client, keyset
 ):
     other_project = create_instance({"Project": "someone-else", "Role": "gpu"})
     other_role = create_instance({"Project": PROJECT, "Role": "web"})
 
     result = router.handle(infer_event(keyset.token()))
+    assert body(result)["status"] == "starting"
+    [done] = relay.deliver()
 
-    assert result["statusCode"] == 503
-    assert body(result)["error"] == "instance_unavailable"
+    assert done == {"action": "wake", "outcome": "failed", "reason": "no GPU node is deployed"}
     assert instance_state(other_project) == "stopped"
     assert instance_state(other_role) == "stopped"
 
 
-def test_a_terminated_gpu_node_does_not_count(router, gpu_node, keyset):
+def test_a_terminated_gpu_node_does_not_count(router, gpu_node, relay, keyset):
     ec2().terminate_instances(InstanceIds=[gpu_node])
-    result = router.handle(infer_event(keyset.token()))
-    assert result["statusCode"] == 503
-    assert body(result)["error"] == "instance_unavailable"
+    assert body(router.handle(infer_event(keyset.token())))["status"] == "starting"
+    [done] = relay.deliver()
+    assert (done["outcome"], done["reason"]) == ("failed", "no GPU node is deployed")
+    assert instance_state(gpu_node) == "terminated"
 
 
-# --- 3. pending -----------------------------------------------------------------------
-def test_infer_with_node_pending_answers_starting_without_a_second_start(
-    router, ec2_stub, redis_client, keyset, capsys
+def test_without_a_node_the_job_is_queued_and_control_starts_nothing(
+    router, aws_stand_in, relay, redis_client, keyset, capsys
 ):
-    ec2_stub.add_response("describe_instances", describe_answer("pending"))
-    # no start_instances stubbed: calling it would raise inside the router
+    """No "no node deployed" 503 on /infer any more: the router cannot see EC2, so it asks;
+    control, which can, refuses the wake and starts nothing."""
+    result = router.handle(infer_event(keyset.token()))
+
+    assert result["statusCode"] == 202
+    answer = body(result)
+    assert answer == {"status": "starting", "eta": 90, "id": answer["id"]}
+    assert redis_client.hget(contract.job_key(answer["id"]), "status") == "queued"
+    assert len(relay.requests(Action.WAKE)) == 1
+    [done] = relay.deliver()
+    assert (done["outcome"], done["reason"]) == ("failed", "no GPU node is deployed")
+    assert ec2().describe_instances()["Reservations"] == []
+    assert emf(stdout_records(capsys), "EC2Starts") == []
+
+
+# --- 3. pending, stopping -----------------------------------------------------------------
+def test_infer_with_node_pending_answers_starting_without_a_second_start(
+    router, relay, redis_client, keyset, capsys
+):
+    relay.record("pending")
 
     result = router.handle(infer_event(keyset.token()))
 
-    ec2_stub.assert_no_pending_responses()
     assert result["statusCode"] == 202
     answer = body(result)
     assert answer["status"] == "starting"
     assert answer["eta"] == 90
     assert result["headers"]["x-gpu-coldboot"] == "true"
-    assert emf(stdout_records(capsys), "EC2Starts") == []
     assert stream_ids(redis_client) == [answer["id"]]
     assert redis_client.hget(f"job:{answer['id']}", "status") == "queued"
+    # control, seeing the node pending (no StartInstances stubbed: a call would raise),
+    # starts nothing
+    with control_ec2(*["pending"] * 3) as stub:  # control looks three times
+        [done] = relay.deliver(relay.control(ec2=stub.client))
+        stub.assert_no_pending_responses()
+    assert (done["outcome"], done["started"]) == ("awake", False)
+    assert emf(stdout_records(capsys), "EC2Starts") == []
 
 
-# --- 4. start failures ----------------------------------------------------------------
-def test_start_error_answers_503_and_marks_the_job_failed(
-    router, ec2_stub, redis_client, keyset, capsys
+def test_a_node_stopping_is_waited_for_then_started(router, relay, redis_client, keyset):
+    """EC2 starts an instance only once it has stopped: control waits (bounded), then starts
+    it, so the job is not left for a wake nobody asks again."""
+    relay.record("stopping")
+    result = router.handle(infer_event(keyset.token()))
+    assert result["statusCode"] == 202
+    answer = body(result)
+    assert answer["status"] == "starting"
+    assert redis_client.hget(contract.job_key(answer["id"]), "status") == "queued"
+    # looked at: stopping; waited: stopping, stopped; looked again: stopped; then started
+    with control_ec2("stopping", "stopping", "stopped", "stopped") as stub:
+        stub.add_response("start_instances", {"StartingInstances": [{
+            "InstanceId": "i-0123456789abcdef0", "CurrentState": {"Code": 0, "Name": "pending"},
+            "PreviousState": {"Code": 80, "Name": "stopped"}}]})  # fmt: skip
+        for _ in range(2):  # the look after the start, and the one the record takes
+            stub.add_response("describe_instances", describe_answer("pending"))
+        ran = relay.control(ec2=stub.client)
+        ran.sleep = lambda _s: None  # the waits between looks, skipped
+        [done] = relay.deliver(ran)
+        stub.assert_no_pending_responses()
+    assert done["started"] is True
+
+
+# --- 4. the wake cannot be asked ------------------------------------------------------
+def test_a_refused_wake_answers_503_and_marks_the_job_failed(
+    router, s3_stub, redis_client, keyset, capsys
 ):
-    ec2_stub.add_response("describe_instances", describe_answer("stopped"))
-    ec2_stub.add_client_error(
-        "start_instances",
-        service_error_code="UnauthorizedOperation",
-        service_message=(
-            "You are not authorized to perform this operation. User: "
-            "arn:aws:sts::123456789012:assumed-role/tinyllama-router/tinyllama-router is not "
-            "authorized to perform: ec2:StartInstances on resource: "
-            "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0"
-        ),
-        expected_params={"InstanceIds": ["i-0123456789abcdef0"]},
+    s3_stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+    s3_stub.add_client_error(
+        "put_object",
+        service_error_code="AccessDenied",
+        service_message=DENIED,
+        http_status_code=403,
     )
 
     result = router.handle(infer_event(keyset.token()))
 
-    ec2_stub.assert_no_pending_responses()
+    s3_stub.assert_no_pending_responses()
     assert result["statusCode"] == 503
     answer = body(result)
     assert set(answer) == {"error", "id", "message"}
     assert answer["error"] == "instance_unavailable"
-    assert answer["message"] == "the GPU node could not be started"
+    assert answer["message"] == "the GPU node could not be woken"
     assert contract.is_job_id(answer["id"])
-    record = redis_client.hgetall(f"job:{answer['id']}")
+    record = job_fields(redis_client, answer["id"])
     assert record["status"] == "failed"
-    assert record["error"] == "instance_unavailable: the GPU node could not be started"
+    assert record["error"] == "instance_unavailable: the GPU node could not be woken"
     # neither the ARN nor the account id reaches the client or the record; the log has them
-    for leaked in ("arn:aws", "123456789012", "UnauthorizedOperation"):
+    for leaked in ("arn:aws", "123456789012", "AccessDenied"):
         assert leaked not in result["body"]
         assert leaked not in json.dumps(record)
     records = stdout_records(capsys)
-    [failure] = [r for r in records if r.get("message") == "cold boot failed"]
+    [failure] = [r for r in records if r.get("message") == "wake not asked"]
     assert "123456789012" in failure["reason"]
-    assert emf(records, "EC2Starts") == []
+    assert failure["jobId"] == answer["id"]
 
 
-def test_describe_error_answers_503(router, ec2_stub, redis_client, keyset):
-    ec2_stub.add_client_error(
-        "describe_instances",
-        service_error_code="UnauthorizedOperation",
-        service_message="You are not authorized to perform this operation.",
+def test_a_state_that_cannot_be_read_answers_503(router, s3_stub, redis_client, keyset):
+    s3_stub.add_client_error(
+        "get_object",
+        service_error_code="AccessDenied",
+        service_message=DENIED.replace("s3:PutObject", "s3:GetObject"),
+        http_status_code=403,
     )
     result = router.handle(infer_event(keyset.token()))
+    s3_stub.assert_no_pending_responses()  # and no wake written after the failed read
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer["error"] == "instance_unavailable"
-    assert answer["message"] == "the GPU node could not be looked up"
-    assert "UnauthorizedOperation" not in result["body"]
-    assert redis_client.hget(f"job:{answer['id']}", "status") == "failed"
-
-
-def test_no_tagged_node_answers_503(router, aws_stand_in, redis_client, keyset):
-    result = router.handle(infer_event(keyset.token()))
-    assert result["statusCode"] == 503
-    answer = body(result)
-    assert answer["error"] == "instance_unavailable"
-    assert answer["message"] == "no GPU node is deployed"
-    assert redis_client.hget(f"job:{answer['id']}", "status") == "failed"
-
-
-def test_node_stopping_answers_503_without_a_start(router, ec2_stub, redis_client, keyset):
-    ec2_stub.add_response("describe_instances", describe_answer("stopping"))
-    result = router.handle(infer_event(keyset.token()))
-    ec2_stub.assert_no_pending_responses()
-    assert result["statusCode"] == 503
-    answer = body(result)
-    assert answer["error"] == "instance_unavailable"
-    assert "stopping" in answer["message"]
+    assert answer["message"] == "the GPU node could not be woken"
+    assert "AccessDenied" not in result["body"]
     assert redis_client.hget(f"job:{answer['id']}", "status") == "failed"
 
 
 def test_failing_to_mark_the_job_failed_still_answers_503(
     router, redis_server, redis_client, monkeypatch, keyset, capsys
 ):
+    from tlops.edge.control_link import BucketUnavailable, ControlLink
 
-    from tlops.edge import gpu_node as node_api
-
-    def ensure_running(ec2, project: str):
+    def wake(self, reason: str) -> bool:
         redis_server.stop()  # Redis goes away between the enqueue and the failure mark
-        raise node_api.NodeUnavailable("no capacity", "the GPU node could not be started")
+        raise BucketUnavailable(f"s3://control-test: {DENIED}")
 
-    monkeypatch.setattr(node_api, "ensure_running", ensure_running)
+    monkeypatch.setattr(ControlLink, "wake", wake)
     try:
         result = router.handle(infer_event(keyset.token()))
     finally:
@@ -415,7 +491,7 @@ def test_failing_to_mark_the_job_failed_still_answers_503(
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer["error"] == "instance_unavailable"
-    assert answer["message"] == "the GPU node could not be started"
+    assert answer["message"] == "the GPU node could not be woken"
     logged = [r for r in stdout_records(capsys) if r.get("message") == "could not mark job failed"]
     assert [r["jobId"] for r in logged] == [answer["id"]]
 
@@ -802,39 +878,56 @@ def test_unknown_route_is_404_json(router, method_path):
     assert body(result) == {"error": "not_found", "route": f"{method} {path}"}
 
 
-def test_stop_stops_a_running_node(router, gpu_node, keyset, capsys):
+def test_stop_asks_control_which_stops_a_running_node(router, gpu_node, relay, keyset, capsys):
     ec2().start_instances(InstanceIds=[gpu_node])
-    assert instance_state(gpu_node) == "running"
+    relay.observe()  # EC2's rule told control the node runs
 
     result = router.handle(load_event("stop", token=admin_token(keyset, sub="operator")))
 
-    assert result["statusCode"] == 200
-    answer = body(result)
-    assert answer["status"] in ("stopping", "stopped")
-    assert answer["instance"] == gpu_node
+    assert result["statusCode"] == 202
+    assert body(result) == {"status": "stopping", "instance": gpu_node}
     assert result["headers"]["x-request-id"] == "UsXwJhS0DoEEMbQ="
-    assert instance_state(gpu_node) == "stopped"
+    # one request, named after the request id (its "=" dropped), saying who asked
+    assert relay.requests(Action.STOP) == ["requests/stop/UsXwJhS0DoEEMbQ.json"]
+    asked = relay.read("requests/stop/UsXwJhS0DoEEMbQ.json")
+    assert (asked["by"], asked["sub"]) == ("router", "operator")
+    assert instance_state(gpu_node) == "running"  # the router stops nothing itself
     logged = [r for r in stdout_records(capsys) if r.get("message") == "node stop requested"]
     assert logged[0]["sub"] == "operator"
 
+    [done] = relay.deliver()
+    assert (done["action"], done["instance"]) == ("stop", gpu_node)
+    assert done["outcome"] in ("stopping", "stopped")  # EC2's answer to StopInstances
+    assert instance_state(gpu_node) == "stopped"
+    assert relay.state()["node"]["state"] == "stopped"
 
-def test_stop_on_a_stopped_node_reports_stopped(router, gpu_node, keyset):
+
+def test_stop_on_a_stopped_node_is_asked_and_changes_nothing(router, gpu_node, relay, keyset):
+    relay.observe()
     result = router.handle(http_event("POST", "/stop", token=admin_token(keyset)))
-    assert result["statusCode"] == 200
-    assert body(result) == {"status": "stopped", "instance": gpu_node}
+    assert result["statusCode"] == 202
+    assert body(result) == {"status": "stopping", "instance": gpu_node}
+    [done] = relay.deliver()
+    assert done == {"action": "stop", "outcome": "stopped", "instance": gpu_node}
+    assert instance_state(gpu_node) == "stopped"
 
 
-def test_stop_then_infer_cold_boots_again(router, gpu_node, keyset):
+def test_stop_then_infer_cold_boots_again(router, gpu_node, relay, keyset):
     ec2().start_instances(InstanceIds=[gpu_node])
+    relay.observe()
     assert body(router.handle(infer_event(keyset.token())))["status"] == "queued"
     assert (
-        router.handle(http_event("POST", "/stop", token=admin_token(keyset)))["statusCode"] == 200
+        router.handle(http_event("POST", "/stop", token=admin_token(keyset)))["statusCode"] == 202
     )
+    relay.deliver()
+    assert instance_state(gpu_node) == "stopped"
 
     result = router.handle(infer_event(keyset.token()))
 
     assert result["statusCode"] == 202
     assert body(result)["status"] == "starting"
+    assert len(relay.requests(Action.WAKE)) == 1
+    assert outcome(relay.deliver(), Action.WAKE)["started"] is True
     assert instance_state(gpu_node) in ("pending", "running")
 
 
@@ -846,40 +939,53 @@ def test_stop_without_a_token_is_401(router, gpu_node):
     assert body(result) == {"error": "unauthorized"}
 
 
-def test_stop_with_a_bad_token_is_403(router, gpu_node, keyset):
+def test_stop_with_a_bad_token_is_403(router, gpu_node, relay, keyset):
     ec2().start_instances(InstanceIds=[gpu_node])
+    relay.observe()
     result = router.handle(load_event("stop", token=keyset.token(aud="other")))
     assert result["statusCode"] == 403
+    assert relay.requests(Action.STOP) == []
     assert instance_state(gpu_node) == "running"
 
 
-def test_stop_without_a_node_is_503(router, aws_stand_in, keyset):
+def test_stop_without_a_node_is_503(router, relay, keyset):
+    relay.observe()  # control looked, and found no node
     result = router.handle(load_event("stop", token=admin_token(keyset)))
     assert result["statusCode"] == 503
     answer = body(result)
-    assert answer["error"] == "instance_unavailable"
-    assert answer["message"]
+    assert answer == {"error": "instance_unavailable", "message": "no GPU node is deployed"}
+    assert relay.requests(Action.STOP) == []
 
 
-def test_stop_error_is_503_with_the_detail_logged_not_answered(router, ec2_stub, keyset, capsys):
-    ec2_stub.add_response("describe_instances", describe_answer("running"))
-    ec2_stub.add_client_error(
-        "stop_instances",
-        service_error_code="IncorrectInstanceState",
-        service_message="The instance is not in a state from which it can be stopped.",
-    )
+def test_a_stop_that_cannot_be_asked_is_503_with_the_detail_logged_not_answered(
+    router, s3_stub, keyset, relay, capsys
+):
+    relay.record("running")
+    state = json.dumps(relay.state()).encode()
+    s3_stub.add_response("get_object", {"Body": _streaming(state)})
+    s3_stub.add_client_error(
+        "put_object", service_error_code="AccessDenied", service_message=DENIED,
+        http_status_code=403,
+    )  # fmt: skip
     result = router.handle(load_event("stop", token=admin_token(keyset)))
-    ec2_stub.assert_no_pending_responses()
+    s3_stub.assert_no_pending_responses()
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer["error"] == "instance_unavailable"
-    assert "IncorrectInstanceState" not in result["body"]  # AWS's words stay in the log
-    assert "IncorrectInstanceState" in capsys.readouterr().out
+    assert "123456789012" not in result["body"]  # AWS's words stay in the log
+    assert "123456789012" in capsys.readouterr().out
+    assert relay.requests(Action.STOP) == []
+
+
+def _streaming(data: bytes):
+    from botocore.response import StreamingBody
+
+    return StreamingBody(io.BytesIO(data), len(data))
 
 
 # --- 10. the Lambda entry point -------------------------------------------------------
 def test_lambda_src_router_handler_serves_events_end_to_end(
-    router_env, monkeypatch, gpu_node, redis_client, keyset
+    router_env, monkeypatch, gpu_node, relay, redis_client, keyset
 ):
     monkeypatch.setattr(tlops.edge.router, "_router", None)
     handler = load_module(REPO / "lambda_src" / "router" / "handler.py", "lambda_router_handler")
@@ -894,12 +1000,14 @@ def test_lambda_src_router_handler_serves_events_end_to_end(
     assert result["statusCode"] == 202
     assert body(result)["status"] == "starting"
     assert stream_ids(redis_client) == [body(result)["id"]]
+    assert len(relay.requests(Action.WAKE)) == 1
+    relay.deliver()
     assert instance_state(gpu_node) in ("pending", "running")
 
 
 def test_lambda_handler_without_configuration_raises(monkeypatch):
     monkeypatch.setattr(tlops.edge.router, "_router", None)
-    for name in ("TL_REDIS_URL", "TL_JWT_ISSUER", "TL_JWT_AUDIENCE", "TL_REPLY_BUCKET"):
+    for name in FULL_ENV:
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError, match="TL_REDIS_URL"):
         tlops.edge.router.lambda_handler(http_event("GET", "/ping"))
@@ -911,6 +1019,7 @@ FULL_ENV = {
     "TL_JWT_ISSUER": ISSUER,
     "TL_JWT_AUDIENCE": AUDIENCE,
     "TL_REPLY_BUCKET": "replies",
+    "TL_CONTROL_BUCKET": "tinyllama-control-123456789012",
 }
 
 
@@ -948,14 +1057,20 @@ def test_config_reads_overrides():
             "TL_RATE_BURST": "7",
             "TL_RATE_PER_MINUTE": "70",
             "TL_COLD_BOOT_ETA_S": "30",
+            "TL_WAKE_ETA_S": "300",
             "TL_JOB_TTL_S": "60",
+            "TL_QUEUE_CAP_PER_USER": "2",
+            "TL_QUEUE_CAP_TOTAL": "9",
         }
     )
     assert config.jwks_url == "http://127.0.0.1:9/jwks.json"
     assert config.project == "other"
     assert (config.limits.burst, config.limits.sustained) == (7, 70)
     assert config.cold_boot_eta_s == 30
+    assert config.wake_eta_s == 300
     assert config.job_ttl_s == 60
+    assert (config.caps.per_user, config.caps.total) == (2, 9)
+    assert config.control_bucket == "tinyllama-control-123456789012"
 
 
 def test_config_defaults():
@@ -963,4 +1078,5 @@ def test_config_defaults():
     assert config.project == "tinyllama"
     assert (config.limits.burst, config.limits.sustained) == (5, 20)
     assert config.cold_boot_eta_s == 90
+    assert config.wake_eta_s == 600  # roles/router/defaults: router_wake_eta_s
     assert config.job_ttl_s == 300

@@ -1,9 +1,11 @@
 """The router's side of the node's boot, against real Redis and the moto stand-in.
 
-A cold boot writes `starting instance`; its ETA is the median of the measured
-boots (`node:boot_times`), the configured one until there is one; a boot under
-way someone else started gets what is left of it; `GET /jobs/{id}` of a queued
-job shows the phase while a boot runs; `POST /stop` ends it.
+A cold boot (the router asks control for a wake) writes `starting instance` with
+the node control recorded; its ETA is the median of the measured boots
+(`node:boot_times`), the configured one until there is one; a boot under way
+someone else started (the node recorded pending) gets what is left of it;
+`GET /jobs/{id}` of a queued job shows the phase while a boot runs; `POST /stop`
+ends it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from botocore.stub import Stubber
 
 from tests.conftest import http_event
 from tlops import contract
@@ -19,8 +20,8 @@ from tlops.contract import boot
 from tlops.edge.router import Router, RouterConfig
 
 from .router_fixtures import *  # noqa: F403 - the fixtures
-from .router_fixtures import admin_token, router_ec2
-from .test_router import body, describe_answer, infer_event
+from .router_fixtures import admin_token
+from .test_router import body, infer_event
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +41,9 @@ def redis_ms(redis_client) -> int:
 
 
 def test_a_cold_boot_records_starting_instance_in_redis_time(
-    router, gpu_node, redis_client, keyset
+    router, gpu_node, relay, redis_client, keyset
 ):
+    relay.observe()  # control recorded the stopped node: the router names it in the record
     before_ms = redis_ms(redis_client)
     answer = body(router.handle(infer_event(keyset.token())))
     after_ms = redis_ms(redis_client)
@@ -65,7 +67,8 @@ def test_one_measured_boot_replaces_the_configured_eta(router, gpu_node, redis_c
     assert body(router.handle(infer_event(keyset.token())))["eta"] == 13  # rounded up
 
 
-def test_a_boot_under_way_gets_what_is_left_of_the_median(router, redis_client, keyset):
+def test_a_boot_under_way_gets_what_is_left_of_the_median(router, relay, redis_client, keyset):
+    relay.record("pending")  # moto has no pending state: recorded as control would
     now_ms = int(redis_client.time()[0]) * 1000
     redis_client.hset(
         contract.NODE_BOOT_KEY,
@@ -73,9 +76,7 @@ def test_a_boot_under_way_gets_what_is_left_of_the_median(router, redis_client, 
                  boot.STARTED_MS: now_ms - 30_000, boot.INSTANCE: "i-0123456789abcdef0"},
     )  # fmt: skip
     redis_client.lpush(contract.NODE_BOOT_TIMES_KEY, 50_000)
-    with Stubber(router_ec2()) as ec2_stub:  # moto has no pending state
-        ec2_stub.add_response("describe_instances", describe_answer("pending"))
-        answer = body(router.handle(infer_event(keyset.token())))
+    answer = body(router.handle(infer_event(keyset.token())))
     assert answer["status"] == "starting"
     assert 19 <= answer["eta"] <= 21  # 50 s less the 30 s already spent
     # someone else's boot is not restarted in the record
@@ -121,10 +122,12 @@ def test_a_boot_phase_left_behind_long_ago_is_not_shown(router, heartbeat, redis
     assert "boot_phase" not in job_view(router, token, job_id)
 
 
-def test_stop_ends_the_boot_record(router, gpu_node, redis_client, keyset):
-    router.handle(infer_event(keyset.token()))  # starts the node
+def test_stop_ends_the_boot_record(router, gpu_node, relay, redis_client, keyset):
+    relay.observe()
+    router.handle(infer_event(keyset.token()))  # asks for the node's start
+    assert redis_client.hget(contract.NODE_BOOT_KEY, boot.PHASE) == "starting instance"
     result = router.handle(http_event("POST", "/stop", token=admin_token(keyset)))
-    assert result["statusCode"] == 200, result
+    assert result["statusCode"] == 202, result
     record = redis_client.hgetall(contract.NODE_BOOT_KEY)
     assert record[boot.PHASE] == "stopped"
     assert record[boot.INSTANCE] == gpu_node

@@ -19,11 +19,12 @@ from tests.doubles.raw_http import RawHttpServer
 from tests.doubles.silent import SilentServer
 from tests.doubles.tokens import KeySet
 from tlops import contract
+from tlops.contract.control import Action
 from tlops.edge.router import Router, RouterConfig
 from tlops.local.services import free_port
 
 from .router_fixtures import *  # noqa: F403 - the fixtures
-from .router_fixtures import admin_token, router_ec2
+from .router_fixtures import admin_token, router_s3
 from .test_router import (
     FULL_ENV,
     body,
@@ -103,11 +104,16 @@ def test_a_broken_jwks_answer_is_503_auth_unavailable_not_a_crash(
 
 # --- POST /stop: the admins group only, at most 2 a minute ----------------------------
 def stop(router: Router, token: str) -> dict[str, Any]:
-    return router.handle(load_event("stop", token=token))
+    """The sample stop event with a request id of its own, as each API request has (the
+    router names its request to control after it)."""
+    event = load_event("stop", token=token)
+    event["requestContext"]["requestId"] = uuid.uuid4().hex
+    return router.handle(event)
 
 
-def test_stop_outside_the_admins_group_is_403_forbidden(router, gpu_node, keyset):
+def test_stop_outside_the_admins_group_is_403_forbidden(router, gpu_node, relay, keyset):
     ec2().start_instances(InstanceIds=[gpu_node])
+    relay.observe()
     for claims in ({}, {"cognito:groups": ["users"]}, {"cognito:groups": "[users]"}):
         result = stop(router, keyset.token(**claims))
         assert result["statusCode"] == 403
@@ -115,6 +121,7 @@ def test_stop_outside_the_admins_group_is_403_forbidden(router, gpu_node, keyset
             "error": "forbidden",
             "message": "this route is for the admins group",
         }
+    assert relay.requests(Action.STOP) == []
     assert instance_state(gpu_node) == "running"
 
 
@@ -125,45 +132,72 @@ def test_the_sample_events_authorizer_claims_do_not_make_an_admin(router, gpu_no
     assert router.handle(event)["statusCode"] == 403
 
 
-def test_groups_flattened_to_a_string_still_count(router, gpu_node, keyset):
-    assert stop(router, keyset.token(**{"cognito:groups": "[admins]"}))["statusCode"] == 200
+def test_groups_flattened_to_a_string_still_count(router, gpu_node, relay, keyset):
+    relay.observe()
+    assert stop(router, keyset.token(**{"cognito:groups": "[admins]"}))["statusCode"] == 202
+    assert len(relay.requests(Action.STOP)) == 1
 
 
-def test_a_third_stop_in_a_minute_is_429_with_retry_after(router, gpu_node, redis_client, keyset):
+def test_a_third_stop_in_a_minute_is_429_with_retry_after(
+    router, gpu_node, relay, redis_client, keyset
+):
+    relay.observe()
     token = admin_token(keyset, sub="admin-1")
-    assert [stop(router, token)["statusCode"] for _ in range(2)] == [200, 200]
+    assert [stop(router, token)["statusCode"] for _ in range(2)] == [202, 202]
     limited = stop(router, token)
     assert limited["statusCode"] == 429
     retry_after = int(limited["headers"]["retry-after"])
     assert 55 <= retry_after <= 60
     assert body(limited) == {"error": "rate_limited", "retry_after": retry_after}
     assert redis_client.zcard(contract.stop_rate_key("admin-1")) == 2
-    assert stop(router, admin_token(keyset, sub="admin-2"))["statusCode"] == 200
+    assert len(relay.requests(Action.STOP)) == 2  # the refused one asked nothing
+    assert stop(router, admin_token(keyset, sub="admin-2"))["statusCode"] == 202
+    assert len(relay.requests(Action.STOP)) == 3
 
 
-def test_a_refused_stop_calls_no_ec2(router, keyset):
+def test_a_refused_stop_asks_control_nothing(router, relay, keyset):
+    """Without a recorded node a stop reads the state and is 503; a stop refused for its rate
+    or its group reads nothing and writes nothing."""
     from botocore.stub import Stubber
 
     token = admin_token(keyset)
-    with Stubber(router_ec2()) as stubber:  # any EC2 call would raise
-        stubber.add_response("describe_instances", {"Reservations": []})
-        stubber.add_response("describe_instances", {"Reservations": []})
+    with Stubber(router_s3()) as stubber:  # any call not stubbed would raise
+        stubber.add_client_error("get_object", service_error_code="NoSuchKey",
+                                 http_status_code=404)  # fmt: skip
+        stubber.add_client_error("get_object", service_error_code="NoSuchKey",
+                                 http_status_code=404)  # fmt: skip
         assert [stop(router, token)["statusCode"] for _ in range(2)] == [503, 503]
         assert stop(router, token)["statusCode"] == 429
         assert stop(router, keyset.token())["statusCode"] == 403
         stubber.assert_no_pending_responses()
+    assert relay.keys() == []
 
 
 def test_without_redis_an_admin_can_still_stop_the_node(
-    router, gpu_node, redis_server, keyset, capsys
+    router, gpu_node, relay, redis_server, keyset, capsys
 ):
     ec2().start_instances(InstanceIds=[gpu_node])
+    import os
+
+    print(
+        "DEBUG",
+        os.environ.get("PYTEST_XDIST_WORKER"),
+        os.environ["TL_AWS_ENDPOINT_URL"],
+        relay.observe()["node"],
+        [
+            (i["InstanceId"], i["State"]["Name"], str(i["LaunchTime"]))
+            for r in ec2().describe_instances()["Reservations"]
+            for i in r["Instances"]
+        ],
+    )
     redis_server.stop()
     try:
         result = stop(router, admin_token(keyset))
     finally:
         redis_server.start()
-    assert result["statusCode"] == 200
+    assert result["statusCode"] == 202
+    assert body(result) == {"status": "stopping", "instance": gpu_node}
+    relay.deliver()
     assert instance_state(gpu_node) == "stopped"
     assert logged(capsys, "stop not rate-limited")
 
@@ -207,8 +241,10 @@ def router_timeout_s() -> float:
 
 
 def test_the_worst_path_fits_the_router_functions_time_limit(keyset):
-    """Admission, DescribeInstances, StartInstances and the failure mark at their timeouts,
-    with a second to spare, fit the time limit the router role deploys the function with."""
+    """The longer of the two paths at their timeouts, with a second to spare, fits the time
+    limit the router role deploys the function with: awake, admission, the state read, the
+    wake request and the failure mark; asleep, a refused connection, the state read, the
+    held job's two listings, its write and the wake request."""
     from tlops.edge.auth import compact_jwks
 
     config = RouterConfig.from_env({**FULL_ENV, "TL_JWKS": compact_jwks(keyset.jwks())})
@@ -216,6 +252,8 @@ def test_the_worst_path_fits_the_router_functions_time_limit(keyset):
     # fetching the keys instead costs its own timeout on top
     fetching = RouterConfig.from_env(FULL_ENV)
     assert fetching.worst_case_s() == pytest.approx(config.worst_case_s() + config.jwks_timeout_s)
+    # the asleep path is the longer: a connect timeout and five S3 calls of (1 + 2) s
+    assert config.worst_case_s() == pytest.approx(0.25 + 5 * 3.0)
 
 
 def test_the_old_client_defaults_would_not_fit():
@@ -229,16 +267,18 @@ def test_the_old_client_defaults_would_not_fit():
 
 def test_the_routers_aws_clients_carry_the_bounds(router_env):
     config = RouterConfig.from_env()
-    for service in ("ec2", "s3"):
+    for service in ("s3",):  # the only service the router calls (the control bucket)
         client_config = config.aws_client(service).meta.config
         assert client_config.connect_timeout == config.aws_connect_timeout_s == 1.0
         assert client_config.read_timeout == config.aws_read_timeout_s == 2.0
         assert client_config.retries["total_max_attempts"] == config.aws_max_attempts == 1
 
 
-def test_an_ec2_endpoint_that_never_answers_costs_one_read_timeout(
+def test_an_s3_endpoint_that_never_answers_costs_one_read_timeout(
     router_env, monkeypatch, redis_client, keyset
 ):
+    """The cold path's state read hangs: one attempt, then 503 and the job marked failed
+    (nothing is asked of control after a failed read)."""
     with SilentServer() as silent:
         monkeypatch.setenv("TL_AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.port}")
         router = Router(RouterConfig.from_env())
@@ -257,7 +297,7 @@ class FakeContext:
         return self.remaining_ms
 
 
-@pytest.mark.parametrize(("remaining_ms", "warned"), [(3_000, True), (9_990, False)])
+@pytest.mark.parametrize(("remaining_ms", "warned"), [(3_000, True), (19_990, False)])
 def test_a_time_limit_below_the_worst_case_is_warned_about_once(
     router_env, monkeypatch, keyset, capsys, remaining_ms, warned
 ):

@@ -19,6 +19,8 @@ from .harness import REPO
 ANSIBLE = Path(sys.executable).with_name("ansible")
 ABSENT = {
     "tl_budget": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
+    # no such bucket on an empty stand-in: its notification is gone with it, no change
+    "tl_bucket_notification": {"bucket": "tl-payload", "id": "tl-payload", "state": "absent"},
     "tl_cognito": {"pool_name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
     "tl_dashboard": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
     "tl_elasticache": {
@@ -27,12 +29,19 @@ ABSENT = {
         "tags": {"Project": "tinyllama"},
     },
     "tl_http_api": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
+    # reads only: on an empty stand-in the report is empty
+    "tl_idle_cost": {"project": "tl-payload"},
     "tl_lambda": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
     # builds the wrapper tests' template, which makes nothing (the null builder, no machine)
     "tl_packer": {"template_dir": str(REPO / "tests/build/fixtures/tiny")},
     "tl_metric_alarm": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
     "tl_query_definition": {
         "name": "tinyllama/tl-payload",
+        "state": "absent",
+        "tags": {"Project": "tinyllama"},
+    },
+    "tl_schedule": {
+        "name": "tinyllama-payload",
         "state": "absent",
         "tags": {"Project": "tinyllama"},
     },

@@ -7,6 +7,7 @@ what only AWS shows (parameter groups, member clusters, waits that take time, de
 from __future__ import annotations
 
 import importlib
+import json
 
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
@@ -240,6 +241,155 @@ def test_transit_encryption_gives_a_rediss_url(queue):
     assert made["redis_url"].startswith("rediss://master.") and made["redis_url"].endswith(
         ":6379/0"
     )
+
+
+# --- id_prefix: a queue that comes and goes, known by its tags -------------------------------
+PREFIX = "tl-q"
+
+
+@pytest.fixture
+def by_prefix(queue):
+    args = {k: v for k, v in queue.items() if k != "replication_group_id"}
+    return {**args, "id_prefix": PREFIX}
+
+
+def listed(ec):
+    return {
+        g["ReplicationGroupId"]: g["Status"]
+        for g in ec.describe_replication_groups()["ReplicationGroups"]
+    }
+
+
+def test_id_prefix_creates_one_tagged_group_and_then_changes_nothing(by_prefix, aws, network):
+    ec = aws("elasticache")
+    made = run(by_prefix)
+    assert made["changed"] is True
+    assert made["replication_group_id"] == f"{PREFIX}-1"
+    (group,) = groups_named(ec, f"{PREFIX}-1")
+    tags = ec.list_tags_for_resource(ResourceName=group["ARN"])["TagList"]
+    assert {t["Key"]: t["Value"] for t in tags} == TAGS
+    assert group["Description"] == "tinyllama job queue"
+
+    again = run(by_prefix)
+    assert again["changed"] is False
+    assert again["replication_group_id"] == f"{PREFIX}-1"
+    assert listed(ec) == {f"{PREFIX}-1": "available"}
+
+
+def test_id_prefix_returns_the_settings_it_applied_as_the_queue_spec(by_prefix, aws, network):
+    made = run({**by_prefix, "node_type": "cache.t4g.small", "snapshot_retention_limit": 2})
+    # What control creates the next queue from: the options given, the prefix not an id; the
+    # stand-in has no parameter groups, so the engine's default one ("").
+    assert made["queue_spec"] == {
+        "id_prefix": PREFIX,
+        "description": "tinyllama job queue",
+        "engine_version": "7.1",
+        "node_type": "cache.t4g.small",
+        "port": 6379,
+        "at_rest_encryption": True,
+        "transit_encryption": False,
+        "subnet_group": NAME,
+        "parameter_group": "",
+        "security_group_ids": network["security_groups"][:1],
+        "snapshot_retention_limit": 2,
+        "tags": TAGS,
+    }
+    (group,) = groups_named(aws("elasticache"), f"{PREFIX}-1")
+    assert group["CacheNodeType"] == "cache.t4g.small" and group["SnapshotRetentionLimit"] == 2
+    assert group["AtRestEncryptionEnabled"] is True and group["TransitEncryptionEnabled"] is False
+    # control reads it as its QueueSpec, unchanged
+    from tlops.control.queue import QueueSpec
+
+    spec = QueueSpec.from_json(json.dumps(made["queue_spec"]))
+    assert spec.id_prefix == PREFIX and spec.node_type == "cache.t4g.small"
+    assert spec.security_group_ids == tuple(network["security_groups"][:1])
+
+
+def test_a_fixed_id_returns_no_queue_spec(queue):
+    assert "queue_spec" not in run(queue)
+
+
+def test_after_a_delete_id_prefix_creates_the_next_id(by_prefix, aws):
+    ec = aws("elasticache")
+    run(by_prefix)
+    ec.delete_replication_group(ReplicationGroupId=f"{PREFIX}-1")
+    assert listed(ec) == {f"{PREFIX}-1": "deleting"}  # the stand-in never finishes a delete
+
+    made = run(by_prefix)
+    assert made["changed"] is True and made["replication_group_id"] == f"{PREFIX}-2"
+    assert listed(ec) == {f"{PREFIX}-1": "deleting", f"{PREFIX}-2": "available"}
+    assert run(by_prefix)["changed"] is False
+
+
+def test_id_prefix_absent_deletes_every_tagged_group_of_the_prefix_only(by_prefix, aws):
+    ec = aws("elasticache")
+    run(by_prefix)
+    ec.delete_replication_group(ReplicationGroupId=f"{PREFIX}-1")
+    run(by_prefix)  # tl-q-2
+    # tl-q-3 like ours but untagged; another prefix's group carrying our tags
+    for group_id, tags in ((f"{PREFIX}-3", []), ("tl-other-1", TAGS)):
+        ec.create_replication_group(
+            ReplicationGroupId=group_id, ReplicationGroupDescription="not ours to delete",
+            Engine="redis", NumCacheClusters=1,
+            Tags=[{"Key": k, "Value": v} for k, v in dict(tags).items()],
+        )  # fmt: skip
+    gone_args = {**by_prefix, "state": "absent", "wait": False}
+
+    gone = run(gone_args)
+    assert gone["changed"] is True
+    assert gone["deleted"] == [f"{PREFIX}-2"]
+    assert listed(ec) == {
+        f"{PREFIX}-1": "deleting",
+        f"{PREFIX}-2": "deleting",
+        f"{PREFIX}-3": "available",
+        "tl-other-1": "available",
+    }
+    assert run(gone_args)["changed"] is False
+
+
+def test_id_prefix_absent_in_check_mode_deletes_nothing(by_prefix, aws):
+    run(by_prefix)
+    planned = run({**by_prefix, "state": "absent", "wait": False}, check=True)
+    assert planned["changed"] is True
+    assert listed(aws("elasticache")) == {f"{PREFIX}-1": "available"}
+
+
+@pytest.mark.parametrize("bad", ["q" * 38, "tl-queue-", "tl--queue", "1queue"])
+def test_a_bad_id_prefix_fails_naming_it(by_prefix, aws, bad):
+    with pytest.raises(ModuleFailed) as failed:
+        run({**by_prefix, "id_prefix": bad})
+    assert "id_prefix" in failed.value.result["msg"]
+    assert aws("elasticache").describe_replication_groups()["ReplicationGroups"] == []
+
+
+def test_the_longest_id_prefix_leaves_room_for_the_number(by_prefix, aws):
+    made = run({**by_prefix, "id_prefix": "q" * 37})
+    assert made["replication_group_id"] == "q" * 37 + "-1"  # 39 of the 40 an id may have
+
+
+@pytest.mark.parametrize("tags", [None, {"Role": "queue"}])
+def test_id_prefix_without_a_project_tag_fails(by_prefix, aws, tags):
+    with pytest.raises(ModuleFailed) as failed:
+        run({**by_prefix, "tags": tags})
+    message = failed.value.result["msg"]
+    assert "id_prefix" in message and "Project" in message
+    assert aws("elasticache").describe_replication_groups()["ReplicationGroups"] == []
+
+
+def test_id_prefix_and_a_fixed_id_together_are_refused(by_prefix, aws):
+    with pytest.raises(ModuleFailed) as failed:
+        run({**by_prefix, "replication_group_id": NAME})
+    message = failed.value.result["msg"]
+    assert "mutually exclusive" in message
+    assert "id_prefix" in message and "replication_group_id" in message
+    assert aws("elasticache").describe_replication_groups()["ReplicationGroups"] == []
+
+
+def test_neither_id_prefix_nor_a_fixed_id_is_refused(by_prefix):
+    with pytest.raises(ModuleFailed) as failed:
+        run({k: v for k, v in by_prefix.items() if k != "id_prefix"})
+    message = failed.value.result["msg"]
+    assert "one of the following is required" in message and "id_prefix" in message
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -84,14 +84,43 @@ def changed_tasks(report: dict[str, Any]) -> list[str]:
     ]
 
 
+IDLE_COST_KEYS = ("project", "rows", "total_eur_month", "recorded", "state", "bills_while_idle")
+
+
 def idle_cost(report: dict[str, Any]) -> dict[str, Any]:
-    """The idle_cost_report fact that teardown.yml and status.yml set."""
+    """The idle cost report that teardown.yml and status.yml print (tl_idle_cost's result,
+    the keys of tlops.cost.idle.report)."""
     for play in report["plays"]:
         for task in play["tasks"]:
-            facts = task["hosts"].get("localhost", {}).get("ansible_facts", {})
-            if "idle_cost_report" in facts:
-                return facts["idle_cost_report"]
+            result = task["hosts"].get("localhost", {})
+            if result.get("action", "").endswith("tl_idle_cost") and "rows" in result:
+                return {key: result[key] for key in IDLE_COST_KEYS}
     raise AssertionError("no idle cost report in the run")
+
+
+def assert_report_lists(report: dict[str, Any], account: Account) -> None:
+    """The report names every tagged resource that bills or may (instances by id and state,
+    EIPs, endpoints, buckets, VPCs), nothing else but the node's volumes, and the queue and
+    images where the account has them."""
+    items = [row["item"] for row in report["rows"]]
+
+    def named(kind: str) -> list[str]:
+        return sorted(item.split()[1] for item in items if item.split()[0] == kind)
+
+    instances = account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
+    for instance in instances:
+        state = instance["State"]["Name"]
+        assert f"instance {instance['InstanceId']} ({instance['InstanceType']}, {state})" in items
+    assert named("instance") == sorted(i["InstanceId"] for i in instances)
+    assert named("EIP") == sorted(a["PublicIp"] for a in account.tagged("addresses"))
+    endpoints = sorted(item.split()[2] for item in items if item.split()[1:2] == ["endpoint"])
+    assert endpoints == sorted(e["VpcEndpointId"] for e in account.tagged("vpc_endpoints"))
+    buckets = [name for name, tags in account.bucket_tags().items() if tags.get("Project")]
+    assert named("bucket") == sorted(buckets)
+    assert named("VPC") == sorted(v["VpcId"] for v in account.tagged("vpcs"))
+    known = {"instance", "root", "volume", "EIP", "interface", "gateway", "queue", "image",
+             "snapshot", "bucket", "VPC"}  # fmt: skip
+    assert {item.split()[0] for item in items} <= known, items
 
 
 class Account:
@@ -205,9 +234,7 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert subnets == {"10.20.0.0/24", "10.20.1.0/24"}
 
     groups = {g["GroupName"]: g for g in account.tagged("security_groups")}
-    assert set(groups) == {
-        "tinyllama-router", "tinyllama-node", "tinyllama-redis", "tinyllama-endpoints"
-    }  # fmt: skip
+    assert set(groups) == {"tinyllama-router", "tinyllama-node", "tinyllama-redis"}
     redis_rules = groups["tinyllama-redis"]["IpPermissions"]
     assert {(r["FromPort"], r["ToPort"]) for r in redis_rules} == {(6379, 6379)}
     assert all(not r["IpRanges"] for r in redis_rules)
@@ -217,23 +244,15 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert (node_rule["FromPort"], node_rule["ToPort"]) == (443, 443)
     assert [r["CidrIp"] for r in node_rule["IpRanges"]] == ["127.0.0.1/32"]
     assert not groups["tinyllama-router"]["IpPermissions"]
-    (endpoint_rule,) = groups["tinyllama-endpoints"]["IpPermissions"]  # 443 from the Lambdas
-    assert (endpoint_rule["FromPort"], endpoint_rule["ToPort"]) == (443, 443)
-    assert [p["GroupId"] for p in endpoint_rule["UserIdGroupPairs"]] == [
-        groups["tinyllama-router"]["GroupId"]
-    ]
     for group in groups.values():  # no SSH anywhere
         assert all(r.get("FromPort") != 22 for r in group["IpPermissions"])
 
+    # No interface endpoint: the control function reaches EC2 and ElastiCache from outside
+    # the VPC; the one endpoint is S3's gateway, free, for both subnets.
     endpoints = {e["ServiceName"]: e for e in account.tagged("vpc_endpoints")}
-    assert set(endpoints) == {f"com.amazonaws.{REGION}.s3", f"com.amazonaws.{REGION}.ec2"}
-    s3 = endpoints[f"com.amazonaws.{REGION}.s3"]  # free, for both subnets
+    assert set(endpoints) == {f"com.amazonaws.{REGION}.s3"}
+    s3 = endpoints[f"com.amazonaws.{REGION}.s3"]
     assert s3["VpcEndpointType"] == "Gateway" and len(s3["RouteTableIds"]) == 2
-    ec2_endpoint = endpoints[f"com.amazonaws.{REGION}.ec2"]  # the router's way to the EC2 API
-    assert ec2_endpoint["VpcEndpointType"] == "Interface"
-    assert [g["GroupId"] for g in ec2_endpoint["Groups"]] == [
-        groups["tinyllama-endpoints"]["GroupId"]
-    ]
     public = {s["CidrBlock"]: s["MapPublicIpOnLaunch"] for s in account.tagged("subnets")}
     assert public == {"10.20.0.0/24": True, "10.20.1.0/24": False}
 
@@ -253,7 +272,8 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert settings["Type"] == "String"
     assert json.loads(settings["Value"]) == {
         "project": "tinyllama",
-        "redis_url": "redis://127.0.0.1:6390/0",
+        "redis_url": "redis://127.0.0.1:6390/0",  # the local queue agent's address
+        "control_bucket": "tinyllama-control-123456789012",
     }
     tags = account.ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=NODE_SETTINGS)
     assert {t["Key"]: t["Value"] for t in tags["TagList"]} == {
@@ -310,8 +330,12 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
         tags = account.lam.list_tags(Resource=config["FunctionArn"].rsplit(":", 1)[0])["Tags"]
         assert (tags["Project"], tags["Function"]) == ("tinyllama", key)
         policy = account.iam.get_role_policy(RoleName=name, PolicyName="least-privilege")
-        sids = {s["Sid"] for s in policy["PolicyDocument"]["Statement"]}
-        assert ("StartAndStopOnlyTheTaggedNode" in sids) is (key == "router")
+        actions = {a for s in policy["PolicyDocument"]["Statement"] for a in s["Action"]}
+        # nothing in the VPC calls EC2 or ElastiCache (that needs an interface endpoint); the
+        # network-interface actions are Lambda's own, made for the function's VPC access
+        # (AWSLambdaVPCAccessExecutionRole), not calls of its code
+        called = {a for a in actions if a.startswith(("ec2:", "elasticache:"))}
+        assert called <= LAMBDA_VPC_ACCESS, called - LAMBDA_VPC_ACCESS
     router_env = account.lam.get_function_configuration(
         FunctionName="tinyllama-router", Qualifier="prod"
     )["Environment"]["Variables"]
@@ -321,16 +345,26 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
         "keys"
     ]  # the pool's keys, for a router with no way out
     assert "TL_JWKS_URL" not in router_env
+    assert router_env["TL_CONTROL_BUCKET"] == outputs["control_bucket"]
+    # control: outside the VPC, the only one that starts the node, invoked by the bucket
+    control_config = account.lam.get_function_configuration(
+        FunctionName="tinyllama-control", Qualifier="prod"
+    )
+    assert not (control_config.get("VpcConfig") or {}).get("SubnetIds")
     start = next(
         s
         for s in account.iam.get_role_policy(
-            RoleName="tinyllama-router", PolicyName="least-privilege"
+            RoleName="tinyllama-control", PolicyName="least-privilege"
         )["PolicyDocument"]["Statement"]
         if s["Sid"] == "StartAndStopOnlyTheTaggedNode"
     )
     assert start["Condition"]["StringEquals"] == {
         "aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "gpu"
     }  # fmt: skip
+    notified = account.s3.get_bucket_notification_configuration(Bucket=outputs["control_bucket"])
+    [to_control] = notified["LambdaFunctionConfigurations"]
+    assert to_control["LambdaFunctionArn"] == ALIAS + "tinyllama-control:prod"
+    assert to_control["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "requests/"}]
     (api,) = [
         a for a in account.apigw.get_apis()["Items"]
         if a["Name"] == "tinyllama-api" and a["Tags"].get("Project") == "tinyllama"
@@ -357,6 +391,9 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert_guard_rails(account)
 
 
+LAMBDA_VPC_ACCESS = {"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                     "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                     "ec2:UnassignPrivateIpAddresses"}  # fmt: skip
 ACCOUNT_ID = "123456789012"
 TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:"
 ALIAS = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:"

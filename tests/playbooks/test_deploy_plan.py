@@ -42,7 +42,7 @@ def test_deploy_then_deploy_and_plan_again_change_nothing(moto_server: str, tmp_
     empty_plan = play("deploy.yml", "--check", "--diff")
     assert {
         "network : Create the VPC",
-        "storage : Show that the plan would create the reply bucket",
+        "storage : Show that the plan would create the buckets",
     } <= set(changed_tasks(empty_plan))
     assert not account.tagged("vpcs") and not account.instances(
         {"Name": "tag:Project", "Values": ["tinyllama"]}

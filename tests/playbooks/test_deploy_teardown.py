@@ -3,8 +3,9 @@
 The life cycle's second half (the first, plan → deploy → deploy again → plan, is
 test_deploy_plan.py's; a module of its own, so the slow tier's workers run the two side by
 side): status and the idle cost of a running node → teardown idle stops it and releases
-its address → the budget's kill line stops what costs and nothing else → teardown all →
-nothing tagged remains and the untagged look-alikes are intact → again changes nothing.
+its address → the budget's kill line stops what costs and nothing else → teardown all keeps
+the baked image, which the report prices → teardown all with teardown_images=yes → nothing
+tagged remains and the untagged look-alikes are intact → again changes nothing.
 Each ansible-playbook run costs seconds, so the bad-input cases stop in preflight.
 """
 
@@ -25,6 +26,7 @@ from .stand_in import (
     PROJECT,
     Account,
     assert_look_alikes_intact,
+    assert_report_lists,
     changed,
     changed_tasks,
     idle_cost,
@@ -60,9 +62,11 @@ def test_teardown_idle_then_all_leaves_nothing_of_ours(moto_server: str, tmp_pat
 
     status = idle_cost(play("status.yml"))
     assert any("running" in row["item"] and row["eur_month"] > 100 for row in status["rows"])
+    assert status["state"] == "awake"
+    assert_report_lists(status, account)  # every tagged resource, by id, and nothing else
     cost = operator("cost", "--json")
     assert cost.returncode == 0, cost.stdout[-2000:] + cost.stderr[-2000:]
-    assert json.loads(cost.stdout)["idle_cost"] == status  # one price table, the same rows
+    assert json.loads(cost.stdout)["idle_cost"]["rows"] == status["rows"]  # the same project
 
     confirm = ("-e", "teardown_confirmation=yes")
     idle = play("teardown.yml", *confirm)
@@ -73,11 +77,14 @@ def test_teardown_idle_then_all_leaves_nothing_of_ours(moto_server: str, tmp_pat
     report = idle_cost(idle)
     costing = [row["item"] for row in report["rows"] if row["eur_month"] > 0]
     assert costing and all("volume" in item for item in costing), report
-    assert 2.0 < report["total_eur_month"] < 3.0  # 30 GiB of gp3
+    assert report["total_eur_month"] == round(30 * 0.081, 2)  # 30 GiB of gp3 (prices.yml)
+    assert report["state"] == "asleep"
+    assert_report_lists(report, account)
     assert changed(play("teardown.yml", *confirm)) == 0
 
     # The node runs again with an address, and the budget passes its kill line: the killer
-    # stops what costs, and nothing else (the endpoint went with teardown idle already).
+    # leaves its mark (no wake until the next deploy) and stops what costs, and nothing else
+    # (the queue went with teardown idle already).
     account.ec2.start_instances(InstanceIds=[node["InstanceId"]])
     address = account.ec2.allocate_address(Domain="vpc")["AllocationId"]
     account.ec2.create_tags(Resources=[address], Tags=[PROJECT, {"Key": "Role", "Value": "gpu"}])
@@ -85,7 +92,8 @@ def test_teardown_idle_then_all_leaves_nothing_of_ours(moto_server: str, tmp_pat
     breach = operator("ops", "budget-breach", "--percent", "106", "--json")
     assert breach.returncode == 0, breach.stdout[-2000:] + breach.stderr[-2000:]
     killed = {(a["kind"], a["outcome"]) for a in json.loads(breach.stdout)["actions"]}
-    assert killed == {("stop-instance", "done"), ("release-address", "done")}
+    assert killed == {("mark-killed", "done"), ("stop-instance", "done"),
+                      ("release-address", "done")}  # fmt: skip
     (node,) = account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
     assert node["State"]["Name"] == "stopped" and not account.tagged("addresses")
     (twin,) = account.ec2.describe_instances(InstanceIds=[seeded["instance"]])["Reservations"]
@@ -94,10 +102,35 @@ def test_teardown_idle_then_all_leaves_nothing_of_ours(moto_server: str, tmp_pat
     again = operator("ops", "budget-breach", "--percent", "106", "--json")
     assert json.loads(again.stdout)["actions"] == []  # a repeated notification changes nothing
 
+    # A baked image, tagged as Packer tags it and its snapshot, and someone else's.
+    ec2 = account.ec2
+    baked = [{"ResourceType": "image", "Tags": [PROJECT, {"Key": "Role", "Value": "gpu"}]}]
+    image = ec2.create_image(
+        InstanceId=node["InstanceId"], Name="tinyllama-gpu-1", TagSpecifications=baked
+    )["ImageId"]
+    (mapping,) = ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"]
+    snapshot, gib = mapping["Ebs"]["SnapshotId"], mapping["Ebs"]["VolumeSize"]
+    ec2.create_tags(Resources=[snapshot], Tags=[PROJECT])
+    theirs = ec2.create_image(InstanceId=seeded["instance"], Name="tinyllama-gpu-old")["ImageId"]
+
     everything = play("teardown.yml", *confirm, "-e", "teardown_level=all")
     assert changed(everything) > 0
-    assert idle_cost(everything) == {"rows": [], "total_eur_month": 0.0,
-                                     "recorded": idle_cost(everything)["recorded"]}  # fmt: skip
+    kept = idle_cost(everything)  # the image stays, priced, and so does the parameter naming it
+    assert [row["item"] for row in kept["rows"]] == [
+        f"image {image} (tinyllama-gpu-1, available)", f"snapshot {snapshot} of {image} ({gib} GiB)"
+    ]  # fmt: skip
+    assert kept["total_eur_month"] == round(gib * 0.046, 2)  # prices.yml's ebs_snapshot_gb_month
+    assert kept["state"] == "not deployed"
+    parameters = account.ssm.describe_parameters()["Parameters"]
+    assert [p["Name"] for p in parameters] == ["/tl-fif/latest_ami_id"]
+
+    images = play("teardown.yml", *confirm, "-e", "teardown_level=all", "-e", "teardown_images=yes")
+    assert changed(images) > 0
+    assert idle_cost(images) == {**kept, "rows": [], "total_eur_month": 0.0}
+    assert [i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]] == [theirs]
+    ours = [{"Name": "tag:Project", "Values": ["tinyllama"]}]
+    assert not ec2.describe_snapshots(OwnerIds=["self"], Filters=ours)["Snapshots"]
+    assert ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]  # the other image's
     for kind in ("vpcs", "subnets", "security_groups", "route_tables", "internet_gateways",
                  "addresses", "launch_templates", "vpc_endpoints"):  # fmt: skip
         assert not account.tagged(kind), kind
@@ -115,12 +148,10 @@ def test_teardown_idle_then_all_leaves_nothing_of_ours(moto_server: str, tmp_pat
     assert not (tmp_path / "outputs.json").exists()
     assert_look_alikes_intact(account, seeded)
 
-    again = play("teardown.yml", *confirm, "-e", "teardown_level=all")
-    assert changed(again) == 0, changed_tasks(again)
-
-    # A parameter of that name that is not tagged as the project's is someone else's.
+    # Again changes nothing; a parameter of that name that is not tagged as the project's is
+    # someone else's.
     account.ssm.put_parameter(Name=NODE_SETTINGS, Value="{}", Type="String")
-    again = play("teardown.yml", *confirm, "-e", "teardown_level=all")
+    again = play("teardown.yml", *confirm, "-e", "teardown_level=all", "-e", "teardown_images=yes")
     assert changed(again) == 0, changed_tasks(again)
     assert account.ssm.get_parameter(Name=NODE_SETTINGS)["Parameter"]["Value"] == "{}"
 

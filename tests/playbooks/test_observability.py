@@ -29,7 +29,6 @@ ROLE = REPO / "roles" / "observability"
 AWS_PROVIDED = {
     ("AWS/ApiGateway", "Latency"),  # HTTP API metrics, per ApiId
     ("AWS/Lambda", "Invocations"),  # Lambda function metrics, per FunctionName
-    ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"),  # Redis host-level metrics
     ("AWS/Billing", "EstimatedCharges"),  # us-east-1, once billing alerts are on
 }
 
@@ -152,8 +151,9 @@ def test_the_dashboard_has_the_eight_widgets(dashboard):
 
 def test_widgets_look_at_this_deployment(dashboard):
     flat = json.dumps(dashboard)
-    for value in ("a1b2c3d4e5", "tinyllama-router", "tinyllama-queue-001"):
+    for value in ("a1b2c3d4e5", "tinyllama-router"):
         assert value in flat
+    assert "tinyllama-queue-" not in flat  # no queue's id: each wake's queue has a new one
 
 
 def metric_cases() -> list[Any]:
@@ -187,10 +187,17 @@ def test_the_collector_finds_what_the_code_emits():
     assert set(gpu_metrics.METRICS) <= emitted
 
 
-def test_the_alarms_are_the_issues_seven(values):
+def test_the_alarms_are_the_issues_seven_and_the_failed_wake(values):
     alarms = {a["name"].removeprefix("tinyllama-"): a for a in values["_observability_alarms"]}
     assert set(alarms) == {"api-p95-latency", "queue-health", "redis-memory", "dead-letters",
-                           "eip-detached", "budget-stops", "redis-enqueue-fail"}  # fmt: skip
+                           "eip-detached", "budget-stops", "redis-enqueue-fail",
+                           "wake-failures"}  # fmt: skip
+    # each wake's queue has a new id: its memory comes from the probe, named by no node
+    assert (alarms["redis-memory"]["namespace"], alarms["redis-memory"]["metric_name"]) == (
+        "TLFIF", "QueueMemoryPercent")  # fmt: skip
+    assert "dimensions" not in alarms["redis-memory"]
+    wake = alarms["wake-failures"]
+    assert (wake["metric_name"], wake["statistic"], wake["threshold"]) == ("WakeFailures", "Sum", 0)
     latency = alarms["api-p95-latency"]
     assert (latency["extended_statistic"], latency["period"], latency["threshold"]) == (
         "p95",

@@ -5,7 +5,7 @@ The policies the deploy writes are rendered here (the `tlops_policy` filter call
 `render_policy`), so a policy cannot drift from the declaration. `allows` judges a
 rendered policy the way IAM would for the subset of the policy language the
 declaration uses (Allow statements, `*`/`?` patterns in actions and resources,
-StringEquals conditions): it covers what the stand-in's IAM enforcement cannot see
+StringEquals and StringLike conditions): it covers what the stand-in's IAM enforcement cannot see
 (resource ARNs of services other than S3, and conditions; docs/local-stack.md).
 """
 
@@ -24,9 +24,10 @@ PLACEHOLDERS = (
     "account",
     "project",
     "reply_bucket",
+    "control_bucket",  # where the VPC asks control, and control records the state
     "function_name",
     "instance_id",
-    "queue_id",  # the queue's replication group id
+    "queue_prefix",  # every queue's replication group id is <queue_prefix>-<n>
     "budget_name",
     "cost_topic",  # the name of the daily cost mail's SNS topic
     "node_settings_parameter",  # the node's settings in SSM, its name without the leading /
@@ -133,18 +134,28 @@ def render_policy(component: Mapping[str, Any], context: Mapping[str, Any]) -> d
             "Action": sorted(statement["actions"]),
             "Resource": [fill(r, context) for r in statement["resources"]],
         }
-        conditions = {f"aws:ResourceTag/{k}": fill(v, context) for k, v in _tags(statement)}
-        conditions |= {
-            k: fill(str(v), context) for k, v in (statement.get("condition") or {}).items()
-        }
+        conditions = _equals_keys(statement, context)
+        like = statement.get("condition_like") or {}
+        like = {k: fill(str(v), context) for k, v in like.items()}
         if conditions:
             out["Condition"] = {"StringEquals": dict(sorted(conditions.items()))}
+        if like:
+            out.setdefault("Condition", {})["StringLike"] = dict(sorted(like.items()))
         rendered.append(out)
     return {"Version": "2012-10-17", "Statement": rendered}
 
 
-def _tags(statement: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return sorted((statement.get("tags") or {}).items())
+def _tags(statement: Mapping[str, Any], key: str = "tags") -> list[tuple[str, str]]:
+    return sorted((statement.get(key) or {}).items())
+
+
+def _equals_keys(statement: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, str]:
+    """The StringEquals condition keys of a statement: the tags its resource must carry,
+    the tags its request must set, and any other condition."""
+    keys = {f"aws:ResourceTag/{k}": fill(v, context) for k, v in _tags(statement)}
+    keys |= {f"aws:RequestTag/{k}": fill(v, context) for k, v in _tags(statement, "request_tags")}
+    keys |= {k: fill(str(v), context) for k, v in (statement.get("condition") or {}).items()}
+    return keys
 
 
 # --- judging a policy -------------------------------------------------------------------
@@ -159,10 +170,15 @@ def _matches(pattern: str, value: str) -> bool:
 
 def _condition_holds(condition: Mapping[str, Any], request: Mapping[str, str]) -> bool:
     for operator, pairs in condition.items():
-        if operator != "StringEquals":
+        if operator not in ("StringEquals", "StringLike"):
             return False  # the declaration uses no other operator: refuse what is not judged
         for key, expected in pairs.items():
-            if request.get(key) not in _listed(expected):
+            value = request.get(key)
+            if value is None:
+                return False  # a key absent from the request fails its condition
+            if operator == "StringEquals" and value not in _listed(expected):
+                return False
+            if operator == "StringLike" and not any(_matches(p, value) for p in _listed(expected)):
                 return False
     return True
 
@@ -203,8 +219,11 @@ def declared_requests(
     with the resource and keys it would carry in this deployment."""
     requests = []
     for statement in component.get("calls") or []:
-        keys = {f"aws:ResourceTag/{k}": fill(v, context) for k, v in _tags(statement)}
-        keys |= {k: fill(str(v), context) for k, v in (statement.get("condition") or {}).items()}
+        keys = _equals_keys(statement, context)
+        keys |= {  # a pattern stands for any value it matches: judge one such value
+            k: fill(str(v), context).replace("*", "example")
+            for k, v in (statement.get("condition_like") or {}).items()
+        }
         for action in statement["actions"]:
             for resource in statement["resources"]:
                 # a pattern stands for any resource it matches: judge one such resource

@@ -17,8 +17,7 @@ from urllib.parse import unquote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tlops.checks import access, paths
-
-NODE_STATES = ("pending", "running", "stopping", "stopped")
+from tlops.contract.states import NODE_LIVE_STATES as NODE_STATES
 
 
 class Call(NamedTuple):
@@ -54,7 +53,9 @@ class Deployment(NamedTuple):
     reply_bucket: str
     functions: Mapping[str, str]  # component → function name
     node_role: str  # the GPU node's IAM role
-    queue_id: str  # the ElastiCache replication group id
+    queue_id: str = ""  # the queue's replication group id; "": found by its tags and prefix
+    queue_prefix: str = ""  # every queue group's id is <queue_prefix>-<n> (a wake's new one)
+    control_bucket: str = ""  # where the VPC asks control and control records the state
     budget_name: str = ""  # the guard rails' budget
     cost_topic: str = ""  # the daily cost mail's SNS topic (its name)
     node_settings_parameter: str = ""  # the SSM parameter the node reads at boot (/a/b)
@@ -100,6 +101,21 @@ def queue_groups(elasticache: Any, queue_id: str, network: paths.Network | None,
     ]
 
 
+def current_queue_id(elasticache: Any, deployment: Deployment) -> str:
+    """The queue group of this wake, by its tags and prefix; "" while the stack sleeps."""
+    from tlops.control import queue
+
+    if not deployment.queue_prefix:
+        return ""
+    try:
+        found = queue.current(
+            queue.ours(elasticache, deployment.queue_prefix, queue.tags_for(deployment.project))
+        )
+    except queue.QueueError:
+        return ""
+    return found["ReplicationGroupId"] if found else ""
+
+
 def inline_policy(iam: Any, role_name: str) -> dict[str, Any]:
     """Every inline statement of the role, as one policy document."""
     statements: list[Any] = []
@@ -141,9 +157,10 @@ def verify(
         "project": deployment.project,
         "reply_bucket": deployment.reply_bucket,
     }
-    for name in ("queue_id", "budget_name", "cost_topic"):
+    for name in ("queue_prefix", "control_bucket", "budget_name", "cost_topic"):
         if getattr(deployment, name):
             context[name] = getattr(deployment, name)
+    queue_id = deployment.queue_id or current_queue_id(client("elasticache"), deployment)
     if deployment.node_settings_parameter:  # an SSM ARN names a parameter without its first /
         context["node_settings_parameter"] = deployment.node_settings_parameter.lstrip("/")
 
@@ -168,9 +185,7 @@ def verify(
         role_name, own = _placement(name, component, deployment, ec2, lam)
         placement, network = network_of(own[0])
         extra_context = own[1]
-        redis = queue_groups(
-            client("elasticache"), deployment.queue_id, network, deployment.project
-        )
+        redis = queue_groups(client("elasticache"), queue_id, network, deployment.project)
         proofs = paths.prove(
             name,
             component,

@@ -8,7 +8,9 @@ stand-in or an account through the same calls, and accepts a path only as one of
 
 - a gateway endpoint of the service on the route table of the component's subnet;
 - an interface endpoint of the service with private DNS (and DNS on in the VPC) whose
-  security group admits 443 from the component's group;
+  security group admits 443 from the component's group. Such an endpoint captures the
+  service's name for the whole VPC: every component there reaches that service through
+  it or not at all, whatever public path it also has;
 - a public address (the node's, on every start) plus a default route to an internet gateway,
   or, for what has no public address, a default route to a NAT gateway;
 - for Redis, an ingress rule on the queue's group for 6379 from the component's group;
@@ -262,22 +264,37 @@ def service_path(
     table = network.route_table_of(subnet_id)
     endpoints = [e for e in network.endpoints if e.get("ServiceName") == name]
     for endpoint in endpoints:
-        kind = endpoint.get("VpcEndpointType", "Gateway")
-        if kind == "Gateway":
-            if table and table["RouteTableId"] in endpoint.get("RouteTableIds", []):
-                return (
-                    f"gateway endpoint {endpoint['VpcEndpointId']} "
-                    f"on route table {table['RouteTableId']}",
-                    "",
-                )
-            missing.append(
-                f"gateway endpoint {endpoint['VpcEndpointId']} is not on the subnet's route table"
-            )
+        if endpoint.get("VpcEndpointType", "Gateway") != "Gateway":
             continue
+        if table and table["RouteTableId"] in endpoint.get("RouteTableIds", []):
+            return (
+                f"gateway endpoint {endpoint['VpcEndpointId']} "
+                f"on route table {table['RouteTableId']}",
+                "",
+            )
+        missing.append(
+            f"gateway endpoint {endpoint['VpcEndpointId']} is not on the subnet's route table"
+        )
+    # With private DNS on, an interface endpoint's private hosted zone answers for the
+    # service's public name ("resolves to the private IP addresses of the endpoint network
+    # interfaces in the VPC": CreateVpcEndpoint, PrivateDnsEnabled) in the whole VPC, so
+    # the component's calls go to the endpoint and nowhere else: its verdict is the path's,
+    # with no fallback to a public path.
+    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVpcEndpoint.html
+    # https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-access-aws-services.html
+    captured = [
+        e
+        for e in endpoints
+        if e.get("VpcEndpointType") == "Interface" and e.get("PrivateDnsEnabled") and network.dns
+    ]
+    for endpoint in captured:
         proven, why = _interface_endpoint(network, placement, endpoint)
         if proven:
             return proven, ""
-        missing.append(why)
+        return None, f"{why} (its private DNS captures {name} for all of {network.vpc_id})"
+    for endpoint in endpoints:
+        if endpoint.get("VpcEndpointType") == "Interface":
+            missing.append(_interface_endpoint(network, placement, endpoint)[1])
     if not endpoints:
         missing.append(f"no endpoint of {name} in {network.vpc_id}")
     path, why = public_path(network, placement)

@@ -103,6 +103,33 @@ def _add_deployment_commands(sub: argparse._SubParsersAction) -> None:
     completion.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
 
 
+def _add_ops(sub: argparse._SubParsersAction) -> None:
+    """ops: the guard rails' and the sleep's code paths, run on demand."""
+    ops = sub.add_parser(
+        "ops", help="drive the guard rails and the stack's sleep where nothing fires by itself"
+    )
+    ops_sub = ops.add_subparsers(dest="action", required=True, help="what to drive")
+    breach = ops_sub.add_parser(
+        "budget-breach", help="send the budget's kill notification and run the budget killer"
+    )
+    breach.add_argument("--percent", type=float, default=106.0, help="spend as %% of the budget")
+    breach.add_argument("--drill", action="store_true", help="on an account: publish it for real")
+    breach.add_argument("--json", action="store_true", help="print the killer's report as JSON")
+    mail = ops_sub.add_parser("cost-mail", help="the daily cost mail: print it or send it now")
+    mail.add_argument("--dry-run", action="store_true", help="print the mail, send nothing")
+    nap = ops_sub.add_parser(
+        "sleep", help="stop the node (napping); --deep: delete the queue too (asleep)"
+    )
+    nap.add_argument(
+        "--deep", action="store_true", help="asleep: the queue goes too; disk and snapshots bill"
+    )
+    wake = ops_sub.add_parser("wake", help="create the queue if it sleeps and start the node")
+    for verb in (nap, wake):
+        verb.add_argument("--timeout", type=float, default=120.0,
+                          help="seconds to wait for the state (default 120)")  # fmt: skip
+        verb.add_argument("--json", action="store_true", help="print the recorded state as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tlops.cli.examples import TOP
     from tlops.cli.exits import epilog
@@ -173,16 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the figures as they stood on that day (default: today, UTC)",
     )
 
-    ops = sub.add_parser("ops", help="drive the guard rails where nothing fires by itself")
-    ops_sub = ops.add_subparsers(dest="action", required=True, help="what to drive")
-    breach = ops_sub.add_parser(
-        "budget-breach", help="send the budget's kill notification and run the budget killer"
-    )
-    breach.add_argument("--percent", type=float, default=106.0, help="spend as %% of the budget")
-    breach.add_argument("--drill", action="store_true", help="on an account: publish it for real")
-    breach.add_argument("--json", action="store_true", help="print the killer's report as JSON")
-    mail = ops_sub.add_parser("cost-mail", help="the daily cost mail: print it or send it now")
-    mail.add_argument("--dry-run", action="store_true", help="print the mail, send nothing")
+    _add_ops(sub)
     logs = sub.add_parser(
         "logs", help="run a Logs Insights query of observability/queries over the local logs"
     )

@@ -4,7 +4,8 @@ what the deployment costs a month while idle; `--json` for scripts, `--png PATH`
 The figures are Cost Explorer's, from the same one request the daily mail makes
 (tlops.guard.costs), against the budget the deployed cost_summary function is configured
 with. On the local stand-in, which tracks no cost, they are canned (tlops.local.costs) and
-say so, in the output and on the chart.
+say so, in the output and on the chart. The idle cost is tlops.cost.idle's report, the one
+status.yml and teardown.yml print (through the tl_idle_cost module).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def _print(report: dict[str, Any]) -> None:
     idle = report["idle_cost"]
     print(f"  idle cost      EUR {idle['total_eur_month']:.2f} a month for what is deployed now "
           f"(playbooks/vars/prices.yml, recorded {idle['recorded']})")  # fmt: skip
+    print(f"  stack state    {idle['state']}: {idle['bills_while_idle']}")
     for row in idle["rows"]:
         if row["eur_month"] > 0:
             print(f"                 {row['eur_month']:8.2f}  {row['item']}")
@@ -110,8 +112,8 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from tlops.cli import idle_cost
     from tlops.common import aws
+    from tlops.cost import idle
 
     endpoint = stand_in()
     env = deployed_environment(f"{project()}-cost-summary")
@@ -134,7 +136,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
         "canned": bool(endpoint),
         "summary": None if summary is None else summary.as_dict(),
         "problem": problem,
-        "idle_cost": idle_cost.report(aws.client, project()),
+        "idle_cost": idle.report(aws.client, project()),
     }
     if args.png and summary is not None:
         from tlops.cli import chart

@@ -1,9 +1,11 @@
-"""The two steps of `tlops demo` that show the node's life: a cold boot and the idle stop.
+"""The steps of `tlops demo` that show the stack's life: a cold boot, the idle stop, the sleep.
 
 `cold_boot_prompt` sends a prompt to the stopped node with a one-minute idle time and
 follows it: the 202 `starting` with its ETA, each boot phase the node reports, the
 completion. `watchdog_stop` then waits for the idle watchdog to stop the node once that
-minute has passed, and shows when (the local node's services stop with the instance).
+minute has passed, and shows when (the local node's services stop with the instance): the
+stack naps. `fall_asleep` puts it to sleep at once (`tlops ops sleep --deep`: what it does by
+itself after `sleep_after_minutes`) and says what each of the two states costs a month.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ WATCHDOG_WAIT_S = DEMO_IDLE_MINUTES * 60 + 150
 
 def cold_boot_prompt(stack: Any, args: argparse.Namespace, client: Any, token: Callable) -> int:
     from tlops.common import aws
-    from tlops.edge import gpu_node
+    from tlops.control import node as gpu_node
 
     node = gpu_node.find(aws.client("ec2"), "tinyllama")
     if node is not None:
@@ -70,7 +72,7 @@ def watchdog_stop(stack: Any, args: argparse.Namespace) -> int:
     import importlib.util
 
     from tlops.common import aws
-    from tlops.edge import gpu_node
+    from tlops.control import node as gpu_node
 
     if importlib.util.find_spec("tlops.node.watchdog") is None:
         print("== skipped: the idle watchdog (tlops.node.watchdog) is not in this checkout, "
@@ -99,3 +101,28 @@ def watchdog_stop(stack: Any, args: argparse.Namespace) -> int:
           f"(idle-watchdog: {programs.get('idle-watchdog', 'not running')})",
           file=sys.stderr)  # fmt: skip
     return 1
+
+
+def _idle_bill(state_word: str) -> None:
+    from tlops.common import aws
+    from tlops.cost import idle
+
+    bill = idle.report(aws.client, "tinyllama")
+    print(f"== {state_word}: {bill['total_eur_month']:.2f} EUR a month on AWS "
+          f"({bill['bills_while_idle']}; playbooks/vars/prices.yml)", flush=True)  # fmt: skip
+
+
+def fall_asleep(stack: Any) -> int:
+    """Napping → asleep now, with what each costs; 0 once the stack is asleep."""
+    from tlops.cli import nap
+
+    _idle_bill("napping (node stopped, queue up)")
+    print("== tlops ops sleep --deep (the stack does it by itself after sleep_after_minutes)",
+          flush=True)  # fmt: skip
+    code = nap.sleep(argparse.Namespace(deep=True, timeout=120.0, json=False))
+    if code != 0:
+        return code
+    _idle_bill("asleep (node stopped, no queue)")
+    print("== the next request wakes it: the queue comes back, the node boots, the job runs",
+          flush=True)  # fmt: skip
+    return 0

@@ -51,9 +51,16 @@ EXAMPLES: dict[str, list[str]] = {
     "ops": [
         "tlops ops budget-breach --percent 106",
         "tlops ops cost-mail --dry-run",
+        "tlops ops sleep --deep        # asleep now: only the disk and snapshots bill",
+        "tlops ops wake                # the queue back, the node started",
     ],
     "ops budget-breach": ["tlops ops budget-breach --percent 106 --json"],
     "ops cost-mail": ["tlops ops cost-mail --dry-run"],
+    "ops sleep": [
+        "tlops ops sleep            # napping: the node stops, the queue stays",
+        "tlops ops sleep --deep     # asleep: the queue is deleted too",
+    ],
+    "ops wake": ["tlops ops wake --json"],
     "logs": [
         "tlops logs list",
         "tlops logs query api_5xx_by_route",

@@ -81,11 +81,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
     except client.ApiError as exc:
         print(f"tlops stop: {exc}", file=sys.stderr)
         return for_api_error(exc.status)
-    if reply.status != 200:
+    if reply.status != 202:
         print(f"tlops stop: {client.describe(reply)}", file=sys.stderr)
         return for_api_error(reply.status)
     if args.json:
         print(json.dumps(reply.body, sort_keys=True))
     else:
-        print(f"node {reply.body.get('instance')} {reply.body.get('status')}")
+        print(f"node {reply.body.get('instance')} {reply.body.get('status')} "
+              "(`tlops status` follows it)")  # fmt: skip
     return ExitCode.OK

@@ -36,7 +36,10 @@ def _print_status(stack: LocalStack) -> None:
     status = stack.status()
     for name, service in status["services"].items():
         state = "up" if service["up"] else "down"
-        print(f"{name:8} {state:5} port {service['port']:<6} pid {service['pid'] or '-'}")
+        port = f"port {service['port']:<6}" if service["port"] else " " * 11
+        print(f"{name:8} {state:5} {port} pid {service['pid'] or '-'}")
+        if name == "queue" and service["up"]:
+            print(f"  {_queue_line(service)}")
     if (node := status["services"].get("node")) and node.get("instance"):
         running = ", ".join(f"{p} {s}" for p, s in sorted(node.get("programs", {}).items()))
         print(f"  instance {node['instance']} {node.get('instance_state')}: "
@@ -45,6 +48,16 @@ def _print_status(stack: LocalStack) -> None:
         print("deployed       nothing: run ansible-playbook playbooks/deploy.yml")
     for name, value in status["deployed"].items():
         print(f"{name:14} {value}")
+
+
+def _queue_line(service: dict) -> str:
+    """What the queue agent serves: a group's redis-server, one on its way, or none (asleep,
+    or nothing deployed yet: both expected)."""
+    if service.get("queue") == "serving":
+        return f"redis-server pid {service.get('redis_pid')} serves queue {service.get('group')}"
+    if service.get("queue") == "creating":
+        return f"queue {service.get('group')} is being created"
+    return "no queue group: the stack sleeps, or nothing is deployed yet (not a fault)"
 
 
 @_as_cli_error
@@ -96,7 +109,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the local stack: up → (with --bake: bake_ami.yml) → deploy.yml → a
     prompt to the stopped node (a cold boot, its phases, the completion) → the idle
-    watchdog's stop → teardown.yml (idle) with its cost report → down."""
+    watchdog's stop (napping) → asleep, with what each costs → down."""
     from tlops.cli import client, demo, playbooks
 
     stack = LocalStack()
@@ -118,13 +131,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = demo.cold_boot_prompt(stack, args, client, local_token)
         if code == 0:
             code = demo.watchdog_stop(stack, args)
-        print("== ansible-playbook playbooks/teardown.yml (idle: zero idle cost)", flush=True)
-        teardown = playbooks.run(
-            "teardown.yml", env=stack.env(), extra_vars={"teardown_confirmation": "yes"}
-        )
-        if teardown.returncode != 0:
-            print("tlops demo: teardown.yml failed (its output above says why)", file=sys.stderr)
-            return 1
+        if code == 0:
+            code = demo.fall_asleep(stack)
         return code
     finally:
         if not args.keep:

@@ -194,4 +194,8 @@ def cost_mail(args: argparse.Namespace) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    return {"budget-breach": budget_breach, "cost-mail": cost_mail}[args.action](args)
+    from tlops.cli import nap
+
+    verbs = {"budget-breach": budget_breach, "cost-mail": cost_mail, "sleep": nap.sleep,
+             "wake": nap.wake}  # fmt: skip
+    return verbs[args.action](args)

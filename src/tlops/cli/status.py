@@ -16,16 +16,32 @@ from typing import Any
 
 from tlops.cli.exits import ExitCode, for_api_error
 from tlops.cli.session import CliError
+from tlops.contract.states import NOT_DEPLOYED
+
+# A queue that cannot be there, by the deployment's state: not a fault.
+_NO_QUEUE = {
+    "asleep": "the queue sleeps: the stack is asleep, and the next request wakes it",
+    NOT_DEPLOYED: "nothing is deployed: run ansible-playbook playbooks/deploy.yml",
+}
 
 
-def _direct_node(project: str) -> dict[str, Any]:
+def _direct_node(project: str) -> tuple[str, dict[str, Any]]:
+    """The deployment's state and the node, as EC2 and ElastiCache say now (the operator's
+    own credentials: their words are shown)."""
     from tlops.common import aws
-    from tlops.edge import status
+    from tlops.control import node as gpu_node
+    from tlops.control import queue
+    from tlops.control.state import observe
 
-    part = status.node_part(lambda: aws.client("ec2"), project)
-    if "detail" in part:
-        part["error"] = part.pop("detail")  # the operator's own credentials: show EC2's words
-    return part
+    try:
+        seen = observe(
+            aws.client("ec2"), aws.client("elasticache"), project=project,
+            prefix=f"{project}-queue",
+        )  # fmt: skip
+    except (gpu_node.NodeUnavailable, queue.QueueError) as exc:
+        return "unknown", {"state": "unknown", "error": str(exc)}
+    node = seen["node"] or {"state": "absent"}
+    return seen["state"] or NOT_DEPLOYED, node
 
 
 def _direct(stack: Any) -> dict[str, Any]:
@@ -37,7 +53,7 @@ def _direct(stack: Any) -> dict[str, Any]:
         os.environ.update({k: v for k, v in stack.env().items() if k not in os.environ})
     project = os.environ.get("TL_PROJECT", "tinyllama")
     report: dict[str, Any] = {"project": project, "source": "direct"}
-    report["node"] = _direct_node(project)
+    report["state"], report["node"] = _direct_node(project)
     redis_url = os.environ.get("TL_REDIS_URL")
     if not redis_url:
         missing = {"error": "TL_REDIS_URL is not set (the queue is private to the VPC)"}
@@ -48,6 +64,9 @@ def _direct(stack: Any) -> dict[str, Any]:
         report["queue"], report["boot"] = status.queue_part(redis)
     finally:
         redis.close()
+    if report["state"] in _NO_QUEUE and "error" in report["queue"]:
+        report["queue"] = {"error": _NO_QUEUE[report["state"]], "asleep": True}
+        report["boot"] = {"phase": None, "booting": False, "instance": None}
     for part in (report["queue"], report["boot"]):
         if "detail" in part:
             part["error"] = f"Redis at {redis_url}: {part.pop('detail')}"
@@ -110,7 +129,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if isinstance(got, int):
             return got
         report = got
-    healthy = not any("error" in report.get(part, {}) for part in ("node", "queue"))
+    # Asleep, the queue is gone by design: not a fault.
+    failed = [p for p in ("node", "queue") if "error" in report.get(p, {})]
+    healthy = not [p for p in failed if not report[p].get("asleep")]
     code = ExitCode.OK if healthy else ExitCode.UNHEALTHY
     if args.json:
         print(json.dumps(report, sort_keys=True))
@@ -120,6 +141,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _print(report: dict[str, Any]) -> None:
+    from tlops.contract.states import BILLS
+
+    state = report.get("state") or "unknown"
+    # Not deployed: the bill's words speak of the idle report's rows, which this has not.
+    bills = None if state == NOT_DEPLOYED else BILLS.get(state)  # type: ignore[call-overload]
+    print(f"state: {state}" + (f" ({bills})" if bills else ""))
     print(f"source      {report.get('source', 'api')}")
     node = report["node"]
     kind = f" ({node['type']})" if node.get("type") else ""
@@ -130,6 +157,9 @@ def _print(report: dict[str, Any]) -> None:
     if boot.get("phase"):
         print(f"boot        {boot['phase']}{' (under way)' if boot.get('booting') else ''}")
     queue = report["queue"]
+    if queue.get("asleep"):
+        print(f"queue       none: {queue['error']}")
+        return
     if "error" in queue:
         print(f"queue       unknown: {queue['error']}")
         return

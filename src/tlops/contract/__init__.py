@@ -65,6 +65,14 @@ BOOT_TIMES_KEPT = 10
 OPEN_JOBS_KEY = "jobs:open"  # sorted set: ids admitted and not yet final, scored by admission ms
 RESIZE_LOCK_KEY = "resize:current"  # the operation in progress, if any (one at a time)
 RESIZE_KEY_PREFIX = "resize:op:"  # resize:op:{id} → the operation's record (contract.resize)
+# Set (with CLOSING_TTL_SECONDS) when the queue is about to be deleted for a deep sleep:
+# admission queues nothing while it exists; a node that starts clears it.
+CLOSING_KEY = "queue:closing"
+CLOSING_TTL_SECONDS = 600
+# The last time (ms) the scheduled queue probe saw a watcher heartbeat: napping since then.
+LAST_AWAKE_KEY = "queue:last_awake_ms"
+# Jobs held in S3 while the queue slept, moved into the stream once (by job id), this long.
+HELD_MOVED_KEY_PREFIX = "held:moved:"
 
 # --- HTTP names -------------------------------------------------------------
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -84,8 +92,10 @@ class JobStatus(enum.StrEnum):
 
 
 class BootPhase(enum.StrEnum):
-    """Where a boot of the node is, in order; the router writes the first, the node the rest."""
+    """Where a boot of the node is, in order; the router writes the first, the node the rest.
+    A job held while the stack slept shows `waking the queue` until the queue is back."""
 
+    WAKING_QUEUE = "waking the queue"  # the stack slept: the queue is being created again
     STARTING_INSTANCE = "starting instance"  # the router called StartInstances
     STARTING_SERVICES = "starting services"  # the node's supervisord started its programs
     LOADING_MODEL = "loading model"  # nginx and the watcher are up; vLLM is loading

@@ -6,9 +6,10 @@ A request names an action and, for `resize`, the instance type to change to:
 
 `start` and `stop` may name a target too (stop, change the type, then start or
 stay stopped); `resize` must, and leaves the node running if it ran, stopped if
-it was stopped. The operation is a goal, a state and a type, which the edge
-works towards one EC2 step at a time (tlops.edge.resize); its record is the hash
-`resize:op:{id}` with the fields of `Field`, kept `RECORD_TTL_SECONDS`.
+it was stopped. The operation is a goal, a state and a type, which `control`
+works towards (tlops.control.resize) while the router keeps its record
+(tlops.edge.resize): the hash `resize:op:{id}` with the fields of `Field`, kept
+`RECORD_TTL_SECONDS`.
 
     accepted --first step--> in_progress --goal reached--> done
                                          --a step refused--> failed
@@ -69,6 +70,21 @@ class Field(enum.StrEnum):
 class ResizeRequest(NamedTuple):
     action: str
     target: str | None = None
+
+
+class Goal(NamedTuple):
+    state: str  # running | stopped
+    instance_type: str
+
+
+def goal_for(request: ResizeRequest, node_state: str, node_type: str) -> Goal:
+    """start → running, stop → stopped, resize → the state the node is in (or heading to)."""
+    instance_type = request.target or node_type
+    if request.action == "start":
+        return Goal("running", instance_type)
+    if request.action == "stop":
+        return Goal("stopped", instance_type)
+    return Goal("running" if node_state in ("pending", "running") else "stopped", instance_type)
 
 
 def operation_key(operation_id: str) -> str:

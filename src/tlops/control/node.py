@@ -1,4 +1,4 @@
-"""The GPU node as the edge sees it: find it by tags, start it, stop it.
+"""The GPU node as EC2 sees it: find it by tags, start it, stop it.
 
 The node is the one EC2 instance tagged `Project=<project>` and `Role=gpu`
 (the Ansible `gpu_node` role creates it, stopped). Every function takes the
@@ -12,8 +12,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from tlops.contract.states import NODE_LIVE_STATES as LIVE_STATES
+
 NODE_ROLE = "gpu"
-LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
 
 class NodeUnavailable(Exception):

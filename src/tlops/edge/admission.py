@@ -17,7 +17,12 @@ here. A Lua script does everything atomically with Redis' own clock:
 6. the job's entry (`id` and `sub`) appended to the `jobs` stream, the job
    added to `jobs:open`, and the Idempotency-Key remembered;
 7. whether a watcher heartbeat exists (the GPU node is up), so the router can
-   skip asking EC2 on the warm path.
+   skip asking for a wake on the warm path.
+
+While the `queue:closing` mark exists (the stack is falling asleep: the queue is
+about to be deleted) it admits nothing and says `closing`; the router then holds
+the job in S3 as it does while the stack sleeps, so a request racing the sleep
+is held, not queued in a queue that is going.
 
 `limit` runs the same sliding windows alone (`POST /stop`): both scripts are
 built from one Lua source for the windows.
@@ -73,7 +78,7 @@ _ADMIT = Script(
         _WINDOWS
         + """
 local rate_key, job_key, stream, heartbeat = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local open_key, idem_key = KEYS[5], KEYS[6]
+local open_key, closing_key, idem_key = KEYS[5], KEYS[6], KEYS[7]
 local job_ttl, job_id, sub, deadline = tonumber(ARGV[5]), ARGV[6], ARGV[7], tonumber(ARGV[8])
 local idem_ttl, request_hash, job_prefix = tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local cap_total, cap_user = tonumber(ARGV[12]), tonumber(ARGV[13])
@@ -127,6 +132,10 @@ if idem_key then
   end
 end
 
+-- The queue is about to be deleted (the stack falls asleep): the job is held elsewhere.
+if redis.call('EXISTS', closing_key) == 1 then
+  return {'closing', 0, now}
+end
 local retry = retry_after(rate_key, now)
 if retry > 0 then
   return {'limited', retry, now}
@@ -151,9 +160,8 @@ for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job_key, unpack(fields))
 redis.call('EXPIRE', job_key, job_ttl)
 redis.call('XADD', stream, '*', '$entry_id', job_id, '$entry_sub', sub)
-if capped then
-  redis.call('ZADD', open_key, now, job_id)
-end
+-- Open jobs, whether capped or not: the sleep's check counts them too (tlops.edge.sleep).
+redis.call('ZADD', open_key, now, job_id)
 if idem_key then
   redis.call('HSET', idem_key, '$idem_job', job_id, '$idem_fingerprint', request_hash)
   redis.call('EXPIRE', idem_key, idem_ttl)
@@ -211,6 +219,7 @@ class Idempotency(NamedTuple):
 class Admission(NamedTuple):
     # "queued"; "replayed" (the key's first job); "limited"; "collision" (the id exists);
     # "reused" (the key came with another request); "late" (past the deadline, nothing written);
+    # "closing": the queue is about to be deleted (the stack falls asleep; nothing written);
     # "user_full" / "full": this user's / all users' open jobs at their cap (nothing written)
     outcome: str
     retry_after_s: int = 0  # whole seconds until a request would pass, when refused
@@ -244,6 +253,7 @@ def admit(
         contract.JOB_STREAM,
         contract.HEARTBEAT_KEY,
         contract.OPEN_JOBS_KEY,
+        contract.CLOSING_KEY,
     ]
     if idempotency is not None:
         keys.append(contract.idempotency_key(sub, idempotency.key))

@@ -133,3 +133,25 @@ def job_view(
     # {} is a result too large to read inline: only a done job's output gets that big.
     view = {"id": job_id, "status": stored.get("status", JobStatus.DONE.value)}
     return finished_view(view, client, reply_bucket, key, stored)
+
+
+def held_view(job_id: str, held_ms: int, state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """What `GET /jobs/{id}` answers for a job held while the stack slept: queued while the
+    queue is being woken (with why the last wake failed, if it did), expired once it has been
+    held longer than `HELD_TTL_SECONDS` (it never runs then)."""
+    from tlops.contract import control
+
+    if now_ms - held_ms > control.HELD_TTL_SECONDS * 1000:
+        return {"id": job_id, "status": JobStatus.EXPIRED.value, "attempts": 0, "held": True,
+                "error": "held while the stack slept, and not run within its lifetime"}  # fmt: skip
+    view: dict[str, Any] = {
+        "id": job_id,
+        "status": JobStatus.QUEUED.value,
+        "attempts": 0,
+        "held": True,
+        "boot_phase": contract.BootPhase.WAKING_QUEUE.value,
+    }
+    wake = state.get("wake") if isinstance(state.get("wake"), dict) else {}
+    if wake.get("error"):
+        view["wake_error"] = str(wake["error"])
+    return view

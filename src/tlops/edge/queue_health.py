@@ -10,7 +10,10 @@ be stopped.
 The same function also runs on a schedule (an EventBridge rule every five
 minutes, made by the observability role): then it answers nobody and emits the
 same look as metrics, `QueueHealthFailed` (1 or 0), `QueueDepth` and
-`DeadLetterEntries`, which the alarms watch.
+`DeadLetterEntries`, which the alarms watch. On that schedule it is also what
+puts a napping stack to sleep once it has napped `sleep_after` with nothing to
+do (tlops.edge.sleep); invoked with `{"sleep": {"force": true}}` (the scheduled
+sleep, `tlops ops sleep --deep`) it does so at once, stopping an idle node first.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ import time
 from typing import Any
 
 from tlops import contract
+from tlops.common.control_bucket import BucketUnavailable, ControlBucket
 from tlops.common.telemetry import Telemetry
 from tlops.contract import ErrorCode
-from tlops.edge import lambda_http
+from tlops.contract.states import StackState
+from tlops.edge import lambda_http, sleep
 from tlops.edge.lambda_http import Answer, Refusal
 from tlops.edge.resp import RedisReplyError, RedisUnavailable, RespClient
 
 DEFAULT_ALLOWED_CIDRS = "10.20.0.0/22,127.0.0.0/8,::1/128"
 SLOW_MS = 200.0
+DEFAULT_SLEEP_AFTER_S = 7200  # two hours of napping, then asleep
 
 telemetry = Telemetry("queue_health")
 
@@ -85,10 +91,47 @@ def queue_snapshot(client: RespClient, *, now_ms: int | None = None) -> dict[str
     return snapshot
 
 
+def memory_percent(client: RespClient) -> float | None:
+    """How full the queue's memory is (used_memory of maxmemory, INFO memory); None without
+    a limit (a local redis-server) or an answer. ElastiCache sets maxmemory to the node's
+    memory less its reserve, so this is what CloudWatch's DatabaseMemoryUsagePercentage
+    reports, without naming the node (each wake's queue has a new one)."""
+    try:
+        info = client.execute("INFO", "memory") or ""
+    except (RedisUnavailable, RedisReplyError):
+        return None
+    fields = dict(line.split(":", 1) for line in str(info).splitlines() if ":" in line)
+    try:
+        used, most = int(fields["used_memory"]), int(fields["maxmemory"])
+    except (KeyError, ValueError):
+        return None
+    return round(100 * used / most, 2) if most > 0 else None
+
+
 class QueueHealth:
-    def __init__(self, redis_url: str, allowed_cidrs: str = DEFAULT_ALLOWED_CIDRS):
+    def __init__(
+        self,
+        redis_url: str,
+        allowed_cidrs: str = DEFAULT_ALLOWED_CIDRS,
+        *,
+        control_bucket: str = "",
+        sleep_after_s: int = DEFAULT_SLEEP_AFTER_S,
+    ):
         self.redis = RespClient(redis_url, connect_timeout=0.2, timeout=0.2)
         self.allowed = parse_cidrs(allowed_cidrs)
+        self.sleep_after_s = sleep_after_s
+        self.control_bucket = control_bucket
+        self._bucket: ControlBucket | None = None
+
+    @property
+    def control(self) -> ControlBucket | None:
+        """The control bucket (its S3 client made on first use); None without one."""
+        if self._bucket is None and self.control_bucket:
+            from tlops.common import aws
+
+            s3 = aws.client("s3", connect_timeout=1, read_timeout=3)
+            self._bucket = ControlBucket(s3, self.control_bucket)
+        return self._bucket
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> QueueHealth:
@@ -96,7 +139,27 @@ class QueueHealth:
         url = env.get("TL_REDIS_URL")
         if not url:
             raise RuntimeError("queue_health configuration incomplete, set: TL_REDIS_URL")
-        return cls(url, env.get("TL_QUEUE_HEALTH_CIDRS", DEFAULT_ALLOWED_CIDRS))
+        return cls(
+            url,
+            env.get("TL_QUEUE_HEALTH_CIDRS", DEFAULT_ALLOWED_CIDRS),
+            control_bucket=env.get("TL_CONTROL_BUCKET", ""),
+            sleep_after_s=int(env.get("TL_SLEEP_AFTER_S", str(DEFAULT_SLEEP_AFTER_S))),
+        )
+
+    def fall_asleep(self, *, force: bool = False, rid: str = "") -> dict[str, Any]:
+        """The sleep handshake (tlops.edge.sleep): `verdict` says what it found and did."""
+        if self.control is None:
+            return {"verdict": "off", "reason": "no control bucket is configured"}
+        try:
+            looked = sleep.fall_asleep(
+                self.redis, self.control, sleep_after_s=self.sleep_after_s, force=force
+            )
+        except (RedisUnavailable, RedisReplyError, BucketUnavailable) as exc:
+            telemetry.log("ERROR", "sleep not asked", requestId=rid, reason=str(exc))
+            return {"verdict": "failed", "reason": str(exc)}
+        if looked.verdict == sleep.Verdict.CLOSING:
+            telemetry.log("INFO", "sleep asked", requestId=rid, force=force)
+        return {"verdict": looked.verdict.value, "detail": looked.detail}
 
     def _allowed(self, ip: str) -> bool:
         try:
@@ -105,7 +168,16 @@ class QueueHealth:
             return False
         return any(address in network for network in self.allowed)
 
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        """One invocation: the schedule's probe, a sleep asked for, or an HTTP request."""
+        if is_scheduled(event):
+            return self.probe(event)
+        if isinstance(event.get("sleep"), dict):  # the scheduled sleep, `tlops ops sleep --deep`
+            return self.fall_asleep(force=bool(event["sleep"].get("force")))
+        return self.answer(event)
+
+    def answer(self, event: dict[str, Any]) -> dict[str, Any]:
+        """`GET /queue-health`: the HTTP API's event, its answer."""
         rid = lambda_http.request_id(event)
         try:
             answer = self._check(event, rid)
@@ -123,12 +195,33 @@ class QueueHealth:
         rid = str(event.get("id", ""))
         found = self._look(rid).body
         failed = found["redis"] != "ok"
+        if failed and self._sleeping():
+            # No queue while the stack sleeps: nothing failed, and nothing is queued.
+            found, failed = {"redis": "asleep", "queueDepth": 0, "deadLetters": 0}, False
+            telemetry.metric("QueueHealthFailed", 0)
+            telemetry.log("INFO", "queue probe: the stack sleeps", requestId=rid)
+            return found
         telemetry.metric("QueueHealthFailed", int(failed))
         if not failed:
             telemetry.metric("QueueDepth", found["queueDepth"])
             telemetry.metric("DeadLetterEntries", found["deadLetters"])
+            used = memory_percent(self.redis)
+            if used is not None:  # by the queue itself: whatever its group's id this wake
+                telemetry.metric("QueueMemoryPercent", used, unit="Percent")
         telemetry.log("WARNING" if failed else "INFO", "queue probe", requestId=rid, **found)
+        if not failed:
+            found = {**found, "sleep": self.fall_asleep(rid=rid)}
         return found
+
+    def _sleeping(self) -> bool:
+        """Whether control recorded the stack asleep (or waking): the queue is not there."""
+        if self.control is None:
+            return False
+        try:
+            state = self.control.state()
+        except BucketUnavailable:
+            return False
+        return state.get("state") in (StackState.ASLEEP, StackState.WAKING)
 
     def _look(self, rid: str) -> Answer:
         step = "redis ping failed"
@@ -162,6 +255,4 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     global _health  # noqa: PLW0603 - one client per warm Lambda container
     if _health is None:
         _health = QueueHealth.from_env()
-    if is_scheduled(event):
-        return _health.probe(event)
-    return _health.handle(event)
+    return _health.handle(event, context)

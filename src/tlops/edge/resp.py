@@ -15,6 +15,7 @@ the next call opens a fresh one. Nothing is retried here: the caller decides.
 from __future__ import annotations
 
 import hashlib
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +24,11 @@ from urllib.parse import unquote, urlsplit
 
 class RedisUnavailable(Exception):
     """Redis could not be reached or answered too slowly (or not in RESP)."""
+
+
+class RedisUnreachable(RedisUnavailable):
+    """No connection could be made: nothing answers at the address (or its name is gone).
+    While the stack sleeps the queue does not exist, and this is how that looks."""
 
 
 class RedisReplyError(Exception):
@@ -77,7 +83,7 @@ class RespClient:
                 sock = context.wrap_socket(sock, server_hostname=self.host)
             sock.settimeout(self.timeout)
         except OSError as exc:
-            raise RedisUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            raise RedisUnreachable(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._sock, self._buf, self._offset_ms = sock, b"", None
         try:
             if self.password is not None:
@@ -164,11 +170,27 @@ class RespClient:
             raise reply
         return reply
 
+    def _closed_by_peer(self) -> bool:
+        """Whether the kept connection is already gone (Redis restarted, or deleted with the
+        queue): then it is readable with nothing to read. One poll, no round trip."""
+        assert self._sock is not None
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            return bool(readable)  # a reply nobody asked for is a broken stream too
+        except (OSError, ValueError):
+            return True
+
     def execute(self, *args):
-        """Send one command and return its decoded reply."""
+        """Send one command and return its decoded reply. A kept connection the server
+        has closed is replaced first, so a queue that is gone reads as unreachable."""
+        self._ensure_connected()
+        return self._roundtrip(args)
+
+    def _ensure_connected(self) -> None:
+        if self._sock is not None and self._closed_by_peer():
+            self.close()
         if self._sock is None:
             self._connect()
-        return self._roundtrip(args)
 
     def redis_time_ms(self) -> float:
         """Redis' clock now (ms since the epoch), estimated from this process's clock.
@@ -178,8 +200,7 @@ class RespClient:
         and keeps the offset (error at most half that round trip); later calls cost
         nothing. Raises RedisUnavailable like any command.
         """
-        if self._sock is None:
-            self._connect()
+        self._ensure_connected()
         if self._offset_ms is None:
             sent = self._clock()
             seconds, micros = self._roundtrip(("TIME",))

@@ -3,9 +3,17 @@
 Behind the HTTP API's JWT authorizer the router still verifies the token itself
 (defence in depth: a misconfigured route or a direct invoke must not bypass
 auth), validates the body against the job contract, rate-limits and enqueues in
-one Redis round trip, and cold-boots the GPU node only when no watcher
-heartbeat says it is up. The warm path imports nothing heavy: no boto3, no
-redis-py, no native crypto.
+one Redis round trip, and asks `control` to wake the GPU node only when no
+watcher heartbeat says it is up. The warm path imports nothing heavy: no boto3,
+no redis-py, no native crypto.
+
+The router calls no EC2 or ElastiCache API: it sits in the VPC, which reaches
+AWS only through the free S3 gateway endpoint. It asks `control` for the node's
+start and stop by writing request objects to the control bucket, and reads the
+state `control` recorded there (tlops.edge.control_link). When Redis does not
+answer a connection, it reads that state: a stack that sleeps has no queue, and
+the job is then held in S3 (202 `waking`) for the node to pick up once the
+queue is back; any other stack answers 503 `queue_unavailable` as before.
 
 Each route function returns an `Answer` and says nothing about the failures
 it does not handle itself: `handle` turns a `Refusal`, and every domain error
@@ -25,10 +33,14 @@ from typing import Any
 from tlops import contract
 from tlops.common.telemetry import Telemetry
 from tlops.contract import ErrorCode, JobStatus, records, request, responses
-from tlops.edge import admission, auth, boot, gpu_node, lambda_http, routes
+from tlops.contract import control as control_contract
+from tlops.contract.control import Action
+from tlops.contract.states import StackState
+from tlops.edge import admission, auth, boot, lambda_http, routes
 from tlops.edge.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier
+from tlops.edge.control_link import BucketUnavailable, ControlLink
 from tlops.edge.lambda_http import Answer, Refusal
-from tlops.edge.resp import RedisReplyError, RedisUnavailable, RespClient
+from tlops.edge.resp import RedisReplyError, RedisUnavailable, RedisUnreachable, RespClient
 from tlops.edge.router_config import RouterConfig
 
 telemetry = Telemetry("router")
@@ -42,11 +54,11 @@ _DOMAIN_ERRORS: tuple[tuple[type[Exception], int, ErrorCode, str | None, str], .
     (RedisUnavailable, 503, ErrorCode.QUEUE_UNAVAILABLE, None, "redis unavailable"),
     (RedisReplyError, 503, ErrorCode.QUEUE_UNAVAILABLE, None, "redis refused a command"),
     (
-        gpu_node.NodeUnavailable,
+        BucketUnavailable,
         503,
         ErrorCode.INSTANCE_UNAVAILABLE,
         "the GPU node could not be reached; try again in a minute",
-        "gpu node unavailable",
+        "control bucket unavailable",
     ),
 )
 _HANDLED = tuple(error for error, *_ in _DOMAIN_ERRORS)
@@ -60,11 +72,12 @@ class Router:
             audience=config.audience,
             jwks=config.jwks or JwksCache(config.jwks_url, timeout=config.jwks_timeout_s),
         )
-        self.redis = RespClient(
-            config.redis_url,
-            connect_timeout=config.redis_connect_timeout_s,
-            timeout=config.redis_timeout_s,
-        )
+        self.redis_url = config.redis_url  # where the queue is; a wake may move it
+        self.redis = self._redis_client(config.redis_url)
+        self.control = ControlLink(
+            lambda: config.aws_client("s3"), config.control_bucket,
+            state_max_age_s=config.node_state_cache_s,
+        )  # fmt: skip
         self._node_running_seen_at = float("-inf")
         # openapi.yaml's operationId → the method serving it
         self._routes = {
@@ -72,8 +85,15 @@ class Router:
             for key, operation in routes.of_function("router").items()
         }
 
+    def _redis_client(self, url: str) -> RespClient:
+        return RespClient(
+            url,
+            connect_timeout=self.config.redis_connect_timeout_s,
+            timeout=self.config.redis_timeout_s,
+        )
+
     # --- dispatch -------------------------------------------------------
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         started = time.perf_counter()
         rid = lambda_http.request_id(event)
         route = lambda_http.route_key(event)
@@ -127,28 +147,80 @@ class Router:
         idempotency = None if key is None else admission.Idempotency(key, records.fingerprint(job))
         try:
             admitted = self._admit(job, sub, idempotency)
+        except RedisUnreachable:
+            # Counted only where the answer is 503: a job held while the stack sleeps is no
+            # failed enqueue, and the redis-enqueue-fail alarm must not wake the operator.
+            return self._when_unreachable(job, sub, idempotency, rid)
         except (RedisUnavailable, RedisReplyError):
             telemetry.metric("RedisEnqueueFail")
             raise
+        if admitted.outcome == "closing":
+            return self._hold(job, sub, idempotency, rid)
+        return self._answer_admitted(admitted, sub, rid)
+
+    def _answer_admitted(self, admitted: admission.Admission, sub: str, rid: str) -> Answer:
         if admitted.outcome == "limited":
             telemetry.metric("ApiRateLimitBreaches")
             raise _rate_limited(admitted.retry_after_s)
         if admitted.outcome in ("user_full", "full"):
-            raise self._queue_full(admitted, sub, rid)
+            raise self._queue_full(admitted.outcome, admitted.retry_after_s, sub, rid)
         if admitted.outcome == "reused":
-            raise Refusal(
-                409,
-                ErrorCode.IDEMPOTENCY_KEY_REUSED,
-                message=f"this {contract.IDEMPOTENCY_HEADER} came with another request before",
-            )
+            raise _key_reused()
         job_id = admitted.job_id
         if admitted.outcome == "replayed":
             telemetry.log("INFO", "idempotent replay", requestId=rid, jobId=job_id, sub=sub)
-            answer = self._place(job_id, admitted, rid)
-            replayed = {contract.REPLAYED_HEADER.lower(): "true"}
-            return answer._replace(headers={**answer.headers, **replayed})
+            return _replayed(self._place(job_id, admitted, rid))
         telemetry.log("INFO", "job queued", requestId=rid, jobId=job_id, sub=sub)
         return self._place(job_id, admitted, rid)
+
+    def _when_unreachable(
+        self, job: request.InferRequest, sub: str, idempotency: admission.Idempotency | None,
+        rid: str,
+    ) -> Answer:  # fmt: skip
+        """Redis did not answer a connection. Asleep or waking by the recorded state: hold the
+        job. Moved (a wake made a new queue): admit it there. Otherwise: 503, nothing queued."""
+        state = self.control.state(fresh=True)
+        if state.get("state") in (StackState.ASLEEP, StackState.WAKING):
+            return self._hold(job, sub, idempotency, rid)
+        queue = control_contract.queue_of(state)
+        if queue and queue.url and queue.url != self.redis_url:
+            telemetry.log("INFO", "queue moved", requestId=rid, queue=queue.id)
+            self.redis.close()
+            self.redis = self._redis_client(queue.url)
+            self.redis_url = queue.url
+            try:
+                admitted = self._admit(job, sub, idempotency)
+            except (RedisUnavailable, RedisReplyError):
+                telemetry.metric("RedisEnqueueFail")
+                raise
+            return self._answer_admitted(admitted, sub, rid)
+        telemetry.metric("RedisEnqueueFail")
+        raise RedisUnavailable("Redis is unreachable and the stack is not asleep")
+
+    def _hold(
+        self, job: request.InferRequest, sub: str, idempotency: admission.Idempotency | None,
+        rid: str,
+    ) -> Answer:  # fmt: skip
+        """Keep the job in S3 until the queue is back, and ask for a wake: 202 `waking`."""
+        job_id = contract.new_job_id()
+        fields = records.queued(job, sub=sub, job_id=job_id, reply_bucket=self.config.reply_bucket)
+        held = self.control.hold(
+            sub=sub, job_id=job_id, fields=fields, limits=self.config.limits,
+            caps=self.config.caps, idempotency=idempotency,
+            before_write=lambda: self.control.wake("a request while the stack sleeps"),
+        )  # fmt: skip
+        if held.outcome == "limited":
+            telemetry.metric("ApiRateLimitBreaches")
+            raise _rate_limited(held.retry_after_s)
+        if held.outcome in ("user_full", "full"):
+            raise self._queue_full(held.outcome, held.retry_after_s, sub, rid)
+        if held.outcome == "reused":
+            raise _key_reused()
+        state = self.control.state()
+        eta = self.control.wake_eta_s(state, self.config.wake_eta_s)
+        telemetry.log("INFO", "job held", requestId=rid, jobId=held.job_id, sub=sub, eta=eta)
+        answer = Answer(202, responses.waking_body(held.job_id, eta), {"x-gpu-coldboot": "true"})
+        return _replayed(answer) if held.outcome == "replayed" else answer
 
     def get_job(self, event: dict[str, Any], rid: str) -> Answer:
         """The caller's own job: status, and once finished its result; 404 for anyone else."""
@@ -158,30 +230,59 @@ class Router:
         job_id = lambda_http.path_parameter(event, "id")
         if not contract.is_job_id(job_id):
             raise lambda_http.invalid("id", "must be a job id (a lowercase UUIDv4)")
-        record = self.redis.hgetall(contract.job_key(job_id))
+        sub = claims["sub"]
+        try:
+            record = self.redis.hgetall(contract.job_key(job_id))
+        except RedisUnreachable:
+            return self._held_view(sub, job_id, unreachable=True)
         view = jobs.job_view(
             job_id,
             record,
-            sub=claims["sub"],
+            sub=sub,
             reply_bucket=self.config.reply_bucket,
             s3=lambda: self.config.aws_client("s3"),
         )
         if view is None:
-            raise Refusal(404, ErrorCode.NOT_FOUND, id=job_id)
+            return self._held_view(sub, job_id, unreachable=False)
         boot.phase_of_queued(self.redis, view)
         return Answer(200, view)
 
+    def _held_view(self, sub: str, job_id: str, *, unreachable: bool) -> Answer:
+        """A job held while the queue slept: queued, waking. None held: 404, except with Redis
+        unreachable, where a sleeping stack still has the caller's result in S3 (what outlives
+        the queue) and any other stack answers 503."""
+        from tlops.edge import jobs
+
+        held = self.control.held_job(sub, job_id)
+        if held is None:
+            if unreachable:
+                state = self.control.state(fresh=True)
+                if state.get("state") not in (StackState.ASLEEP, StackState.WAKING):
+                    raise RedisUnavailable("Redis is unreachable and no such job is held")
+                view = jobs.job_view(
+                    job_id, {}, sub=sub, reply_bucket=self.config.reply_bucket,
+                    s3=lambda: self.config.aws_client("s3"),
+                )  # fmt: skip
+                if view is not None:
+                    return Answer(200, view)
+            raise Refusal(404, ErrorCode.NOT_FOUND, id=job_id)
+        state = self.control.state()
+        return Answer(200, jobs.held_view(job_id, held["held_ms"], state, self.control.now_ms()))
+
     def stop_node(self, event: dict[str, Any], rid: str) -> Answer:
+        """`POST /stop` (admins only): ask control to stop the node; 202 with its instance."""
         claims = self._authenticate(event)
         _require_group(claims, contract.ADMINS_GROUP)
         self._limit_stops(claims["sub"], rid)
-        stopped = gpu_node.stop(self.config.aws_client("ec2"), self.config.project)
-        if stopped is None:
+        node = self.control.state(fresh=True).get("node") or {}
+        if not node.get("instance"):
             raise Refusal(503, ErrorCode.INSTANCE_UNAVAILABLE, message="no GPU node is deployed")
+        self.control.ask(Action.STOP, rid_name(rid), sub=claims["sub"])
         self._node_running_seen_at = float("-inf")
-        boot.stopped(self.redis, stopped.instance_id, telemetry=telemetry, rid=rid)
+        self.control.forget_state()  # the running node just read must not outlive the stop
+        boot.stopped(self.redis, node["instance"], telemetry=telemetry, rid=rid)
         telemetry.log("INFO", "node stop requested", requestId=rid, sub=claims["sub"])
-        return Answer(200, {"status": stopped.state, "instance": stopped.instance_id})
+        return Answer(202, {"status": "stopping", "instance": node["instance"]})
 
     def get_status(self, event: dict[str, Any], rid: str) -> Answer:
         """`GET /status`: the node's EC2 state, the queue, the boot phase (tlops.edge.status)."""
@@ -189,10 +290,10 @@ class Router:
 
         sub = self._authenticate(event)["sub"]
         self._limit("status", contract.status_rate_key(sub), self.config.status_limits, rid)
-        ec2 = lambda: self.config.aws_client("ec2")  # noqa: E731 - made when the part runs
-        project = self.config.project
-        return Answer(200, status.snapshot(project=project, ec2=ec2, redis=self.redis,
-                                           telemetry=telemetry, rid=rid))  # fmt: skip
+        return Answer(200, status.snapshot(
+            project=self.config.project, state=lambda: self.control.state(fresh=True),
+            redis=self.redis, telemetry=telemetry, rid=rid,
+        ))  # fmt: skip
 
     def resize_node(self, event: dict[str, Any], rid: str) -> Answer:
         """`POST /resize` (admins only): start, stop or reshape the node (tlops.edge.resize)."""
@@ -211,8 +312,7 @@ class Router:
         from tlops.edge import resize
 
         self._node_running_seen_at = float("-inf")  # the node is about to change under us
-        ec2 = lambda: self.config.aws_client("ec2")  # noqa: E731 - made on the first step
-        return resize.Resizer(self.redis, ec2, self.config.project)
+        return resize.Resizer(self.redis, self.control)
 
     # --- steps ----------------------------------------------------------
     def _admit(
@@ -240,10 +340,10 @@ class Router:
                 return admitted
         raise RedisReplyError("could not find a free job id")
 
-    def _queue_full(self, admitted: admission.Admission, sub: str, rid: str) -> Refusal:
+    def _queue_full(self, outcome: str, retry_after_s: int, sub: str, rid: str) -> Refusal:
         """429 when this user's open jobs are at their cap, 503 when everyone's are: nothing
         was queued, and a client should come back after Retry-After."""
-        mine = admitted.outcome == "user_full"
+        mine = outcome == "user_full"
         scope, cap = (
             ("user", self.config.caps.per_user) if mine else ("global", self.config.caps.total)
         )
@@ -253,10 +353,10 @@ class Router:
         return Refusal(
             429 if mine else 503,
             ErrorCode.USER_QUEUE_FULL if mine else ErrorCode.QUEUE_FULL,
-            retry_after=admitted.retry_after_s,
+            retry_after=retry_after_s,
             limit=cap,
             message=f"{cap} of {whose} jobs are queued or running; nothing was queued",
-            headers={"retry-after": str(admitted.retry_after_s)},
+            headers={"retry-after": str(retry_after_s)},
         )
 
     def _limit_stops(self, sub: str, rid: str) -> None:
@@ -292,26 +392,30 @@ class Router:
         return age < self.config.node_state_cache_s
 
     def _cold_boot(self, job_id: str, rid: str) -> Answer:
+        """No watcher answers: unless control saw the node running, ask it for a wake (once a
+        minute, however many ask), and answer `starting` with the ETA of a boot."""
         try:
-            decision = gpu_node.ensure_running(self.config.aws_client("ec2"), self.config.project)
-        except gpu_node.NodeUnavailable as exc:
+            node = self.control.state().get("node") or {}
+            if node.get("state") == "running":
+                self._node_running_seen_at = time.monotonic()
+                return Answer(202, responses.queued_body(job_id))
+            asked = self.control.wake("a job for a stopped node")
+        except BucketUnavailable as exc:
             # Answering 503 means the job will not run: say so in its record. Client and
-            # record get the fixed words; EC2's own (ARNs, account ids) stay in the log.
-            self._fail_job(job_id, f"{ErrorCode.INSTANCE_UNAVAILABLE}: {exc.public}")
-            telemetry.log("ERROR", "cold boot failed", requestId=rid, jobId=job_id, reason=str(exc))
-            raise Refusal(
-                503, ErrorCode.INSTANCE_UNAVAILABLE, id=job_id, message=exc.public
-            ) from None
-        if decision.state == "running":
-            self._node_running_seen_at = time.monotonic()
-            return Answer(202, responses.queued_body(job_id))
-        if decision.started:
-            telemetry.metric("EC2Starts", Reason="ColdBoot")
-            telemetry.log("INFO", "node started", requestId=rid, instance=decision.node.instance_id)
+            # record get the fixed words; S3's own (ARNs, account ids) stay in the log.
+            public = "the GPU node could not be woken"
+            self._fail_job(job_id, f"{ErrorCode.INSTANCE_UNAVAILABLE}: {public}")
+            telemetry.log("ERROR", "wake not asked", requestId=rid, jobId=job_id, reason=str(exc))
+            raise Refusal(503, ErrorCode.INSTANCE_UNAVAILABLE, id=job_id, message=public) from None
+        if asked:
+            telemetry.log("INFO", "wake asked", requestId=rid, jobId=job_id)
+        # A node already pending is a boot someone else started: control will not start it
+        # again, and its record (and the ETA, what is left of it) must stay.
+        started = asked and node.get("state") != "pending"
         eta = boot.starting(
             self.redis,
-            decision.node.instance_id,
-            started=decision.started,
+            str(node.get("instance", "")),
+            started=started,
             fallback_eta_s=self.config.cold_boot_eta_s,
             telemetry=telemetry,
             rid=rid,
@@ -324,6 +428,24 @@ class Router:
             self.redis.execute("HSET", contract.job_key(job_id), *flat)
         except (RedisUnavailable, RedisReplyError) as exc:
             telemetry.log("ERROR", "could not mark job failed", jobId=job_id, reason=str(exc))
+
+
+def rid_name(rid: str) -> str:
+    """A request id as a request object's name (ids are letters, digits and hyphens)."""
+    cleaned = "".join(c for c in rid if c.isalnum() or c in "-_.")[:100]
+    return cleaned or contract.new_job_id()
+
+
+def _key_reused() -> Refusal:
+    return Refusal(
+        409,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        message=f"this {contract.IDEMPOTENCY_HEADER} came with another request before",
+    )
+
+
+def _replayed(answer: Answer) -> Answer:
+    return answer._replace(headers={**answer.headers, contract.REPLAYED_HEADER.lower(): "true"})
 
 
 def _rate_limited(retry_after_s: int) -> Refusal:

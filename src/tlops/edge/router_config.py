@@ -21,10 +21,14 @@ class RouterConfig(NamedTuple):
     audience: str
     jwks_url: str
     reply_bucket: str
+    control_bucket: str  # where the router asks control for EC2 steps and holds jobs asleep
     # The pool's keys from TL_JWKS (the deployed router cannot reach jwks_url); None: fetched.
     jwks: StaticKeys | None = None
     project: str = "tinyllama"
     cold_boot_eta_s: int = 90
+    # The ETA answered while the stack sleeps, until a wake was measured: ElastiCache takes
+    # minutes to create a queue.
+    wake_eta_s: int = 600
     job_ttl_s: int = contract.QUEUED_TTL_SECONDS
     node_state_cache_s: float = 10.0
     redis_connect_timeout_s: float = 0.25
@@ -47,7 +51,13 @@ class RouterConfig(NamedTuple):
         env = dict(os.environ if env is None else env)
         missing = [
             name
-            for name in ("TL_REDIS_URL", "TL_JWT_ISSUER", "TL_JWT_AUDIENCE", "TL_REPLY_BUCKET")
+            for name in (
+                "TL_REDIS_URL",
+                "TL_JWT_ISSUER",
+                "TL_JWT_AUDIENCE",
+                "TL_REPLY_BUCKET",
+                "TL_CONTROL_BUCKET",
+            )
             if not env.get(name)
         ]
         if missing:
@@ -59,9 +69,11 @@ class RouterConfig(NamedTuple):
             audience=env["TL_JWT_AUDIENCE"],
             jwks_url=env.get("TL_JWKS_URL") or f"{issuer}/.well-known/jwks.json",
             reply_bucket=env["TL_REPLY_BUCKET"],
+            control_bucket=env["TL_CONTROL_BUCKET"],
             jwks=_static_keys(env.get("TL_JWKS", "")),
             project=env.get("TL_PROJECT", "tinyllama"),
             cold_boot_eta_s=int(env.get("TL_COLD_BOOT_ETA_S", "90")),
+            wake_eta_s=int(env.get("TL_WAKE_ETA_S", "600")),
             job_ttl_s=int(env.get("TL_JOB_TTL_S", str(contract.QUEUED_TTL_SECONDS))),
             limits=admission.RateLimits(
                 burst=int(env.get("TL_RATE_BURST", "5")),
@@ -92,14 +104,19 @@ class RouterConfig(NamedTuple):
 
     def worst_case_s(self) -> float:
         """The longest `POST /infer` can take with every dependency at its timeouts: the key
-        fetch (none with TL_JWKS), admission (connect, TIME once per connection, the
-        script), DescribeInstances and StartInstances, and marking the job failed."""
+        fetch (none with TL_JWKS), then the longer of two paths. Awake: admission (connect,
+        TIME once per connection, the script), the state read and the wake request, and
+        marking the job failed or the boot record. Asleep: a connection refused, the state
+        read, the held job's two listings, its write and the wake request (the state is
+        then cached)."""
         keys = 0.0 if self.jwks is not None else self.jwks_timeout_s
         admit = self.redis_connect_timeout_s + 2 * self.redis_timeout_s
         aws_call = self.aws_max_attempts * (self.aws_connect_timeout_s + self.aws_read_timeout_s)
         aws_call += (self.aws_max_attempts - 1) * _BOTOCORE_MAX_BACKOFF_S
         mark = self.redis_connect_timeout_s + self.redis_timeout_s
-        return keys + admit + 2 * aws_call + mark
+        awake = admit + 2 * aws_call + mark
+        asleep = self.redis_connect_timeout_s + 5 * aws_call
+        return keys + max(awake, asleep)
 
 
 def _static_keys(text: str) -> StaticKeys | None:

@@ -3,11 +3,13 @@ costs money by the hour, and touch nothing that is not the project's.
 
 Subscribed to the budget's kill topic. For a notification it believes, it
 
-1. stops the running instances tagged `Project=<project>`, `Role=gpu` (the node);
-2. releases the Elastic IPs tagged `Project=<project>` (disassociating them first);
-3. deletes the router's EC2 interface endpoint (tagged `Project`, `Role=router`), which
-   exists only to reach the node and bills by the hour;
-4. deletes the queue's replication group, if it carries `Project` and `Role=queue`;
+1. leaves its mark in the control bucket (`killed.json`), which keeps every wake off
+   (control refuses them) until deploy.yml runs again: a request that comes after the
+   kill, or a wake under way, restarts nothing behind it;
+2. stops the running instances tagged `Project=<project>`, `Role=gpu` (the node);
+3. releases the Elastic IPs tagged `Project=<project>` (disassociating them first);
+4. deletes the queue's replication groups (`<prefix>-<n>`) that carry `Project` and
+   `Role=queue`;
 
 and emits `BudgetStops` (the number of things it stopped or deleted). Every action, and
 every notification it ignores, is logged with what and why.
@@ -32,8 +34,6 @@ from tlops.guard.notification import Delivery
 telemetry = Telemetry("budget_killer")
 
 NODE_ROLE = "gpu"
-QUEUE_ROLE = "queue"
-ENDPOINT_ROLE = "router"
 _CENT = 0.005
 
 
@@ -43,7 +43,8 @@ class KillerConfig(NamedTuple):
     account: str
     region: str
     kill_percent: float = 105.0
-    queue_id: str = ""  # the queue's replication group id; "" when none is deployed
+    queue_prefix: str = ""  # the queue groups' id prefix; "" when none is deployed
+    control_bucket: str = ""  # where the mark goes; "" when there is none
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> KillerConfig:
@@ -60,12 +61,13 @@ class KillerConfig(NamedTuple):
             account=env["TL_ACCOUNT_ID"],
             region=env.get("TL_AWS_REGION") or aws.region(),
             kill_percent=float(env.get("TL_KILL_PERCENT", "105")),
-            queue_id=env.get("TL_QUEUE_ID", ""),
+            queue_prefix=env.get("TL_QUEUE_PREFIX", ""),
+            control_bucket=env.get("TL_CONTROL_BUCKET", ""),
         )
 
 
 class Action(NamedTuple):
-    kind: str  # stop-instance, release-address, delete-endpoint, delete-queue
+    kind: str  # mark-killed, stop-instance, release-address, delete-queue
     resource: str
     outcome: str  # done, failed
     why: str
@@ -198,62 +200,42 @@ def release_addresses(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
     return actions
 
 
-def delete_endpoints(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
-    filters = [
-        *_tag_filters(config.project, ENDPOINT_ROLE),
-        {"Name": "service-name", "Values": [f"com.amazonaws.{config.region}.ec2"]},
-        {"Name": "vpc-endpoint-type", "Values": ["Interface"]},
-        {"Name": "vpc-endpoint-state", "Values": ["pending", "available"]},
-    ]
-    found = _pages(ec2.describe_vpc_endpoints, "VpcEndpoints", Filters=filters)
-    ids = sorted(e["VpcEndpointId"] for e in found if e.get("VpcEndpointType") == "Interface")
-    if not ids:
-        return []
-    because = (
-        f"the router's EC2 interface endpoint (tagged Project={config.project}, "
-        f"Role={ENDPOINT_ROLE}) bills by the hour and serves only cold boots; {why}"
-    )
-    try:
-        ec2.delete_vpc_endpoints(VpcEndpointIds=ids)
-    except _errors() as exc:
-        return [Action("delete-endpoint", i, "failed", because, str(exc)) for i in ids]
-    return [Action("delete-endpoint", i, "done", because) for i in ids]
-
-
 def delete_queue(elasticache: Any, config: KillerConfig, why: str) -> list[Action]:
-    if not config.queue_id:
+    from tlops.control import queue
+
+    if not config.queue_prefix:
         return []
+    because = f"the queue (tagged Project={config.project}, Role=queue) bills by the hour; {why}"
     try:
-        groups = elasticache.describe_replication_groups(ReplicationGroupId=config.queue_id)
-    except _errors() as exc:
-        if "ReplicationGroupNotFound" in str(exc):
-            return []
-        raise
-    group = (groups.get("ReplicationGroups") or [{}])[0]
-    if not group or group.get("Status") in ("deleting", "deleted"):
+        deleted = queue.delete(elasticache, config.project, config.queue_prefix)
+    except queue.QueueError as exc:
+        return [Action("delete-queue", f"{config.queue_prefix}-*", "failed", because, str(exc))]
+    return [Action("delete-queue", group_id, "done", because) for group_id in deleted]
+
+
+def mark_killed(s3: Any, config: KillerConfig, why: str) -> list[Action]:
+    """The mark that keeps control from waking anything until deploy.yml runs again."""
+    import json
+
+    from tlops.contract import control
+
+    if not config.control_bucket:
         return []
-    tags = {
-        t["Key"]: t["Value"]
-        for t in elasticache.list_tags_for_resource(ResourceName=group["ARN"]).get("TagList", [])
-    }
-    if (tags.get("Project"), tags.get("Role")) != (config.project, QUEUE_ROLE):
-        telemetry.log(
-            "WARNING",
-            "replication group left alone",
-            resource=config.queue_id,
-            why=f"not tagged Project={config.project}, Role={QUEUE_ROLE} (tags: {tags})",
-        )
-        return []
-    because = (
-        f"the queue (tagged Project={config.project}, Role={QUEUE_ROLE}) bills by the hour; {why}"
-    )
+    because = f"no wake may restart what this kill stops; {why}"
+    mark = {"at_ms": int(datetime.now(UTC).timestamp() * 1000), "why": why}
     try:
-        elasticache.delete_replication_group(
-            ReplicationGroupId=config.queue_id, RetainPrimaryCluster=False
-        )
+        # Only where there is none: a repeated delivery changes nothing (the first kill's
+        # mark stays, with its time), as the module promises.
+        s3.put_object(
+            Bucket=config.control_bucket, Key=control.KILLED_KEY, Body=json.dumps(mark).encode(),
+            IfNoneMatch="*",
+        )  # fmt: skip
     except _errors() as exc:
-        return [Action("delete-queue", config.queue_id, "failed", because, str(exc))]
-    return [Action("delete-queue", config.queue_id, "done", because)]
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return []  # marked already, by an earlier delivery of this kill or another one
+        return [Action("mark-killed", config.control_bucket, "failed", because, str(exc))]
+    return [Action("mark-killed", config.control_bucket, "done", because)]
 
 
 # --- the whole run -------------------------------------------------------------------------
@@ -289,9 +271,9 @@ def handle(event: Any, config: KillerConfig, client: Any, now: datetime | None =
     ec2 = client("ec2")
     actions: list[Action] = []
     steps = (
+        ("mark-killed", lambda: mark_killed(client("s3"), config, why)),
         ("stop-instance", lambda: stop_nodes(ec2, config, why)),
         ("release-address", lambda: release_addresses(ec2, config, why)),
-        ("delete-endpoint", lambda: delete_endpoints(ec2, config, why)),
         ("delete-queue", lambda: delete_queue(client("elasticache"), config, why)),
     )
     for kind, step in steps:
@@ -302,9 +284,10 @@ def handle(event: Any, config: KillerConfig, client: Any, now: datetime | None =
     for action in actions:
         level = "ERROR" if action.outcome == "failed" else "WARNING"
         telemetry.log(level, f"budget killer {action.kind}", **action._asdict())
-    if not actions:
+    if not any(a.kind != "mark-killed" for a in actions):
         telemetry.log("INFO", "nothing was running or deployed that costs by the hour", why=why)
-    telemetry.metric("BudgetStops", sum(a.outcome == "done" for a in actions))
+    stopped = sum(a.outcome == "done" and a.kind != "mark-killed" for a in actions)
+    telemetry.metric("BudgetStops", stopped)
     return Report(True, reasons, actions)
 
 

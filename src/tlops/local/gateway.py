@@ -40,7 +40,7 @@ from tlops.local.throttling import TOO_MANY_REQUESTS, Throttling
 if TYPE_CHECKING:
     from tlops.local.deployment import DeployedGateway
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+Handler = Callable[..., dict[str, Any]]
 
 
 class FunctionPool:
@@ -83,14 +83,20 @@ CORS_EXPOSE = "x-request-id,retry-after,x-gpu-coldboot,idempotent-replayed"
 
 def handler_factory(function: str, env: dict[str, str] | None = None) -> Callable[[], Handler]:
     """Makes handler instances of one of the stack's functions, configured from `env` the way
-    Lambda configures them from the function's environment (None: this process's)."""
-    from tlops.edge.queue_health import QueueHealth
-    from tlops.edge.router import Router, RouterConfig
-
+    Lambda configures them from the function's environment (None: this process's). Each
+    takes an event and, like a Lambda handler, an optional context."""
     if function == "router":
+        from tlops.edge.router import Router, RouterConfig
+
         return lambda: Router(RouterConfig.from_env(env)).handle
     if function == "queue_health":
+        from tlops.edge.queue_health import QueueHealth
+
         return lambda: QueueHealth.from_env(env).handle
+    if function == "control":
+        from tlops.control.actions import Control, ControlConfig
+
+        return lambda: Control(ControlConfig.from_env(env)).handle
     raise KeyError(f"no handler for a function tagged Function={function}")
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from tlops.common import aws
 from tlops.common.telemetry import Telemetry
-from tlops.edge import gpu_node
+from tlops.control import node as gpu_node
 from tlops.local import services, supervisor
 from tlops.local.imds import ImdsDouble
 

@@ -1,4 +1,13 @@
-"""`tlops local up | down | status | env`: the AWS stand-in, Redis, the gateway and the node.
+"""`tlops local up | down | status | env`: the AWS stand-in, the queue, the gateway, the relay
+and the node.
+
+The queue is a replication group in the stand-in, as on an account (deploy.yml's
+queue role makes it); the queue agent (service `queue`, `tlops.local.queue_agent`)
+runs a real redis-server on the stack's queue port while that group exists, so
+the stack's sleep really deletes the queue and a wake really brings it back. The
+relay (service `relay`, `tlops.local.relay`) delivers what the stand-in only
+stores: the control bucket's event notifications and the EC2 state-change rule,
+to control's handler in-process.
 
 The node part is the node roles applied to this machine (`playbooks/node.yml`,
 see `tlops.local.node`): one supervisord running vLLM's OpenAI server (CPU
@@ -63,11 +72,16 @@ STAND_IN_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "standin-key-id",
     "AWS_SECRET_ACCESS_KEY": "standin-secret",
 }
-EDGE_SERVICES = ("moto", "redis", "gateway")
+EDGE_SERVICES = ("moto", "queue", "gateway", "relay")
 # The node agent: the node's supervisord follows the stand-in's instance through it.
 SERVICES = (*EDGE_SERVICES, "node")
-# The port each service is found on (the agent serves the node's metadata double).
-SERVICE_PORT = {"moto": "moto", "redis": "redis", "gateway": "gateway", "node": "imds"}
+# The port each service is found on (the queue agent's redis-server serves the queue's; the
+# node agent serves the node's metadata double; the relay listens on none).
+SERVICE_PORT = {"moto": "moto", "queue": "redis", "gateway": "gateway", "node": "imds"}
+# Seconds from a queue group's creation in the stand-in until the queue agent serves it: it
+# stands for ElastiCache's minutes (TL_LOCAL_QUEUE_DELAY_S sets it).
+QUEUE_DELAY_S = 3.0
+QUEUE_ID_PREFIX = f"{PROJECT}-queue"  # the queue role's default id prefix
 NODE_STOP_TIMEOUT_S = 120.0  # the agent shuts supervisord down, which waits for vLLM
 READY_TIMEOUT_S = 30.0
 # What `tlops local status` shows of the deploy outputs.
@@ -105,12 +119,24 @@ class LocalStack:
         return self.state_dir / "stack.json"
 
     def load(self) -> dict[str, Any]:
+        """stack.json, with `pids.redis` as the queue agent last wrote it: the redis-server
+        that serves the queue now (none while the stack sleeps)."""
         try:
-            return json.loads(self.state_file.read_text())
+            state = json.loads(self.state_file.read_text())
         except FileNotFoundError:
             return {}
+        from tlops.local.queue_agent import read_state
+
+        pids = state.setdefault("pids", {})
+        pids.pop("redis", None)
+        if services.pid_alive(pids.get("queue")):
+            redis_pid = read_state(self.queue_state_file).get("redis_pid")
+            if services.pid_alive(redis_pid):
+                pids["redis"] = redis_pid
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
+        state = {**state, "pids": {k: v for k, v in state.get("pids", {}).items() if k != "redis"}}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
@@ -158,6 +184,14 @@ class LocalStack:
         }
 
     @property
+    def queue_state_file(self) -> Path:
+        return self.state_dir / "queue-agent.json"
+
+    @property
+    def relay_state_file(self) -> Path:
+        return self.state_dir / "relay.json"
+
+    @property
     def outputs_file(self) -> Path:
         return self.state_dir / "outputs.json"
 
@@ -197,10 +231,17 @@ class LocalStack:
     def _command(self, name: str) -> list[str]:
         if name == "moto":
             return services.moto_command(self.ports["moto"])
-        if name == "redis":
-            return services.redis_command(
-                self.ports["redis"], self.state_dir / "redis", persist=True
-            )
+        if name == "queue":
+            delay = os.environ.get("TL_LOCAL_QUEUE_DELAY_S", str(QUEUE_DELAY_S))
+            return [
+                sys.executable, "-m", "tlops.local.queue_agent", "--project", PROJECT,
+                "--prefix", QUEUE_ID_PREFIX, "--port", str(self.ports["redis"]),
+                "--data-root", str(self.state_dir / "queue"),
+                "--state-file", str(self.queue_state_file), "--delay", delay,
+            ]  # fmt: skip
+        if name == "relay":
+            return [sys.executable, "-m", "tlops.local.relay", "--project", PROJECT,
+                    "--state-file", str(self.relay_state_file)]  # fmt: skip
         if name == "node":
             return self.node.agent_command()
         return [sys.executable, "-m", "tlops.local.gateway", "--port", str(self.ports["gateway"])]
@@ -208,11 +249,15 @@ class LocalStack:
     def _service_env(self, name: str, state: dict[str, Any]) -> dict[str, str]:
         if name == "moto":
             return services.moto_env(self.state_dir)
-        if name in ("gateway", "node"):
-            return {**os.environ, **self.env(state)}
-        return dict(os.environ)
+        return {**os.environ, **self.env(state)}
 
     def _ready(self, name: str) -> bool:
+        if name in ("queue", "relay"):  # each writes its state file as soon as it runs
+            from tlops.local.queue_agent import read_state
+
+            path = self.queue_state_file if name == "queue" else self.relay_state_file
+            written = read_state(path).get("ts_ms", 0)
+            return time.time_ns() // 1_000_000 - written < 5_000
         if name == "redis":
             client = RespClient(self.redis_url, connect_timeout=0.2, timeout=0.5)
             try:
@@ -257,8 +302,9 @@ class LocalStack:
         )
 
     def _start(self, name: str, state: dict[str, Any]) -> int:
-        port = self.ports[SERVICE_PORT[name]]
-        self._free_port_of_ours(name, port, state)
+        port = self.ports.get(SERVICE_PORT.get(name, ""), 0)
+        if port:
+            self._free_port_of_ours(name, port, state)
         log = (self.state_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             self._command(name),
@@ -278,10 +324,8 @@ class LocalStack:
             time.sleep(0.1)
         self._terminate(process.pid)
         tail = (self.state_dir / f"{name}.log").read_text(errors="replace")[-1500:]
-        raise StackError(
-            f"{name} did not become ready on port {port} "
-            f"(is the port taken?). Last log lines:\n{tail}"
-        )
+        where = f"on port {port} (is the port taken?)" if port else "(its state file)"
+        raise StackError(f"{name} did not become ready {where}. Last log lines:\n{tail}")
 
     @staticmethod
     def _terminate(pid: int, timeout: float = 10.0) -> None:
@@ -290,19 +334,24 @@ class LocalStack:
         children = services.child_pids(pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
+            os.killpg(pid, signal.SIGCONT)  # a stopped (hung) process takes its SIGTERM now
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and services.pid_alive(pid):
             time.sleep(0.05)
         for group in (pid, *children):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
+        # Gone, not only signalled: its port is free once this returns.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and services.pid_alive(pid):
+            time.sleep(0.05)
 
     # --- the verbs --------------------------------------------------------
     def _instance_running(self) -> bool:
         """Whether the stand-in's instance for the node is pending or running (no instance,
         or a stand-in that does not answer: not running)."""
         from tlops.common import aws
-        from tlops.edge import gpu_node
+        from tlops.control import node as gpu_node
 
         try:
             ec2 = aws.client("ec2", connect_timeout=1, read_timeout=5, max_attempts=1)
@@ -342,7 +391,15 @@ class LocalStack:
                 self.node.configure(self.env(state), running=self._instance_running())
             pids[name] = self._start(name, state)
             self.save(state)
+        self._recover_queue(state)
         return state
+
+    def _recover_queue(self, state: dict[str, Any]) -> None:
+        """A redis-server of the queue agent's that does not answer (hung) is ended; the agent
+        starts it again on the same data, as it does one that died."""
+        redis_pid = self.load().get("pids", {}).get("redis")
+        if redis_pid and not self._ready("redis"):
+            self._terminate(redis_pid)
 
     def down(self) -> list[str]:
         state = self.load()
@@ -360,7 +417,9 @@ class LocalStack:
         node.cleanup()
         self.state_file.unlink(missing_ok=True)
         self.outputs_file.unlink(missing_ok=True)  # the stand-in's resources went with it
-        shutil.rmtree(self.state_dir / "redis", ignore_errors=True)
+        shutil.rmtree(self.state_dir / "queue", ignore_errors=True)  # gone with the stand-in
+        for path in (self.queue_state_file, self.relay_state_file):
+            path.unlink(missing_ok=True)
         return stopped
 
     def status(self) -> dict[str, Any]:
@@ -374,9 +433,19 @@ class LocalStack:
             alive = services.pid_alive(pid)
             report[name] = {
                 "pid": pid if alive else None,
-                "port": self.ports[SERVICE_PORT[name]],
+                "port": self.ports.get(SERVICE_PORT.get(name, "")),
                 "up": alive and self._ready(name),
             }
+            if name == "queue" and alive:
+                from tlops.local.queue_agent import read_state
+
+                seen = read_state(self.queue_state_file)
+                # absent: no group (the stack sleeps, or nothing is deployed): not a fault
+                report[name]["queue"] = seen.get("status", "absent")
+                report[name]["group"] = seen.get("group")
+                report[name]["redis_pid"] = state.get("pids", {}).get("redis")
+                if seen.get("status") == "serving":
+                    report[name]["up"] = report[name]["up"] and self._ready("redis")
             if name == "node" and alive:
                 seen = self.node.agent_state()
                 report[name]["instance"] = seen.get("instance")

@@ -41,6 +41,7 @@ from tlops.contract import BootPhase
 from tlops.contract import boot as record
 from tlops.node import imds
 from tlops.node.backoff import Backoff
+from tlops.node.queue_address import QueueAddress
 from tlops.node.settings import DEFAULT_INFERENCE_URL
 
 # field → (environment variable, default; None: optional, "" : required)
@@ -51,6 +52,7 @@ VARIABLES: dict[str, tuple[str, Any]] = {
     "tls_url": ("TL_BOOT_TLS_URL", None),
     "imds_url": ("TL_BOOT_IMDS_URL", imds.DEFAULT_URL),
     "timeout_s": ("TL_BOOT_TIMEOUT_S", 900.0),
+    "control_bucket": ("TL_CONTROL_BUCKET", None),
 }
 POLL_S = 0.25
 
@@ -67,6 +69,7 @@ class BootSettings:
     tls_url: str | None = None
     imds_url: str = imds.DEFAULT_URL
     timeout_s: float = 900.0
+    control_bucket: str | None = None  # where to learn a queue that moved (a wake's new one)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BootSettings:
@@ -156,6 +159,9 @@ class Boot:
         self.started_ms = 0
         self.measured = False
         self.phases: dict[str, int] = {}
+        self.queue_address = QueueAddress.from_bucket_name(
+            settings.control_bucket or "", telemetry=self.log
+        )
 
     def run(self) -> int:
         self.instance = self._instance_id()
@@ -187,6 +193,7 @@ class Boot:
         try:
             return bool(self.redis.ping())
         except redis_py.RedisError:
+            self.queue_address.follow(self.redis)  # a node that booted before its queue
             return False
 
     def _services_up(self) -> bool:

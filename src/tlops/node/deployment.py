@@ -51,6 +51,11 @@ DEFAULT_ENV_FILE = "/etc/tlops/deployment.env"
 FILE_MODE = 0o640
 # key in the parameter → the variable the node's programs read (their settings tables')
 VARIABLES = {"redis_url": "TL_REDIS_URL", "project": "TL_PROJECT"}
+# Optional keys: the control bucket, where the state control records names the queue of
+# the current wake (the parameter's redis_url is the queue deploy.yml made) and the jobs
+# held while the stack slept wait.
+OPTIONAL = {"control_bucket": "TL_CONTROL_BUCKET"}
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _REDIS_URL = re.compile(r"rediss?://[^/@\s]+(/[0-9]*)?")
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+=@-]{0,127}")
 _PARAMETER = re.compile(r"(/[A-Za-z0-9_.-]+)+")
@@ -82,7 +87,38 @@ def parse(text: str, parameter: str = DEFAULT_PARAMETER) -> tuple[dict[str, str]
         raise SettingsUnavailable(
             f"{parameter}: project must be a tag value, got {data['project'][:80]!r}"
         )
-    return {VARIABLES[key]: data[key] for key in VARIABLES}, sorted(set(data) - set(VARIABLES))
+    bucket = data.get("control_bucket")
+    if bucket is not None and (not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket)):
+        raise SettingsUnavailable(f"{parameter}: control_bucket must be a bucket name")
+    variables = {VARIABLES[key]: data[key] for key in VARIABLES}
+    variables |= {OPTIONAL[key]: data[key] for key in OPTIONAL if data.get(key)}
+    return variables, sorted(set(data) - set(VARIABLES) - set(OPTIONAL))
+
+
+def current_queue(variables: dict[str, str], region: str, log: Telemetry) -> dict[str, str]:
+    """The variables with TL_REDIS_URL pointed at the queue control last recorded (a wake
+    makes a new one); as they were when there is no control bucket or no queue recorded."""
+    bucket_name = variables.get("TL_CONTROL_BUCKET")
+    if not bucket_name:
+        return variables
+    from tlops.common.control_bucket import BucketUnavailable, ControlBucket
+    from tlops.contract import control
+    from tlops.contract.states import QUEUE_UP_STATUSES
+
+    s3 = aws.client("s3", connect_timeout=2, read_timeout=5, max_attempts=2, region_name=region)
+    try:
+        queue = control.queue_of(ControlBucket(s3, bucket_name).state())
+    except BucketUnavailable as exc:
+        log.log("WARNING", "queue from the parameter", reason=str(exc))
+        return variables
+    if (
+        queue is None
+        or queue.status not in QUEUE_UP_STATUSES
+        or not _REDIS_URL.fullmatch(queue.url)
+    ):
+        log.log("INFO", "no queue up yet: the programs look again once they start")
+        return variables
+    return {**variables, "TL_REDIS_URL": queue.url}
 
 
 def render(variables: Mapping[str, str], parameter: str) -> str:
@@ -180,6 +216,7 @@ def run(args: argparse.Namespace, log: Telemetry, client=None) -> int:
         region = node_region(args.imds_url, args.region, log)
         text = read_parameter(args.parameter, region, timeout_s=args.timeout_s, client=client)
         variables, ignored = parse(text, args.parameter)
+        variables = current_queue(variables, region, log)
         write_atomically(target, render(variables, args.parameter), args.group)
     except (SettingsUnavailable, OSError) as exc:
         target.unlink(missing_ok=True)

@@ -89,6 +89,12 @@ class Settings:
         300.0,
         _positive(float),
     )
+    control_bucket: str = setting(
+        "--control-bucket",
+        "TL_CONTROL_BUCKET",
+        "bucket of the jobs held while the stack slept; empty: none are looked for",
+        "",
+    )
     # Not settings an operator sets: identity and pacing of the loop.
     consumer: str = dataclasses.field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}"

@@ -43,12 +43,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tlops import contract
+from tlops.common.control_bucket import ControlBucket
 from tlops.common.telemetry import Telemetry
 from tlops.contract import JobStatus, records
 from tlops.contract.records import Field
 from tlops.contract.results import JobResult
 from tlops.node.activity import Activity, idle_of
 from tlops.node.backoff import Backoff
+from tlops.node.held import HeldJobs
+from tlops.node.queue_address import QueueAddress
 from tlops.node.runner import (
     Job,
     JobRunner,
@@ -138,6 +141,14 @@ class Watcher:
         self._next_heartbeat = 0.0
         self._threads: list[threading.Thread] = []
         self._pick_up_script = self.redis.register_script(_PICK_UP)
+        self.held: HeldJobs | None = None
+        self.queue_address = QueueAddress(None, telemetry=self.log)
+        if settings.control_bucket:
+            from tlops.common import aws
+
+            bucket = ControlBucket(aws.client("s3"), settings.control_bucket)
+            self.held = HeldJobs(self.redis, bucket, telemetry=self.log)
+            self.queue_address = QueueAddress(bucket, telemetry=self.log)
 
     # rq-style skeleton ----------------------------------------------------------
     def work(self) -> int:
@@ -163,10 +174,15 @@ class Watcher:
         while not self.stop_event.is_set():
             try:
                 self._ensure_group()
+                # A node that runs uses this queue: a sleep that had begun did not happen.
+                self.redis.delete(contract.CLOSING_KEY)
+                if self.held is not None:
+                    self.held.restore()
                 break
             except _REDIS_ERRORS as exc:
                 self.log.log("WARNING", "redis unreachable at start", error=repr(exc))
-                self.stop_event.wait(backoff.next())
+                if not self.queue_address.follow(self.redis):  # a wake's new queue
+                    self.stop_event.wait(backoff.next())
         for index in range(self.slots):
             self._spawn(self._worker, f"worker-{index}")
         self._spawn(self._finisher, "finisher")
@@ -201,6 +217,8 @@ class Watcher:
                     self._ensure_group()
                     group_missing = False
                 self._tick()
+                if self.held is not None and self.held.due():
+                    self.held.sweep()
                 free = self._wait_for_free_slot()
                 if free:
                     picked = self._reclaim(free) or self._read(free)
