@@ -63,6 +63,12 @@ def follow(api: client.Api, stack: LocalStack | None = None) -> dict[str, float]
         time.sleep(0.1)
 
 
+def wait_node_down(stack: LocalStack) -> None:
+    """Until the node's supervisord has exited: its programs run on while it shuts down."""
+    while stack.node.programs() or stack.node.supervisor_pidfile.exists():
+        time.sleep(0.5)
+
+
 def wait_state(bucket: str, wanted: str, timeout: float = 180.0) -> None:
     s3 = aws.client("s3")
     deadline = time.monotonic() + timeout
@@ -126,17 +132,19 @@ def main() -> None:
         runs["awake"] = follow(api)
         admin.request("POST", "/stop", {})
         wait_state(bucket, "napping")
-        while stack.node.programs():
-            time.sleep(0.5)
+        wait_node_down(stack)
         bills["napping"] = idle.report(aws.client, "tinyllama")["total_eur_month"]
         runs["napping"] = follow(api)
         admin.request("POST", "/stop", {})
         wait_state(bucket, "napping")
-        while stack.node.programs():
-            time.sleep(0.5)
+        wait_node_down(stack)
         code = nap.sleep(argparse.Namespace(deep=True, timeout=120.0, json=False))
         if code != 0:
             sys.exit("tlops ops sleep --deep failed")
+        # the queue agent notices the deleted group at its next look: as on AWS, where the
+        # deleted group's endpoint goes some time after the deletion is asked for
+        while stack.status()["services"]["queue"].get("queue") != "absent":
+            time.sleep(0.2)
         bills["asleep"] = idle.report(aws.client, "tinyllama")["total_eur_month"]
         runs["asleep"] = follow(api, stack)
         relay = relay_latency(bucket, args.relay_rounds)

@@ -321,7 +321,7 @@ def run_router(enforcing: Enforcing, role: boto3.Session, node: str, host: NodeH
     link = ControlLink(lambda: s3, CONTROL_BUCKET)
     assert link.state(fresh=True)["state"] == "asleep"
     link.wake("a request while the stack sleeps")
-    assert requests_under(enforcing, "requests/wake/minute-")
+    assert requests_under(enforcing, "requests/wake/since-")
 
     sub, key = f"alice-{uuid.uuid4().hex[:8]}", Idempotency("retry-1", "fingerprint")
     limits, caps = RateLimits(), QueueCaps()  # counted from the held objects' names

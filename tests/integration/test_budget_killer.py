@@ -208,8 +208,9 @@ def test_a_budget_killer_during_a_wake_restarts_nothing(account, bucket):
     ec2 = aws.client("ec2")
     ec2.stop_instances(InstanceIds=[account["node"]])  # asleep-ish: the node is stopped
     now_ms = int(NOW.timestamp() * 1000)
-    wake = control.request_key(Action.WAKE, control.wake_name(now_ms))
-    assert bucket.ask(Action.WAKE, control.wake_name(now_ms), by="router", now_ms=now_ms)
+    name = control.wake_name(now_ms, None)
+    wake = control.request_key(Action.WAKE, name)
+    assert bucket.ask(Action.WAKE, name, by="router", now_ms=now_ms)
     operation = "3f2b8c1e-9a4d-4e6f-8b2a-1c3d5e7f9a0b"
     start = control.request_key(Action.RESIZE, f"{operation}-1")
     assert bucket.ask(Action.RESIZE, f"{operation}-1", by="router", now_ms=now_ms,

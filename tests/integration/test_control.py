@@ -136,8 +136,9 @@ def metrics(lines: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 
 def wake(bucket: ControlBucket, ctl: Control, *, at_ms: int, **args: Any) -> dict[str, Any]:
-    key = ask(bucket, Action.WAKE, control.wake_name(at_ms), at_ms=at_ms,
-              reason="a request while the stack sleeps", **args)  # fmt: skip
+    name = control.wake_name(at_ms, bucket.state().get("since_ms"))
+    key = ask(bucket, Action.WAKE, name, at_ms=at_ms, reason="a request while the stack sleeps",
+              **args)  # fmt: skip
     [outcome] = ctl.handle(s3_event(key))["outcomes"]
     return outcome
 
@@ -190,7 +191,7 @@ def test_two_wakes_make_one_queue(bucket, node):
 
 
 def test_the_same_minutes_wake_reaches_control_once(bucket, node):
-    name = control.wake_name(NOW_MS)
+    name = control.wake_name(NOW_MS, bucket.state().get("since_ms"))
     assert bucket.ask(Action.WAKE, name, by="router", now_ms=NOW_MS)
     assert not bucket.ask(Action.WAKE, name, by="router", now_ms=NOW_MS + 30_000)
 

@@ -289,7 +289,8 @@ def test_a_watcher_started_before_its_queue_follows_it_to_the_recorded_address(
 def recorded(bucket: ControlBucket, state: str, queue: dict | None) -> None:
     """state.json as control writes it (the fields the node reads)."""
     bucket.put_json(control.STATE_KEY, {"version": 1, "project": "tinyllama", "state": state,
-                                        "queue": queue, "node": None})  # fmt: skip
+                                        "since_ms": 1_796_000_000_000, "queue": queue,
+                                        "node": None})  # fmt: skip
 
 
 def test_follow_points_the_client_at_the_queue_control_recorded(bucket, redis_url):
@@ -324,8 +325,9 @@ def test_a_node_that_finds_the_stack_asleep_asks_for_a_wake(bucket):
     assert QueueAddress(bucket, telemetry=quiet()).follow(nowhere) is False
     listed = aws.client("s3").list_objects_v2(Bucket=CONTROL_BUCKET, Prefix="requests/wake/")
     [key] = [item["Key"] for item in listed.get("Contents", [])]
-    minute = int(key.removeprefix("requests/wake/minute-").removesuffix(".json"))
-    assert minute in (before_ms // 60_000, before_ms // 60_000 + 1)
+    since = bucket.state()["since_ms"]
+    assert key in {control.request_key(control.Action.WAKE, control.wake_name(at, since))
+                   for at in (before_ms, before_ms + 60_000)}  # fmt: skip
     asked = bucket.get_json(key)
     assert asked["action"] == "wake" and asked["by"] == "gpu_node"
     request = control.parse_request(key, json.dumps(asked).encode())

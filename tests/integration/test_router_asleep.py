@@ -123,6 +123,19 @@ def test_many_requests_while_asleep_ask_one_wake_a_minute(router, asleep, relay,
     assert len(relay.requests(Action.WAKE)) in (1, 2)  # 2 only across a minute's turn
 
 
+def test_a_wake_served_earlier_in_the_minute_does_not_swallow_the_next(
+    router, asleep, relay, redis_server, keyset
+):
+    """Woken, then asleep again within the minute (a forced deep sleep): the next request
+    asks control again; the served wake's name is not the new one's."""
+    assert body(router.handle(infer_event(keyset.token())))["status"] == "waking"
+    woken = outcome(relay.deliver(makes_queue=True, queue_url=redis_server.url), Action.WAKE)
+    assert woken["outcome"] == "awake"
+    assert relay.record("stopped")["state"] == "asleep"  # the node stopped, the queue deleted
+    assert body(router.handle(infer_event(keyset.token())))["status"] == "waking"
+    assert len(relay.requests(Action.WAKE)) == 2
+
+
 def test_a_held_job_is_queued_waking_the_queue_for_its_owner_only(router, asleep, keyset):
     owner = keyset.token(sub="owner")
     job_id = body(router.handle(infer_event(owner)))["id"]

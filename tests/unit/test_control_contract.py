@@ -44,13 +44,19 @@ def test_an_unknown_action_has_no_key():
         control.request_key("reboot", "x")
 
 
-def test_one_wake_name_per_minute():
+def test_one_wake_name_per_minute_of_a_recorded_state():
     minute = 29_610_335  # 2026-04-19 17:35 UTC, in minutes since the epoch
     start = minute * 60_000
-    assert control.wake_name(start) == f"minute-{minute}"
-    assert control.wake_name(start + 59_999) == f"minute-{minute}"
-    assert control.wake_name(start + 60_000) == f"minute-{minute + 1}"
-    assert control.wake_name(start - 1) == f"minute-{minute - 1}"
+    since = start - 7_200_000  # asleep for two hours
+    name = control.wake_name(start, since)
+    assert control.wake_name(start + 59_999, since) == name
+    assert control.wake_name(start + 60_000, since) != name  # a failed wake is asked again
+    assert control.wake_name(start - 1, since) != name
+    # the node woke, stopped and the stack slept again within that minute: a new wake
+    assert control.wake_name(start + 30_000, start + 20_000) != name
+    assert control.wake_name(start, None) != name  # nothing recorded yet
+    for made in (name, control.wake_name(start, None)):
+        control.request_key(Action.WAKE, made)  # a valid request name
 
 
 # --- request bodies ------------------------------------------------------------------------

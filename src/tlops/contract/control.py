@@ -37,8 +37,8 @@ KILLED_KEY = "killed.json"
 
 # A request body larger than this is refused unread (control reads it whole).
 REQUEST_MAX_BYTES = 16 * 1024
-# Wake requests are named by the minute they are asked in: at most one a minute reaches
-# control, however many requests arrive while the stack sleeps.
+# Wake requests are named by the recorded state and the minute they are asked in: at most
+# one a minute reaches control, however many requests arrive while the stack sleeps.
 WAKE_EVERY_S = 60
 # A job held while the queue sleeps is run if the queue is back within this, else expired.
 HELD_TTL_SECONDS = 3600
@@ -80,9 +80,12 @@ def request_key(action: Action, name: str) -> str:
     return f"{REQUESTS_PREFIX}{Action(action).value}/{name}.json"
 
 
-def wake_name(now_ms: int) -> str:
-    """The name of a wake asked at `now_ms`: one per minute."""
-    return f"minute-{now_ms // (WAKE_EVERY_S * 1000)}"
+def wake_name(now_ms: int, since_ms: int | None) -> str:
+    """The name of a wake asked at `now_ms` of a stack in the recorded state it has been in
+    since `since_ms` (state.json): one a minute per recorded state, so that a wake asked
+    once the state changed again (the node stopped, the stack fell asleep) is never taken
+    for the one already served earlier in the same minute."""
+    return f"since-{since_ms or 0}-minute-{now_ms // (WAKE_EVERY_S * 1000)}"
 
 
 def request_body(action: Action, *, by: str, at_ms: int, **args: Any) -> bytes:

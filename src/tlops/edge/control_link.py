@@ -83,8 +83,10 @@ class ControlLink:
         return self.bucket.ask(action, name, by=self.by, now_ms=self.now_ms(), **args)
 
     def wake(self, reason: str) -> bool:
-        """Ask control to wake the stack: at most one request a minute reaches it."""
-        return self.ask(Action.WAKE, control.wake_name(self.now_ms()), reason=reason)
+        """Ask control to wake the stack: at most one request a minute, for the state it is
+        recorded in, reaches it."""
+        since_ms = self.state().get("since_ms")
+        return self.ask(Action.WAKE, control.wake_name(self.now_ms(), since_ms), reason=reason)
 
     # --- what control recorded ---------------------------------------------------------
     def state(self, *, fresh: bool = False) -> dict[str, Any]:

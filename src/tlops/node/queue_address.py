@@ -58,8 +58,8 @@ class QueueAddress:
             if queue is None and state.get("state") == StackState.ASLEEP:
                 now_ms = int(time.time() * 1000)
                 asked = self.bucket.ask(
-                    control.Action.WAKE, control.wake_name(now_ms), by="gpu_node",
-                    now_ms=now_ms, reason="a node without a queue",
+                    control.Action.WAKE, control.wake_name(now_ms, state.get("since_ms")),
+                    by="gpu_node", now_ms=now_ms, reason="a node without a queue",
                 )  # fmt: skip
                 self.log.log("WARNING", "no queue: the stack sleeps", wakeAsked=asked)
                 return None
