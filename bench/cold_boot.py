@@ -82,10 +82,7 @@ def main() -> None:
         began = time.monotonic()
         stack.up()
         up_s = time.monotonic() - began
-        deployed = playbooks.run("deploy.yml", env=stack.env(), capture=True)
-        if deployed.returncode != 0:
-            sys.exit(f"deploy.yml failed:\n{deployed.stdout[-3000:]}")
-        outputs = stack.outputs()
+        outputs = playbooks.deploy_local(stack)
         token = users.id_token(
             pool_id=outputs["user_pool_id"], client_id=outputs["client_id"], username="bench"
         )

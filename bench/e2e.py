@@ -51,10 +51,7 @@ def main() -> None:
     watcher = None
     try:
         stack.up()
-        deployed = playbooks.run("deploy.yml", env=stack.env(), capture=True)
-        if deployed.returncode != 0:
-            sys.exit(f"deploy.yml failed:\n{deployed.stdout[-3000:]}")
-        outputs = stack.outputs()
+        outputs = playbooks.deploy_local(stack)
         with InferenceDouble(latency=0.0, cap=8) as double:
             env = {**os.environ, **stack.env()}
             watcher = subprocess.Popen(

@@ -116,10 +116,7 @@ def main() -> None:
     runs: dict[str, dict[str, float]] = {}
     try:
         stack.up()
-        deployed = playbooks.run("deploy.yml", env=stack.env(), capture=True)
-        if deployed.returncode != 0:
-            sys.exit(f"deploy.yml failed:\n{deployed.stdout[-3000:]}")
-        outputs = stack.outputs()
+        outputs = playbooks.deploy_local(stack)
         bucket = outputs["control_bucket"]
         pool = {"pool_id": outputs["user_pool_id"], "client_id": outputs["client_id"]}
         api = client.Api(stack.api_url, client.TokenSource(

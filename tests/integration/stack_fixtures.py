@@ -12,19 +12,9 @@ from pathlib import Path
 import pytest
 
 import tlops.local.stack
-from tlops.cli import playbooks
 from tlops.local.stack import DEFAULT_PORTS, LocalStack, free_port
 
 PORT_NAMES = tuple(DEFAULT_PORTS)  # read before any test patches DEFAULT_PORTS
-
-
-def deploy(stack: LocalStack) -> dict:
-    """`ansible-playbook playbooks/deploy.yml` against `stack`; returns the deploy outputs."""
-    done = playbooks.run("deploy.yml", env=stack.env(), capture=True)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    outputs = stack.outputs()
-    assert outputs.get("user_pool_id"), "deploy.yml wrote no outputs to the stack's state dir"
-    return outputs
 
 
 def free_ports() -> dict[str, int]:

@@ -26,10 +26,11 @@ from tests.doubles.inference import InferenceDouble
 from tlops import contract
 from tlops.cli import main
 from tlops.cli.exits import ExitCode
+from tlops.cli.playbooks import deploy_local
 from tlops.local.stack import LocalStack, free_port
 
 from .gateway_fixtures import jwt_claims, post_json
-from .stack_fixtures import deploy, patch_stack_env, pid_gone
+from .stack_fixtures import patch_stack_env, pid_gone
 from .watcher_fixtures import WatcherProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=4)]
@@ -62,7 +63,7 @@ def cli_stack(tmp_path_factory) -> Iterator[LocalStack]:
         try:
             assert main(["local", "up", "--no-inference"]) == 0
             stack = LocalStack(state_dir=state_dir, ports=ports)
-            deploy(stack)
+            deploy_local(stack)
             yield stack
         finally:
             pids = LocalStack(state_dir=state_dir).load().get("pids", {})

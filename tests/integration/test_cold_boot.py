@@ -26,13 +26,14 @@ import redis as redis_py
 from tlops import contract
 from tlops.cli import main as cli_main
 from tlops.cli import playbooks
+from tlops.cli.playbooks import deploy_local
 from tlops.common import aws
 from tlops.contract import boot
 from tlops.local import services, tiny_model, users
 from tlops.local.stack import SERVICES, LocalStack
 
 from .gateway_fixtures import post_json
-from .stack_fixtures import deploy, new_stack, pid_gone, stack_env
+from .stack_fixtures import new_stack, pid_gone, stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=5)]
 
@@ -120,7 +121,7 @@ def test_a_prompt_to_the_stopped_node_waits_for_a_real_boot(tmp_path):
             assert env["TL_INFERENCE_URL"] == f"http://127.0.0.1:{local.ports['inference']}"
             assert env["TL_MODEL"] == tiny_model.MODEL_NAME
 
-            outputs = deploy(local)
+            outputs = deploy_local(local)
             # deploy.yml launches the node and stops it (as on AWS): the agent follows both
             wait_for(lambda: not node_pids(local.node.prefix), "the node to stay down", 90)
             token = users.id_token(

@@ -28,6 +28,7 @@ import pytest
 import redis as redis_py
 
 from tlops import contract
+from tlops.cli.playbooks import deploy_local
 from tlops.common import aws
 from tlops.local import users
 from tlops.local.stack import (
@@ -39,7 +40,7 @@ from tlops.local.stack import (
 )
 
 from .gateway_fixtures import ACCESS_LOG_KEYS, jwt_claims, post_json
-from .stack_fixtures import deploy, new_stack, pid_gone, stack_env
+from .stack_fixtures import new_stack, pid_gone, stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=7)]
 
@@ -62,7 +63,7 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
     with stack_env(local):
         try:
             local.up()
-            deploy(local)
+            deploy_local(local)
             yield local
         finally:
             local.down()

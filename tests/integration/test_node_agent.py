@@ -14,7 +14,7 @@ import pytest
 
 from tests.doubles.ec2 import tagged_instance
 from tlops.common import aws
-from tlops.local import node_agent
+from tlops.local import node_agent, services
 from tlops.local.imds import ImdsDouble
 from tlops.local.services import free_port, pid_alive, wait_until
 from tlops.node import imds
@@ -63,7 +63,7 @@ def agent(tmp_path, aws_stand_in):
 def test_the_node_follows_its_instance(agent, tmp_path):
     agent.step()  # no instance at all: the node stays down
     assert not agent.supervisord.running
-    assert node_agent.read_state(tmp_path / "agent.json")["services"] == "stopped"
+    assert services.read_agent_state(tmp_path / "agent.json")["services"] == "stopped"
 
     instance = tagged_instance(stopped=False)
     agent.step()  # running: supervisord and its program start, IMDS answers for the instance
@@ -72,7 +72,7 @@ def test_the_node_follows_its_instance(agent, tmp_path):
     wait_until(lambda: program_pid(pid), "supervisord's program", timeout=10)
     program = program_pid(pid)
     assert imds.Imds(agent.imds.url).instance_id() == instance
-    state = node_agent.read_state(tmp_path / "agent.json")
+    state = services.read_agent_state(tmp_path / "agent.json")
     assert (state["instance"], state["instance_state"], state["services"]) == (
         instance, "running", "running",
     )  # fmt: skip

@@ -305,16 +305,21 @@ def test_an_http_event_is_never_taken_for_the_schedule():
 
 
 # --- the probe while the stack sleeps: no queue is no failure ---------------------------------
-def test_the_probe_while_asleep_reports_no_failure(router_env, gpu_node, relay, redis_server,
-                                                    capsys):  # fmt: skip
-    assert relay.observe()["state"] == "asleep"  # the node stopped, no queue group
+def probe_with_the_queue_down(redis_server, capsys) -> dict:
+    """The scheduled probe while redis-server is stopped; what it returned."""
     health = QueueHealth.from_env()
     capsys.readouterr()
     redis_server.stop()
     try:
-        found = health.probe(load_event("scheduled"))
+        return health.probe(load_event("scheduled"))
     finally:
         redis_server.start()
+
+
+def test_the_probe_while_asleep_reports_no_failure(router_env, gpu_node, relay, redis_server,
+                                                    capsys):  # fmt: skip
+    assert relay.observe()["state"] == "asleep"  # the node stopped, no queue group
+    found = probe_with_the_queue_down(redis_server, capsys)
     assert found == {"redis": "asleep", "queueDepth": 0, "deadLetters": 0}
     assert emitted(capsys) == {"QueueHealthFailed": 0}
 
@@ -329,12 +334,6 @@ def test_the_probe_reports_a_queue_down_as_1_unless_asleep(
     if node_running:
         aws.client("ec2").start_instances(InstanceIds=[gpu_node])
     assert relay.observe()["state"] == ("awake" if node_running else "napping")
-    health = QueueHealth.from_env()
-    capsys.readouterr()
-    redis_server.stop()
-    try:
-        found = health.probe(load_event("scheduled"))
-    finally:
-        redis_server.start()
+    found = probe_with_the_queue_down(redis_server, capsys)
     assert found["redis"] == "fail"
     assert emitted(capsys) == {"QueueHealthFailed": 1}

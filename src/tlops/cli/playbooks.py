@@ -13,8 +13,12 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tlops.cli.session import CliError
+
+if TYPE_CHECKING:
+    from tlops.local.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -50,3 +54,15 @@ def run(
         timeout=timeout,
         check=False,
     )
+
+
+def deploy_local(stack: LocalStack) -> dict:
+    """`deploy.yml` against a running local stack, quietly; the deploy outputs it wrote.
+    Raises CliError with the playbook's last lines when it fails."""
+    done = run("deploy.yml", env=stack.env(), capture=True)
+    if done.returncode != 0:
+        raise CliError(f"deploy.yml failed:\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
+    outputs = stack.outputs()
+    if not outputs.get("user_pool_id"):
+        raise CliError(f"deploy.yml wrote no outputs to {stack.state_dir}")
+    return outputs

@@ -83,9 +83,7 @@ class Supervisord:
         children = services.child_pids(pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # supervisord stops its programs, then exits
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and services.pid_alive(pid):
-            time.sleep(0.1)
+        services.wait_gone(pid, timeout)
         for group in (pid, *children):  # what outlived it (each program leads its group)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
@@ -189,14 +187,6 @@ class NodeAgent:
             self._write_state()
             self.log.log("INFO", "node agent stopped")
         return 0
-
-
-def read_state(state_file: Path) -> dict[str, Any]:
-    """What the agent last wrote; {} when it never ran."""
-    try:
-        return json.loads(state_file.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,6 @@ from typing import Any
 from tlops.common import aws
 from tlops.common.telemetry import Telemetry
 from tlops.control import queue
-from tlops.edge.resp import RedisUnavailable, RespClient
 from tlops.local import services
 
 DEFAULT_DELAY_S = 3.0  # ElastiCache takes minutes; the demo and the tests a few seconds
@@ -131,13 +130,7 @@ class QueueAgent:
             self._start_server()
 
     def _answers(self) -> bool:
-        client = RespClient(self.url, connect_timeout=0.5, timeout=0.5)
-        try:
-            return client.ping()
-        except RedisUnavailable:
-            return False
-        finally:
-            client.close()
+        return services.redis_answers(self.url)
 
     def _start_server(self) -> None:
         assert self.group is not None
@@ -216,22 +209,11 @@ def _end(pid: int, timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
         os.kill(pid, signal.SIGCONT)  # a hung (stopped) server takes its SIGTERM now
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and services.pid_alive(pid):
-        time.sleep(0.05)
+    if services.wait_gone(pid, timeout):
+        return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and services.pid_alive(pid):
-        time.sleep(0.05)
-
-
-def read_state(state_file: Path) -> dict[str, Any]:
-    """What the agent last wrote; {} when it never ran."""
-    try:
-        return json.loads(state_file.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
+    services.wait_gone(pid, 5.0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 
 class ServiceError(RuntimeError):
@@ -115,6 +117,36 @@ def pid_alive(pid: int | None) -> bool:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
     return True
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for `pid` to end; whether it has."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+def read_agent_state(state_file: Path) -> dict[str, Any]:
+    """What a local agent (node, queue, relay) last wrote to its state file; {} when it
+    never ran or is writing it now."""
+    try:
+        return json.loads(state_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def redis_answers(url: str, timeout: float = 0.5) -> bool:
+    """Whether a redis-server at `url` answers PING within `timeout` seconds."""
+    from tlops.edge.resp import RedisUnavailable, RespClient
+
+    client = RespClient(url, connect_timeout=timeout, timeout=timeout)
+    try:
+        return client.ping()
+    except RedisUnavailable:
+        return False
+    finally:
+        client.close()
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:

@@ -47,7 +47,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tlops.edge.resp import RedisUnavailable, RespClient
 from tlops.local import services, vllm
 from tlops.local.node import LocalNode
 from tlops.local.services import free_port
@@ -125,12 +124,10 @@ class LocalStack:
             state = json.loads(self.state_file.read_text())
         except FileNotFoundError:
             return {}
-        from tlops.local.queue_agent import read_state
-
         pids = state.setdefault("pids", {})
         pids.pop("redis", None)
         if services.pid_alive(pids.get("queue")):
-            redis_pid = read_state(self.queue_state_file).get("redis_pid")
+            redis_pid = services.read_agent_state(self.queue_state_file).get("redis_pid")
             if services.pid_alive(redis_pid):
                 pids["redis"] = redis_pid
         return state
@@ -253,19 +250,11 @@ class LocalStack:
 
     def _ready(self, name: str) -> bool:
         if name in ("queue", "relay"):  # each writes its state file as soon as it runs
-            from tlops.local.queue_agent import read_state
-
             path = self.queue_state_file if name == "queue" else self.relay_state_file
-            written = read_state(path).get("ts_ms", 0)
+            written = services.read_agent_state(path).get("ts_ms", 0)
             return time.time_ns() // 1_000_000 - written < 5_000
         if name == "redis":
-            client = RespClient(self.redis_url, connect_timeout=0.2, timeout=0.5)
-            try:
-                return client.ping()
-            except RedisUnavailable:
-                return False
-            finally:
-                client.close()
+            return services.redis_answers(self.redis_url)
         if name == "moto":
             return services.http_ok(self.moto_url + "/moto-api/")
         if name == "node":  # the agent serves the node's metadata double
@@ -335,16 +324,11 @@ class LocalStack:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
             os.killpg(pid, signal.SIGCONT)  # a stopped (hung) process takes its SIGTERM now
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and services.pid_alive(pid):
-            time.sleep(0.05)
+        services.wait_gone(pid, timeout)
         for group in (pid, *children):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
-        # Gone, not only signalled: its port is free once this returns.
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and services.pid_alive(pid):
-            time.sleep(0.05)
+        services.wait_gone(pid, 5.0)  # gone, not only signalled: its port is free after this
 
     # --- the verbs --------------------------------------------------------
     def _instance_running(self) -> bool:
@@ -437,9 +421,7 @@ class LocalStack:
                 "up": alive and self._ready(name),
             }
             if name == "queue" and alive:
-                from tlops.local.queue_agent import read_state
-
-                seen = read_state(self.queue_state_file)
+                seen = services.read_agent_state(self.queue_state_file)
                 # absent: no group (the stack sleeps, or nothing is deployed): not a fault
                 report[name]["queue"] = seen.get("status", "absent")
                 report[name]["group"] = seen.get("group")
