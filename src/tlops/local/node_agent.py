@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -166,11 +164,8 @@ class NodeAgent:
             "instance_state": self.instance.state if self.instance else None,
             "services": "running" if self.supervisord.running else "stopped",
             "imds_url": self.imds.url,
-            "ts_ms": time.time_ns() // 1_000_000,
         }
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(report, sort_keys=True))
-        temporary.replace(self.state_file)
+        services.write_agent_state(self.state_file, report)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -177,11 +176,8 @@ class QueueAgent:
             "redis_pid": self.server.pid if serving else None,
             "port": self.port,
             "status": "serving" if serving else ("creating" if self.group else "absent"),
-            "ts_ms": time.time_ns() // 1_000_000,
         }
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(report, sort_keys=True))
-        temporary.replace(self.state_file)
+        services.write_agent_state(self.state_file, report)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):

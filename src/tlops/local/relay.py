@@ -34,6 +34,7 @@ from urllib.parse import quote_plus
 
 from tlops.common import aws
 from tlops.common.telemetry import Telemetry
+from tlops.local import services
 
 CONFIG_REFRESH_S = 3.0  # how stale the notification configuration and rules may be
 EC2_STATE_CHANGE = "EC2 Instance State-change Notification"
@@ -197,11 +198,8 @@ class Relay:
             "seen": list(self.seen),
             "notifications": len(self._configs),
             "rules": len(self._rules),
-            "ts_ms": time.time_ns() // 1_000_000,
         }
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(report))
-        temporary.replace(self.state_file)
+        services.write_agent_state(self.state_file, report)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):

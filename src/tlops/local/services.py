@@ -136,6 +136,15 @@ def read_agent_state(state_file: Path) -> dict[str, Any]:
         return {}
 
 
+def write_agent_state(state_file: Path, report: dict[str, Any]) -> None:
+    """Replace an agent's state file in one step with `report`, stamped `ts_ms` (the stack
+    takes an agent whose stamp is fresh for a running one)."""
+    temporary = state_file.with_suffix(".tmp")
+    stamped = {**report, "ts_ms": time.time_ns() // 1_000_000}
+    temporary.write_text(json.dumps(stamped, sort_keys=True))
+    temporary.replace(state_file)
+
+
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
     """Whether a redis-server at `url` answers PING within `timeout` seconds."""
     from tlops.edge.resp import RedisUnavailable, RespClient
