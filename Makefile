@@ -109,7 +109,7 @@ lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt from pyproject.toml
 	  --custom-compile-command "make lock" -o $(LOCK)
 
 routes: setup ## Regenerate src/tlops/edge/routes.py from openapi.yaml (the route table)
-	$(BIN)/python -m tlops.build.routes --write
+	$(BIN)/python -m tlops.tooling.routes --write
 
 # --- gates ------------------------------------------------------------------
 lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint

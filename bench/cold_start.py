@@ -26,9 +26,9 @@ from pathlib import Path
 
 from tests.doubles.tokens import AUDIENCE, ISSUER, JwksServer, KeySet
 from tlops import contract
-from tlops.build.lambda_zip import build_function_zip
 from tlops.edge.resp import RespClient
 from tlops.local.services import RedisProcess
+from tlops.tooling.lambda_zip import build_function_zip
 
 FIRST_EVENT = r"""
 import json, os, sys, time

@@ -17,7 +17,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from tlops.build.lambda_zip import LAMBDA_SRC, build_function_zip
+from tlops.tooling.lambda_zip import LAMBDA_SRC, build_function_zip
 
 GOAL_BYTES = 1024 * 1024
 

@@ -3,7 +3,7 @@
 
     {{ observability_queries_dir | tlops_queries(log_groups, project_tag) }}
 
-The files are read by `tlops.build.queries`, the parser `tlops logs query` uses too.
+The files are read by `tlops.tooling.queries`, the parser `tlops logs query` uses too.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from ansible.errors import AnsibleFilterError
 
 
 def tlops_queries(directory, log_groups, prefix):
-    from tlops.build import queries
+    from tlops.tooling import queries
 
     try:
         return queries.definitions(directory, log_groups, prefix)

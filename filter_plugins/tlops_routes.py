@@ -4,7 +4,7 @@
     routes: "{{ lookup('ansible.builtin.file', playbook_dir ~ '/../openapi.yaml')
       | from_yaml | tlops_routes }}"
 
-The parsing is `tlops.build.routes`, the same code that generates the router's
+The parsing is `tlops.tooling.routes`, the same code that generates the router's
 dispatch table, so the deployed HTTP API, the router and the local gateway
 cannot disagree about a route.
 """
@@ -15,7 +15,7 @@ from ansible.errors import AnsibleFilterError
 
 
 def tlops_routes(spec):
-    from tlops.build.routes import RouteTableError, http_api_routes
+    from tlops.tooling.routes import RouteTableError, http_api_routes
 
     try:
         return http_api_routes(spec)

@@ -1,14 +1,14 @@
 #!/usr/bin/python
 # tinyllama-ops custom module. Apache-2.0.
 # Packer: no maintained module drives `packer build` (community.general has none, and the
-# Python packages for it are broken or unfit: see tlops.build.packer).
+# Python packages for it are broken or unfit: see tlops.tooling.packer).
 
 DOCUMENTATION = r"""
 ---
 module: tl_packer
 short_description: Run a Packer build and return the artifacts of its manifest
 description:
-  - Runs C(packer build) on a template folder through C(tlops.build.packer), with a timeout,
+  - Runs C(packer build) on a template folder through C(tlops.tooling.packer), with a timeout,
     and returns the artifacts its manifest names for this run (for amazon-ebs, the AMI id
     per region).
   - Every line Packer prints is appended to O(log_path) as it comes, so a bake that takes
@@ -116,7 +116,7 @@ tail:
 from ansible.module_utils.tl_aws import AnsibleAWSModule, Failure, run
 
 try:
-    from tlops.build import packer
+    from tlops.tooling import packer
 except ImportError:  # reported in bake(): not the project's interpreter
     packer = None
 

@@ -1,6 +1,6 @@
 # The plugins the template needs, pinned; `packer init packer/` installs them (Packer >= 1.7).
 # Debian's packer 1.6.6 predates this block and has both plugins built in: it reads a copy
-# of this folder without this file (tlops.build.packer.stage makes one). Keep nothing else
+# of this folder without this file (tlops.tooling.packer.stage makes one). Keep nothing else
 # here, so that copy loses nothing but the pins.
 packer {
   required_version = ">= 1.7.0"

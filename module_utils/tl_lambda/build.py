@@ -8,7 +8,7 @@ from pathlib import Path
 from ansible.module_utils.tl_aws import Failure
 
 try:
-    from tlops.build import lambda_zip as packaging
+    from tlops.tooling import lambda_zip as packaging
 except ImportError:  # reported when a zip must be built: not the project's interpreter
     packaging = None
 

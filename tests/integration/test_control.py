@@ -17,7 +17,6 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.doubles.ec2 import tagged_instance
-from tlops.build import lambda_zip
 from tlops.common import aws
 from tlops.common.control_bucket import ControlBucket
 from tlops.contract import control
@@ -26,6 +25,7 @@ from tlops.control import actions, queue
 from tlops.control.actions import Control
 from tlops.control.config import ControlConfig
 from tlops.control.queue import QueueSpec
+from tlops.tooling import lambda_zip
 
 pytestmark = pytest.mark.integration
 

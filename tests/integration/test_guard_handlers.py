@@ -15,10 +15,10 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.doubles.ec2 import tagged_instance
-from tlops.build import lambda_zip
 from tlops.common import aws
 from tlops.guard import killer
 from tlops.local import costs as canned
+from tlops.tooling import lambda_zip
 
 pytestmark = pytest.mark.integration
 

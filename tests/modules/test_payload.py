@@ -33,7 +33,7 @@ ABSENT = {
     "tl_idle_cost": {"project": "tl-payload"},
     "tl_lambda": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
     # builds the wrapper tests' template, which makes nothing (the null builder, no machine)
-    "tl_packer": {"template_dir": str(REPO / "tests/build/fixtures/tiny")},
+    "tl_packer": {"template_dir": str(REPO / "tests/tooling/fixtures/tiny")},
     "tl_metric_alarm": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
     "tl_query_definition": {
         "name": "tinyllama/tl-payload",

@@ -1,6 +1,6 @@
 """tl_lambda against the stand-in (moto) and, for what only AWS does, a stubbed client.
 
-The zips come from tlops.build.lambda_zip, so the packaging tests live here too (their names hold
+The zips come from tlops.tooling.lambda_zip, so the packaging tests live here too (their names hold
 "zip": `pytest -k "packag or zip"` selects them).
 """
 
@@ -21,7 +21,7 @@ import pytest
 from ansible_collections.amazon.aws.plugins.module_utils import cloud
 from botocore.stub import ANY
 
-from tlops.build import lambda_zip as packaging
+from tlops.tooling import lambda_zip as packaging
 
 from .conftest import ACCOUNT_ID, REGION, STUB_ARGS
 from .harness import REPO, ModuleFailed, run_module
@@ -259,7 +259,7 @@ def test_the_router_zip_is_the_same_bytes_in_another_process():
     here = packaging.build_source_zip(ROUTER)
     code = (
         "import io, json, sys, zipfile; from pathlib import Path; "
-        "from tlops.build import lambda_zip as packaging; "
+        "from tlops.tooling import lambda_zip as packaging; "
         f"built = packaging.build_source_zip(Path({str(ROUTER)!r})); "
         "entries = zipfile.ZipFile(io.BytesIO(built.data)).infolist(); "
         "sys.stdout.write(json.dumps([built.code_sha256, {e.filename: e.CRC for e in entries}]))"

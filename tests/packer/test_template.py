@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tlops.build import packer
+from tlops.tooling import packer
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "packer"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tlops.build import routes as route_table
 from tlops.edge import routes
 from tlops.edge.router import Router
+from tlops.tooling import routes as route_table
 
 REPO = Path(__file__).resolve().parents[2]
 CLOUD_PLAYBOOKS = sorted(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tlops.build import queries
 from tlops.cli import main
 from tlops.local import insights
+from tlops.tooling import queries
 
 SUB_A, SUB_B = "0b7c2f1e-aaaa-4aaa-8aaa-000000000001", "0b7c2f1e-bbbb-4bbb-8bbb-000000000002"
 JOB = "5d0c7a4e-1f2b-4c3d-9e8f-0123456789ab"

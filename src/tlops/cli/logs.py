@@ -49,9 +49,9 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from tlops.build import queries
     from tlops.local import insights
     from tlops.local.stack import default_state_dir
+    from tlops.tooling import queries
 
     try:
         known = queries.load()

@@ -1,6 +1,6 @@
 """The HTTP API's routes, as the router dispatches them and the local gateway serves them.
 
-The table below is generated from openapi.yaml (`tlops.build.routes`), the one
+The table below is generated from openapi.yaml (`tlops.tooling.routes`), the one
 place routes are written down; the router role builds the deployed HTTP API
 from the same file.
 """

@@ -1,4 +1,4 @@
-"""tlops.build.packer against the real packer binary, on a template that builds nothing
+"""tlops.tooling.packer against the real packer binary, on a template that builds nothing
 (the `null` builder without a machine, shell-local steps on this host)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tlops.build import packer
+from tlops.tooling import packer
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 REPO_PACKER = Path(__file__).resolve().parents[2] / "packer"

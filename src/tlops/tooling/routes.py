@@ -8,7 +8,7 @@ in front of it. Three things follow from that one table:
 - the router role's HTTP API (`tlops_routes` filter, filter_plugins/);
 - `tlops.edge.routes`, the router's dispatch and the local gateway's default
   routes: its table is generated here (`make routes`, or
-  `python -m tlops.build.routes --write`) because the router cannot afford to
+  `python -m tlops.tooling.routes --write`) because the router cannot afford to
   parse YAML on a cold start; `--check` fails when it drifts (a test runs it);
 - the local gateway on the stand-in, which serves what the router role deployed.
 """
@@ -52,7 +52,9 @@ def routes_from_openapi(spec: dict[str, Any]) -> list[dict[str, Any]]:
             if not isinstance(function, str) or not function.isidentifier():
                 raise RouteTableError(f"{where}: {FUNCTION} must name a function, got {function!r}")
             if not operation.get("operationId"):
-                raise RouteTableError(f"{where}: an operationId is needed (the router dispatches on it)")
+                raise RouteTableError(
+                    f"{where}: an operationId is needed (the router dispatches on it)"
+                )
             security = operation.get("security", default_security)
             routes.append(
                 {
@@ -101,7 +103,7 @@ def regenerated(module_text: str, spec: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tlops.build.routes", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tlops.tooling.routes", description=__doc__)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write", action="store_true", help="rewrite tlops/edge/routes.py")
     action.add_argument("--check", action="store_true", help="exit 1 when it differs")

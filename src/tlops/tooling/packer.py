@@ -374,7 +374,7 @@ def _parse_vars(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tlops.build.packer", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tlops.tooling.packer", description=__doc__)
     parser.add_argument("action", choices=["validate", "fmt-check", "build"])
     parser.add_argument("template_dir", type=Path)
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
