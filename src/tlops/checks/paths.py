@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tlops.common.pages import all_items
+
 REDIS_PORT = 6379
 HTTPS_PORT = 443
 _GATEWAY_SERVICES = ("s3", "dynamodb")
@@ -85,17 +87,6 @@ class Network(NamedTuple):
 
 
 # --- reading what is deployed -----------------------------------------------------------
-def _all(call: Callable[..., dict], key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    items, token = [], None
-    for _ in range(100):
-        page = call(**kwargs, **({"NextToken": token} if token else {}))
-        items += page.get(key, [])
-        token = page.get("NextToken")
-        if not token:
-            return items
-    raise RuntimeError(f"more than 100 pages of {key}")
-
-
 def read_network(ec2: Any, vpc_id: str) -> Network:
     in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
     vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
@@ -106,23 +97,23 @@ def read_network(ec2: Any, vpc_id: str) -> Network:
             ("enableDnsHostnames", "EnableDnsHostnames"),
         )
     )
-    subnets = {s["SubnetId"]: s for s in _all(ec2.describe_subnets, "Subnets", Filters=in_vpc)}
-    tables = _all(ec2.describe_route_tables, "RouteTables", Filters=in_vpc)
+    subnets = {s["SubnetId"]: s for s in all_items(ec2.describe_subnets, "Subnets", Filters=in_vpc)}
+    tables = all_items(ec2.describe_route_tables, "RouteTables", Filters=in_vpc)
     endpoints = [
         e
-        for e in _all(ec2.describe_vpc_endpoints, "VpcEndpoints", Filters=in_vpc)
+        for e in all_items(ec2.describe_vpc_endpoints, "VpcEndpoints", Filters=in_vpc)
         if e.get("State", "available").lower() in ("available", "pending")
     ]
     groups = {
         g["GroupId"]: g
-        for g in _all(ec2.describe_security_groups, "SecurityGroups", Filters=in_vpc)
+        for g in all_items(ec2.describe_security_groups, "SecurityGroups", Filters=in_vpc)
     }
-    igws = _all(
+    igws = all_items(
         ec2.describe_internet_gateways,
         "InternetGateways",
         Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}],
     )
-    nats = _all(ec2.describe_nat_gateways, "NatGateways", Filter=in_vpc)
+    nats = all_items(ec2.describe_nat_gateways, "NatGateways", Filter=in_vpc)
     return Network(
         vpc_id=vpc_id,
         cidr=vpc["CidrBlock"],

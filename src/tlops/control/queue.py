@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from tlops.common.pages import TooManyPages, each_item
 from tlops.contract.states import QUEUE_COMING_STATUSES, QUEUE_UP_STATUSES
 
 ROLE = "queue"
@@ -119,17 +119,6 @@ def next_id(existing: list[str], prefix: str) -> str:
     return f"{prefix.lower()}-{max(numbers, default=0) + 1}"
 
 
-def _groups(elasticache: Any) -> Iterator[dict[str, Any]]:
-    marker = None
-    for _ in range(_MOST_PAGES):
-        page = elasticache.describe_replication_groups(**({"Marker": marker} if marker else {}))
-        yield from page.get("ReplicationGroups", [])
-        marker = page.get("Marker")
-        if not marker:
-            return
-    raise QueueError(f"more than {_MOST_PAGES} pages of replication groups: not read to the end")
-
-
 def tags_of(elasticache: Any, arn: str) -> dict[str, str]:
     listed = elasticache.list_tags_for_resource(ResourceName=arn).get("TagList", [])
     return {tag["Key"]: tag["Value"] for tag in listed}
@@ -146,13 +135,16 @@ def ours(elasticache: Any, prefix: str, wanted: dict[str, str]) -> list[dict[str
 
     found = []
     try:
-        for group in _groups(elasticache):
+        for group in each_item(
+            elasticache.describe_replication_groups, "ReplicationGroups", follow="Marker",
+            most=_MOST_PAGES,
+        ):  # fmt: skip
             if number_of(group["ReplicationGroupId"], prefix) is None:
                 continue
             tags = tags_of(elasticache, group["ARN"]) if group.get("ARN") else {}
             if all(tags.get(key) == value for key, value in wanted.items()):
                 found.append(group)
-    except (BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError, TooManyPages) as exc:
         raise QueueError(f"cannot list the queue's replication groups: {exc}") from exc
     found.sort(key=lambda g: number_of(g["ReplicationGroupId"], prefix) or 0, reverse=True)
     return found

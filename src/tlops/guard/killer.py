@@ -27,6 +27,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from tlops.common.pages import TooManyPages, all_items
 from tlops.common.telemetry import Telemetry
 from tlops.guard import notification
 from tlops.guard.notification import Delivery
@@ -103,7 +104,7 @@ class KillIncomplete(RuntimeError):
 def _errors():
     from botocore.exceptions import BotoCoreError, ClientError
 
-    return (BotoCoreError, ClientError)
+    return (BotoCoreError, ClientError, TooManyPages)
 
 
 def _tag_filters(project: str, role: str | None = None) -> list[dict[str, Any]]:
@@ -154,19 +155,9 @@ def judge(
 
 
 # --- what to stop --------------------------------------------------------------------------
-def _pages(call: Any, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    items, token = [], None
-    while True:
-        answer = call(**kwargs, **({"NextToken": token} if token else {}))
-        items += answer.get(key, [])
-        token = answer.get("NextToken")
-        if not token:
-            return items
-
-
 def stop_nodes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
     live = {"Name": "instance-state-name", "Values": ["pending", "running"]}
-    reservations = _pages(
+    reservations = all_items(
         ec2.describe_instances,
         "Reservations",
         Filters=[*_tag_filters(config.project, NODE_ROLE), live],
