@@ -30,6 +30,7 @@ built from one Lua source for the windows.
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import NamedTuple
 
@@ -216,12 +217,27 @@ class Idempotency(NamedTuple):
     fingerprint: str
 
 
+class Admitted(enum.StrEnum):
+    """What admission did with a request; the values are what the admission script returns
+    (and, for a held request, what ControlLink.hold decides)."""
+
+    QUEUED = "queued"
+    HELD = "held"  # kept in S3 while the stack sleeps (ControlLink.hold)
+    REPLAYED = "replayed"  # the Idempotency-Key's first job, answered again
+    REUSED = "reused"  # the key came with another request: nothing written
+    LIMITED = "limited"  # over the user's rate: nothing written
+    COLLISION = "collision"  # the job id exists (another id is drawn)
+    LATE = "late"  # the script ran past the deadline: nothing written
+    CLOSING = "closing"  # the queue is about to be deleted (the stack falls asleep)
+    USER_FULL = "user_full"  # this user's open jobs at their cap: nothing written
+    FULL = "full"  # all users' open jobs at their cap: nothing written
+
+
+REFUSED_FOR_CAPS = (Admitted.USER_FULL, Admitted.FULL)
+
+
 class Admission(NamedTuple):
-    # "queued"; "replayed" (the key's first job); "limited"; "collision" (the id exists);
-    # "reused" (the key came with another request); "late" (past the deadline, nothing written);
-    # "closing": the queue is about to be deleted (the stack falls asleep; nothing written);
-    # "user_full" / "full": this user's / all users' open jobs at their cap (nothing written)
-    outcome: str
+    outcome: Admitted
     retry_after_s: int = 0  # whole seconds until a request would pass, when refused
     node_alive: bool = False  # a watcher heartbeat was present when queued or replayed
     enqueued_at_ms: int = 0
@@ -274,7 +290,8 @@ def admit(
             *flat,
         ],
     )
-    if outcome in ("limited", "user_full", "full"):
+    outcome = Admitted(outcome)
+    if outcome is Admitted.LIMITED or outcome in REFUSED_FOR_CAPS:
         return Admission(outcome, retry_after_s=max(1, math.ceil(number / 1000)))
     job, status = admitted or ("", "")
     return Admission(

@@ -29,13 +29,13 @@ from tlops.contract import QUEUE_FULL_RETRY_SECONDS, control
 from tlops.contract.boot import median_ms
 from tlops.contract.control import Action
 from tlops.edge import admission
+from tlops.edge.admission import Admitted
 
 __all__ = ["BucketUnavailable", "ControlLink", "HeldAdmission", "held_job_id"]
 
 
 class HeldAdmission(NamedTuple):
-    # "held"; "replayed" (the key's first held job); "reused"; "limited"; "user_full"; "full"
-    outcome: str
+    outcome: Admitted  # HELD, REPLAYED, REUSED, LIMITED, USER_FULL or FULL
     job_id: str = ""
     retry_after_s: int = 0
 
@@ -142,17 +142,17 @@ class ControlLink:
                     same = (
                         stored.get("idempotency", {}).get("fingerprint") == idempotency.fingerprint
                     )
-                    return HeldAdmission("replayed" if same else "reused", job_id)
+                    return HeldAdmission(Admitted.REPLAYED if same else Admitted.REUSED, job_id)
         retry_ms = _window_retry_ms([k.at_ms for k in held], now, limits)
         if retry_ms:
-            return HeldAdmission("limited", retry_after_s=max(1, -(-retry_ms // 1000)))
+            return HeldAdmission(Admitted.LIMITED, retry_after_s=max(1, -(-retry_ms // 1000)))
         if caps.total > 0:
             longest = QUEUE_FULL_RETRY_SECONDS[1]
             if len(held) >= caps.per_user:
-                return HeldAdmission("user_full", retry_after_s=longest)
+                return HeldAdmission(Admitted.USER_FULL, retry_after_s=longest)
             everyone = keys(self.bucket, control.HELD_PREFIX, most=caps.total)
             if len(everyone) >= caps.total:
-                return HeldAdmission("full", retry_after_s=longest)
+                return HeldAdmission(Admitted.FULL, retry_after_s=longest)
         if before_write is not None:
             before_write()
         body = {
@@ -167,7 +167,7 @@ class ControlLink:
         written = self.bucket.put_json(
             control.held_key(sub, now, job_id), body, only_if_absent=True
         )
-        return HeldAdmission("held" if written else "replayed", job_id)
+        return HeldAdmission(Admitted.HELD if written else Admitted.REPLAYED, job_id)
 
     def held_job(self, sub: str, job_id: str) -> dict[str, Any] | None:
         """A job of `sub` held under that id, with its `held_ms`; None when there is none."""

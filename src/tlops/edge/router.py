@@ -37,6 +37,7 @@ from tlops.contract import control as control_contract
 from tlops.contract.control import Action
 from tlops.contract.states import StackState
 from tlops.edge import admission, auth, boot, lambda_http, routes
+from tlops.edge.admission import REFUSED_FOR_CAPS, Admitted
 from tlops.edge.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier
 from tlops.edge.control_link import BucketUnavailable, ControlLink
 from tlops.edge.lambda_http import Answer, Refusal
@@ -154,20 +155,20 @@ class Router:
         except (RedisUnavailable, RedisReplyError):
             telemetry.metric("RedisEnqueueFail")
             raise
-        if admitted.outcome == "closing":
+        if admitted.outcome is Admitted.CLOSING:
             return self._hold(job, sub, idempotency, rid)
         return self._answer_admitted(admitted, sub, rid)
 
     def _answer_admitted(self, admitted: admission.Admission, sub: str, rid: str) -> Answer:
-        if admitted.outcome == "limited":
+        if admitted.outcome is Admitted.LIMITED:
             telemetry.metric("ApiRateLimitBreaches")
             raise _rate_limited(admitted.retry_after_s)
-        if admitted.outcome in ("user_full", "full"):
+        if admitted.outcome in REFUSED_FOR_CAPS:
             raise self._queue_full(admitted.outcome, admitted.retry_after_s, sub, rid)
-        if admitted.outcome == "reused":
+        if admitted.outcome is Admitted.REUSED:
             raise _key_reused()
         job_id = admitted.job_id
-        if admitted.outcome == "replayed":
+        if admitted.outcome is Admitted.REPLAYED:
             telemetry.log("INFO", "idempotent replay", requestId=rid, jobId=job_id, sub=sub)
             return _replayed(self._place(job_id, admitted, rid))
         telemetry.log("INFO", "job queued", requestId=rid, jobId=job_id, sub=sub)
@@ -209,18 +210,18 @@ class Router:
             caps=self.config.caps, idempotency=idempotency,
             before_write=lambda: self.control.wake("a request while the stack sleeps"),
         )  # fmt: skip
-        if held.outcome == "limited":
+        if held.outcome is Admitted.LIMITED:
             telemetry.metric("ApiRateLimitBreaches")
             raise _rate_limited(held.retry_after_s)
-        if held.outcome in ("user_full", "full"):
+        if held.outcome in REFUSED_FOR_CAPS:
             raise self._queue_full(held.outcome, held.retry_after_s, sub, rid)
-        if held.outcome == "reused":
+        if held.outcome is Admitted.REUSED:
             raise _key_reused()
         state = self.control.state()
         eta = self.control.wake_eta_s(state, self.config.wake_eta_s)
         telemetry.log("INFO", "job held", requestId=rid, jobId=held.job_id, sub=sub, eta=eta)
         answer = Answer(202, responses.waking_body(held.job_id, eta), {"x-gpu-coldboot": "true"})
-        return _replayed(answer) if held.outcome == "replayed" else answer
+        return _replayed(answer) if held.outcome is Admitted.REPLAYED else answer
 
     def get_job(self, event: dict[str, Any], rid: str) -> Answer:
         """The caller's own job: status, and once finished its result; 404 for anyone else."""
@@ -333,17 +334,17 @@ class Router:
                 idempotency=idempotency,
                 caps=self.config.caps,
             )
-            if admitted.outcome == "late":
+            if admitted.outcome is Admitted.LATE:
                 # This answer is 503: the script saw it would be, and wrote nothing.
                 raise RedisUnavailable("Redis ran the admission after its deadline")
-            if admitted.outcome != "collision":
+            if admitted.outcome is not Admitted.COLLISION:
                 return admitted
         raise RedisReplyError("could not find a free job id")
 
-    def _queue_full(self, outcome: str, retry_after_s: int, sub: str, rid: str) -> Refusal:
+    def _queue_full(self, outcome: Admitted, retry_after_s: int, sub: str, rid: str) -> Refusal:
         """429 when this user's open jobs are at their cap, 503 when everyone's are: nothing
         was queued, and a client should come back after Retry-After."""
-        mine = outcome == "user_full"
+        mine = outcome is Admitted.USER_FULL
         scope, cap = (
             ("user", self.config.caps.per_user) if mine else ("global", self.config.caps.total)
         )

@@ -23,6 +23,7 @@ line. A repeated delivery finds everything already stopped and changes nothing.
 
 from __future__ import annotations
 
+import enum
 import os
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -67,10 +68,24 @@ class KillerConfig(NamedTuple):
         )
 
 
+class Step(enum.StrEnum):
+    """What the killer does, in this order."""
+
+    MARK_KILLED = "mark-killed"  # killed.json: control refuses every wake from now on
+    STOP_INSTANCE = "stop-instance"
+    RELEASE_ADDRESS = "release-address"
+    DELETE_QUEUE = "delete-queue"
+
+
+class Result(enum.StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+
+
 class Action(NamedTuple):
-    kind: str  # mark-killed, stop-instance, release-address, delete-queue
+    kind: Step
     resource: str
-    outcome: str  # done, failed
+    outcome: Result
     why: str
     detail: str = ""
 
@@ -82,11 +97,11 @@ class Report(NamedTuple):
 
     @property
     def changed(self) -> bool:
-        return any(a.outcome == "done" for a in self.actions)
+        return any(a.outcome is Result.DONE for a in self.actions)
 
     @property
     def failed(self) -> list[Action]:
-        return [a for a in self.actions if a.outcome == "failed"]
+        return [a for a in self.actions if a.outcome is Result.FAILED]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -169,8 +184,8 @@ def stop_nodes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
     try:
         ec2.stop_instances(InstanceIds=ids)
     except _errors() as exc:
-        return [Action("stop-instance", i, "failed", because, str(exc)) for i in ids]
-    return [Action("stop-instance", i, "done", because) for i in ids]
+        return [Action(Step.STOP_INSTANCE, i, Result.FAILED, because, str(exc)) for i in ids]
+    return [Action(Step.STOP_INSTANCE, i, Result.DONE, because) for i in ids]
 
 
 def release_addresses(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
@@ -184,10 +199,11 @@ def release_addresses(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
                 ec2.disassociate_address(AssociationId=address["AssociationId"])
             ec2.release_address(AllocationId=address["AllocationId"])
         except _errors() as exc:
-            actions.append(Action("release-address", allocation, "failed", because, str(exc)))
+            failed = Action(Step.RELEASE_ADDRESS, allocation, Result.FAILED, because, str(exc))
+            actions.append(failed)
             continue
         detail = f"{address.get('PublicIp', '')} released"
-        actions.append(Action("release-address", allocation, "done", because, detail))
+        actions.append(Action(Step.RELEASE_ADDRESS, allocation, Result.DONE, because, detail))
     return actions
 
 
@@ -200,8 +216,9 @@ def delete_queue(elasticache: Any, config: KillerConfig, why: str) -> list[Actio
     try:
         deleted = queue.delete(elasticache, config.project, config.queue_prefix)
     except queue.QueueError as exc:
-        return [Action("delete-queue", f"{config.queue_prefix}-*", "failed", because, str(exc))]
-    return [Action("delete-queue", group_id, "done", because) for group_id in deleted]
+        every = f"{config.queue_prefix}-*"
+        return [Action(Step.DELETE_QUEUE, every, Result.FAILED, because, str(exc))]
+    return [Action(Step.DELETE_QUEUE, group_id, Result.DONE, because) for group_id in deleted]
 
 
 def mark_killed(s3: Any, config: KillerConfig, why: str) -> list[Action]:
@@ -225,8 +242,8 @@ def mark_killed(s3: Any, config: KillerConfig, why: str) -> list[Action]:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
         if code in ("PreconditionFailed", "ConditionalRequestConflict"):
             return []  # marked already, by an earlier delivery of this kill or another one
-        return [Action("mark-killed", config.control_bucket, "failed", because, str(exc))]
-    return [Action("mark-killed", config.control_bucket, "done", because)]
+        return [Action(Step.MARK_KILLED, config.control_bucket, Result.FAILED, because, str(exc))]
+    return [Action(Step.MARK_KILLED, config.control_bucket, Result.DONE, because)]
 
 
 # --- the whole run -------------------------------------------------------------------------
@@ -262,22 +279,22 @@ def handle(event: Any, config: KillerConfig, client: Any, now: datetime | None =
     ec2 = client("ec2")
     actions: list[Action] = []
     steps = (
-        ("mark-killed", lambda: mark_killed(client("s3"), config, why)),
-        ("stop-instance", lambda: stop_nodes(ec2, config, why)),
-        ("release-address", lambda: release_addresses(ec2, config, why)),
-        ("delete-queue", lambda: delete_queue(client("elasticache"), config, why)),
+        (Step.MARK_KILLED, lambda: mark_killed(client("s3"), config, why)),
+        (Step.STOP_INSTANCE, lambda: stop_nodes(ec2, config, why)),
+        (Step.RELEASE_ADDRESS, lambda: release_addresses(ec2, config, why)),
+        (Step.DELETE_QUEUE, lambda: delete_queue(client("elasticache"), config, why)),
     )
     for kind, step in steps:
         try:
             actions += step()
         except _errors() as exc:  # the lookup itself failed: nothing known, try the rest
-            actions.append(Action(kind, "(lookup)", "failed", why, str(exc)))
+            actions.append(Action(kind, "(lookup)", Result.FAILED, why, str(exc)))
     for action in actions:
-        level = "ERROR" if action.outcome == "failed" else "WARNING"
+        level = "ERROR" if action.outcome is Result.FAILED else "WARNING"
         telemetry.log(level, f"budget killer {action.kind}", **action._asdict())
-    if not any(a.kind != "mark-killed" for a in actions):
+    if not any(a.kind is not Step.MARK_KILLED for a in actions):
         telemetry.log("INFO", "nothing was running or deployed that costs by the hour", why=why)
-    stopped = sum(a.outcome == "done" and a.kind != "mark-killed" for a in actions)
+    stopped = sum(a.outcome is Result.DONE and a.kind is not Step.MARK_KILLED for a in actions)
     telemetry.metric("BudgetStops", stopped)
     return Report(True, reasons, actions)
 

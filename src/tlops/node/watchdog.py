@@ -24,6 +24,7 @@ deadline of the last stop is kept there so a stop is made, and counted, once.
 from __future__ import annotations
 
 import argparse
+import enum
 import os
 import signal
 import sys
@@ -60,15 +61,35 @@ WINDOW_SLACK = 0.1
 CALLS_BOUND_S = 30.0
 
 
+class TickResult(enum.StrEnum):
+    """What one tick did; the value is the log line's message and `decision` field."""
+
+    BUSY = "busy"
+    IDLE = "idle"  # the deadline is ahead (with the timer armed, the tick waits for it)
+    STOPPED = "stopped"  # this tick stopped the node
+    ALREADY_STOPPED = "already stopped"  # due, and an earlier tick made this deadline's stop
+    CANNOT_DECIDE = "cannot decide"  # something the decision needs could not be read
+
+
+# The idle decision's verdicts that a tick reports as they are (STOP becomes STOPPED or
+# CANNOT_DECIDE by what EC2 answers).
+_REPORTED = {
+    Decision.BUSY: TickResult.BUSY,
+    Decision.IDLE: TickResult.IDLE,
+    Decision.STOPPED: TickResult.ALREADY_STOPPED,
+}
+
+
 class Outcome:
     """What one tick decided (and, after a stop, whether the metric went out)."""
 
-    def __init__(self, decision: str, reason: str, **fields: Any):
+    def __init__(self, decision: TickResult, reason: str, **fields: Any):
         self.decision, self.reason, self.fields = decision, reason, fields
 
     @property
     def stopped(self) -> bool:
-        return self.decision == "stopped"
+        """This tick stopped the node (not: an earlier one had)."""
+        return self.decision is TickResult.STOPPED
 
     def __repr__(self) -> str:
         return f"Outcome({self.decision!r}, {self.reason!r})"
@@ -198,16 +219,15 @@ class Watchdog:
             }
         if verdict.decision is Decision.IDLE:
             fields["timer"] = armed
-        message = "stopped" if verdict.decision is Decision.STOPPED else verdict.decision.value
-        self.log.log(
-            "INFO", message, decision=verdict.decision.value, reason=verdict.reason, **fields
-        )
-        return Outcome(message, verdict.reason, **fields)
+        result = _REPORTED[verdict.decision]
+        self.log.log("INFO", result, decision=result, reason=verdict.reason, **fields)
+        return Outcome(result, verdict.reason, **fields)
 
     def _doubt(self, reason: str, **fields: Any) -> Outcome:
         fields = {"project": self.settings.project, **fields}
-        self.log.log("WARNING", "cannot decide", decision="cannot decide", reason=reason, **fields)
-        return Outcome("cannot decide", reason, **fields)
+        result = TickResult.CANNOT_DECIDE
+        self.log.log("WARNING", result, decision=result, reason=reason, **fields)
+        return Outcome(result, reason, **fields)
 
     def _sleep_until(self, deadline_ms: int) -> bool:
         """Sleep until the wall clock reaches `deadline_ms`; False if halted meanwhile."""
@@ -253,8 +273,9 @@ class Watchdog:
         except (BotoCoreError, ClientError) as exc:
             fields["metric_error"] = str(exc)
             self.log.log("WARNING", "metric not sent", metric=METRIC, error=str(exc), **base)
-        self.log.log("INFO", "stopped", decision="stopped", reason=verdict.reason, **fields)
-        return Outcome("stopped", verdict.reason, **fields)
+        result = TickResult.STOPPED
+        self.log.log("INFO", result, decision=result, reason=verdict.reason, **fields)
+        return Outcome(result, verdict.reason, **fields)
 
     # forever ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -298,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     watchdog = Watchdog(settings)
     if args.command == "run":
         return watchdog.run()
-    return 1 if watchdog.tick().decision == "cannot decide" else 0
+    return 1 if watchdog.tick().decision is TickResult.CANNOT_DECIDE else 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import json
 import queue
 import signal
@@ -97,11 +98,22 @@ return out
 )
 
 
+class Ending(enum.StrEnum):
+    """How one delivery of a job ended; the value names the log line (`job <value>`)."""
+
+    DONE = "done"  # settled: its result stored
+    FAILED = "failed"  # settled: refused, an error result stored
+    DEAD = "dead"  # settled: out of deliveries, an error result stored and a dead letter
+    PENDING = "pending"  # left for redelivery after the visibility timeout
+    RETURNED = "returned"  # the same, and the delivery is not counted (it never ran)
+
+
+_UNSETTLED = (Ending.PENDING, Ending.RETURNED)
+
+
 @dataclasses.dataclass
 class _Outcome:
-    # done, failed, dead: settled; pending: left for redelivery after the visibility timeout;
-    # returned: the same, and the delivery is not counted (it never ran)
-    kind: str
+    kind: Ending
     job: Job
     result: JobResult | None = None
     reason: str = ""
@@ -355,22 +367,22 @@ class Watcher:
                 self._outcomes.put(self._run(job))
             except Exception as exc:  # a job must never kill its worker thread
                 self.log.log("ERROR", "job crashed", job_id=job.job_id, error=repr(exc))
-                self._outcomes.put(_Outcome("pending", job, reason=f"watcher error: {exc!r}"))
+                self._outcomes.put(_Outcome(Ending.PENDING, job, reason=f"watcher error: {exc!r}"))
 
     def _run(self, job: Job) -> _Outcome:
         if job.dead_reason:
-            return self._give_up(job, job.dead_reason, "dead")
+            return self._give_up(job, job.dead_reason, Ending.DEAD)
         if self.stop_event.is_set():  # taken just before a SIGTERM: leave it for redelivery
-            return _Outcome("returned", job)
+            return _Outcome(Ending.RETURNED, job)
         # Retry inside this delivery for most of the visibility timeout, then let it lapse:
         # no other watcher takes the entry over while this one still works on it.
         window_end = time.monotonic() + self.settings.visibility_timeout_s * 0.8
         backoff = Backoff(base=0.2, cap=self.settings.backoff_cap_s)
         while True:
             try:
-                return _Outcome("done", job, result=self.runner.run(job))
+                return _Outcome(Ending.DONE, job, result=self.runner.run(job))
             except Refused as exc:
-                return self._give_up(job, str(exc), "failed")
+                return self._give_up(job, str(exc), Ending.FAILED)
             except Transient as exc:
                 reason = str(exc)
                 delay = backoff.next()
@@ -379,14 +391,15 @@ class Watcher:
                 self.log.log("WARNING", "job will be retried", job_id=job.job_id, error=reason)
                 self.stop_event.wait(delay)
         if job.delivery >= self.settings.max_deliveries:
-            return self._give_up(job, f"gave up after {job.delivery} deliveries: {reason}", "dead")
-        return _Outcome("pending", job, reason=reason)
+            why = f"gave up after {job.delivery} deliveries: {reason}"
+            return self._give_up(job, why, Ending.DEAD)
+        return _Outcome(Ending.PENDING, job, reason=reason)
 
-    def _give_up(self, job: Job, reason: str, kind: str) -> _Outcome:
+    def _give_up(self, job: Job, reason: str, kind: Ending) -> _Outcome:
         stored = self.runner.store_failure(job, failed_result(job, reason))
         if stored is not None and stored.status is JobStatus.DONE:
             # An earlier delivery stored its result and died before saying so: it stands.
-            return _Outcome("done", job, result=stored)
+            return _Outcome(Ending.DONE, job, result=stored)
         return _Outcome(kind, job, result=stored, reason=reason)
 
     # finishing -----------------------------------------------------------------------
@@ -425,8 +438,8 @@ class Watcher:
         settled: list[str] = []  # acknowledged with one XACK, last in the same transaction
         for outcome in batch:
             job, key = outcome.job, contract.job_key(outcome.job.job_id)
-            if outcome.kind in ("pending", "returned"):
-                if outcome.kind == "pending":
+            if outcome.kind in _UNSETTLED:
+                if outcome.kind is Ending.PENDING:
                     pipe.hset(key, mapping=records.left_pending(outcome.reason))
                 else:
                     pipe.hset(key, mapping=records.returned())
@@ -434,14 +447,15 @@ class Watcher:
                 # had the record expired meanwhile, the write above made a new one: bound it
                 pipe.expire(key, self._held_ttl_s, nx=True)
                 continue
-            status = JobStatus.DONE if outcome.kind == "done" else JobStatus.FAILED
-            error = "" if outcome.kind == "done" else outcome.reason
+            done = outcome.kind is Ending.DONE
+            status = JobStatus.DONE if done else JobStatus.FAILED
+            error = "" if done else outcome.reason
             pipe.hset(
                 key,
                 mapping=records.finished(status, sub=job.sub, finished_ms=finished, error=error),
             )
             pipe.expire(key, contract.FINISHED_TTL_SECONDS)
-            if outcome.kind == "dead":
+            if outcome.kind is Ending.DEAD:
                 pipe.xadd(
                     contract.DEAD_LETTER_STREAM,
                     records.dead_letter(
@@ -470,7 +484,7 @@ class Watcher:
 
     def _log_outcome(self, outcome: _Outcome) -> None:
         fields: dict[str, Any] = {"job_id": outcome.job.job_id, "delivery": outcome.job.delivery}
-        if outcome.result is not None and outcome.kind == "done":
+        if outcome.result is not None and outcome.kind is Ending.DONE:
             fields |= {
                 "latency_ms": outcome.result.latency_ms,
                 "prompt_tokens": outcome.result.usage.get("prompt_tokens", 0),
@@ -478,7 +492,7 @@ class Watcher:
             }
         if outcome.reason:
             fields["error"] = outcome.reason
-        level = "INFO" if outcome.kind == "done" else "WARNING"
+        level = "INFO" if outcome.kind is Ending.DONE else "WARNING"
         self.log.log(level, f"job {outcome.kind}", **fields)
 
     # liveness ------------------------------------------------------------------------
