@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-DECLARATION = Path(__file__).resolve().parents[3] / "access.yml"
+from tlops import checkout
+
+DECLARATION = checkout.ROOT / "access.yml"
 RUNS_IN = ("lambda", "lambda-vpc", "instance")
 PLACEHOLDERS = (
     "region",

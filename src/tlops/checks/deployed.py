@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tlops.checks import access, paths
+from tlops.contract import names
 from tlops.contract.states import NODE_LIVE_STATES as NODE_STATES
 
 
@@ -64,8 +65,7 @@ class Deployment(NamedTuple):
 def find_node(ec2: Any, project: str) -> dict[str, Any] | None:
     found = ec2.describe_instances(
         Filters=[
-            {"Name": "tag:Project", "Values": [project]},
-            {"Name": "tag:Role", "Values": ["gpu"]},
+            *names.tag_filters(project, names.NODE_ROLE),
             {"Name": "instance-state-name", "Values": list(NODE_STATES)},
         ]
     )
@@ -164,7 +164,7 @@ def verify(
     if deployment.node_settings_parameter:  # an SSM ARN names a parameter without its first /
         context["node_settings_parameter"] = deployment.node_settings_parameter.lstrip("/")
 
-    tagged = ec2.describe_vpcs(Filters=[{"Name": "tag:Project", "Values": [deployment.project]}])
+    tagged = ec2.describe_vpcs(Filters=names.tag_filters(deployment.project))
     project_vpcs = {vpc["VpcId"] for vpc in tagged["Vpcs"]}
 
     def network_of(placement: paths.Placement) -> tuple[paths.Placement, paths.Network | None]:

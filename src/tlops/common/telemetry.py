@@ -13,7 +13,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-NAMESPACE = "TLFIF"
+from tlops.contract import names
+
+NAMESPACE = names.METRIC_NAMESPACE
 
 
 class Telemetry:

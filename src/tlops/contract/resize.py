@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from tlops.contract import RESIZE_KEY_PREFIX, is_job_id
 from tlops.contract.request import RequestError
+from tlops.contract.states import NODE_UP_STATES
 
 ACTIONS = ("start", "stop", "resize")
 # The shapes the node may take: a cheap one to keep it warm without a GPU, and the T4.
@@ -84,7 +85,7 @@ def goal_for(request: ResizeRequest, node_state: str, node_type: str) -> Goal:
         return Goal("running", instance_type)
     if request.action == "stop":
         return Goal("stopped", instance_type)
-    return Goal("running" if node_state in ("pending", "running") else "stopped", instance_type)
+    return Goal("running" if node_state in NODE_UP_STATES else "stopped", instance_type)
 
 
 def operation_key(operation_id: str) -> str:

@@ -21,6 +21,7 @@ import enum
 # EC2 instance states in which the node exists (terminated and shutting-down do not count).
 NODE_LIVE_STATES = ("pending", "running", "stopping", "stopped")
 NODE_UP_STATES = ("pending", "running")
+NODE_DOWN_STATES = ("stopping", "stopped")
 # ElastiCache replication group statuses. A group being deleted no longer serves and is
 # gone within minutes on AWS; one that failed to be created serves nothing either.
 QUEUE_UP_STATUSES = ("available", "modifying", "snapshotting")

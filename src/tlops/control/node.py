@@ -12,9 +12,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from tlops.contract import names
+from tlops.contract.states import NODE_DOWN_STATES
 from tlops.contract.states import NODE_LIVE_STATES as LIVE_STATES
 
-NODE_ROLE = "gpu"
+NODE_ROLE = names.NODE_ROLE
 
 
 class NodeUnavailable(Exception):
@@ -52,8 +54,7 @@ def find(ec2: Any, project: str) -> Node | None:
     try:
         answer = ec2.describe_instances(
             Filters=[
-                {"Name": "tag:Project", "Values": [project]},
-                {"Name": "tag:Role", "Values": [NODE_ROLE]},
+                *names.tag_filters(project, NODE_ROLE),
                 {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
             ]
         )
@@ -95,7 +96,7 @@ def ensure_running(ec2: Any, project: str) -> BootDecision:
 def stop(ec2: Any, project: str) -> Node | None:
     """Stop the node if it runs; returns its state after the call, None if there is no node."""
     node = find(ec2, project)
-    if node is None or node.state in ("stopping", "stopped"):
+    if node is None or node.state in NODE_DOWN_STATES:
         return node
     return stop_instance(ec2, node)
 

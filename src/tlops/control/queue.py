@@ -22,9 +22,10 @@ import re
 from typing import Any, NamedTuple
 
 from tlops.common.pages import TooManyPages, each_item
+from tlops.contract import names
 from tlops.contract.states import QUEUE_COMING_STATUSES, QUEUE_UP_STATUSES
 
-ROLE = "queue"
+ROLE = names.QUEUE_ROLE
 # ElastiCache replication group ids: 1-40 letters, digits and hyphens, starting with a letter,
 # no two hyphens in a row and none at the end.
 # https://docs.aws.amazon.com/AmazonElastiCache/latest/APIReference/API_CreateReplicationGroup.html

@@ -27,6 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tlops import checkout
+from tlops.contract import names
 from tlops.contract.states import (
     BILLS,
     NODE_LIVE_STATES,
@@ -36,7 +38,7 @@ from tlops.contract.states import (
 )
 from tlops.control.node import NODE_ROLE
 
-PRICES = Path(__file__).resolve().parents[3] / "playbooks" / "vars" / "prices.yml"
+PRICES = checkout.ROOT / "playbooks" / "vars" / "prices.yml"
 GIB = 2**30
 Row = dict[str, Any]
 
@@ -61,7 +63,7 @@ def _listed(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[s
 
 
 def _tagged(project: str) -> list[dict[str, Any]]:
-    return [{"Name": "tag:Project", "Values": [project]}]
+    return names.tag_filters(project)
 
 
 def _carries(tags: list[dict[str, str]] | None, key: str, value: str) -> bool:

@@ -16,13 +16,14 @@ import os
 from typing import Any
 
 from tlops.common.telemetry import Telemetry
+from tlops.contract import names
 
 telemetry = Telemetry("eip_watch")
 
 
 def detached(ec2: Any, project: str) -> list[dict[str, str]]:
     """The project's addresses that no instance or network interface holds."""
-    answer = ec2.describe_addresses(Filters=[{"Name": "tag:Project", "Values": [project]}])
+    answer = ec2.describe_addresses(Filters=names.tag_filters(project))
     return [
         {"publicIp": a.get("PublicIp", ""), "allocationId": a.get("AllocationId", "")}
         for a in answer.get("Addresses", [])
@@ -42,5 +43,5 @@ def watch(ec2: Any, project: str) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     from tlops.common import aws
 
-    project = os.environ.get("TL_PROJECT", "tinyllama")
+    project = os.environ.get("TL_PROJECT", names.PROJECT)
     return watch(aws.client("ec2", connect_timeout=2.0, read_timeout=5.0), project)

@@ -17,6 +17,7 @@ from typing import Any
 
 from tlops import contract
 from tlops.contract import JobStatus
+from tlops.contract.records import Field
 
 INLINE_MAX_BYTES = 64 * 1024  # a result up to this size is returned in the body too
 URL_EXPIRES_S = 900
@@ -28,13 +29,13 @@ class ResultUnavailable(Exception):
 
 def status_view(job_id: str, record: dict[str, str]) -> dict[str, Any]:
     """The public part of a job record: never the prompt, never another user's `sub`."""
-    view: dict[str, Any] = {"id": job_id, "status": record.get("status", "")}
+    view: dict[str, Any] = {"id": job_id, "status": record.get(Field.STATUS, "")}
     try:
-        view["attempts"] = int(record.get("attempts") or 0)
+        view["attempts"] = int(record.get(Field.ATTEMPTS) or 0)
     except ValueError:
         view["attempts"] = 0
-    if record.get("error") and view["status"] in (JobStatus.FAILED, JobStatus.EXPIRED):
-        view["error"] = record["error"]
+    if record.get(Field.ERROR) and view["status"] in (JobStatus.FAILED, JobStatus.EXPIRED):
+        view["error"] = record[Field.ERROR]
     return view
 
 
@@ -114,10 +115,10 @@ def job_view(
     `s3` makes the S3 client, called only once S3 is needed (boto3 is imported then).
     """
     if record:
-        if record.get("sub") != sub:
+        if record.get(Field.SUB) != sub:
             return None
         view = status_view(job_id, record)
-        location = contract.split_s3_uri(record.get("reply_s3", ""))
+        location = contract.split_s3_uri(record.get(Field.REPLY_S3, ""))
         if view["status"] in (JobStatus.DONE, JobStatus.FAILED) and location:
             return finished_view(view, s3(), *location)
         return view

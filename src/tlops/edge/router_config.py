@@ -8,6 +8,7 @@ import os
 from typing import NamedTuple
 
 from tlops import contract
+from tlops.contract import names
 from tlops.edge import admission
 from tlops.edge.auth import StaticKeys
 
@@ -24,7 +25,7 @@ class RouterConfig(NamedTuple):
     control_bucket: str  # where the router asks control for EC2 steps and holds jobs asleep
     # The pool's keys from TL_JWKS (the deployed router cannot reach jwks_url); None: fetched.
     jwks: StaticKeys | None = None
-    project: str = "tinyllama"
+    project: str = names.PROJECT
     cold_boot_eta_s: int = 90
     # The ETA answered while the stack sleeps, until a wake was measured: ElastiCache takes
     # minutes to create a queue.
@@ -71,7 +72,7 @@ class RouterConfig(NamedTuple):
             reply_bucket=env["TL_REPLY_BUCKET"],
             control_bucket=env["TL_CONTROL_BUCKET"],
             jwks=_static_keys(env.get("TL_JWKS", "")),
-            project=env.get("TL_PROJECT", "tinyllama"),
+            project=env.get("TL_PROJECT", names.PROJECT),
             cold_boot_eta_s=int(env.get("TL_COLD_BOOT_ETA_S", "90")),
             wake_eta_s=int(env.get("TL_WAKE_ETA_S", "600")),
             job_ttl_s=int(env.get("TL_JOB_TTL_S", str(contract.QUEUED_TTL_SECONDS))),

@@ -19,7 +19,7 @@ from typing import Any
 from tlops import contract
 from tlops.common.telemetry import Telemetry
 from tlops.contract import boot as record
-from tlops.contract.states import StackState
+from tlops.contract.states import NODE_DOWN_STATES, StackState
 from tlops.edge.control_link import BucketUnavailable
 from tlops.edge.queue_health import queue_snapshot
 from tlops.edge.resp import RedisReplyError, RedisUnavailable, RespClient
@@ -78,7 +78,7 @@ def snapshot(
     """The body of `GET /status`; the parts' details are logged, not answered."""
     stack, node = node_part(state)
     queue, boot = queue_part(redis)
-    if boot.get("booting") and node.get("state") in ("stopping", "stopped"):
+    if boot.get("booting") and node.get("state") in NODE_DOWN_STATES:
         # A boot record the node never finished (it was stopped, or never got going): the
         # node's state is the truth.
         boot = {**boot, "phase": None, "booting": False}

@@ -30,12 +30,14 @@ from typing import Any, NamedTuple
 
 from tlops.common.pages import TooManyPages, all_items
 from tlops.common.telemetry import Telemetry
+from tlops.contract import names
+from tlops.contract.states import NODE_UP_STATES
 from tlops.guard import notification
 from tlops.guard.notification import Delivery
 
 telemetry = Telemetry("budget_killer")
 
-NODE_ROLE = "gpu"
+NODE_ROLE = names.NODE_ROLE
 _CENT = 0.005
 
 
@@ -122,13 +124,6 @@ def _errors():
     return (BotoCoreError, ClientError, TooManyPages)
 
 
-def _tag_filters(project: str, role: str | None = None) -> list[dict[str, Any]]:
-    filters = [{"Name": "tag:Project", "Values": [project]}]
-    if role:
-        filters.append({"Name": "tag:Role", "Values": [role]})
-    return filters
-
-
 # --- whom to believe ---------------------------------------------------------------------
 def judge(
     delivery: Delivery, config: KillerConfig, budgets: Any, now: datetime
@@ -171,11 +166,11 @@ def judge(
 
 # --- what to stop --------------------------------------------------------------------------
 def stop_nodes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
-    live = {"Name": "instance-state-name", "Values": ["pending", "running"]}
+    live = {"Name": "instance-state-name", "Values": list(NODE_UP_STATES)}
     reservations = all_items(
         ec2.describe_instances,
         "Reservations",
-        Filters=[*_tag_filters(config.project, NODE_ROLE), live],
+        Filters=[*names.tag_filters(config.project, NODE_ROLE), live],
     )
     ids = sorted(i["InstanceId"] for r in reservations for i in r["Instances"])
     if not ids:
@@ -189,7 +184,7 @@ def stop_nodes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
 
 
 def release_addresses(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
-    addresses = ec2.describe_addresses(Filters=_tag_filters(config.project))["Addresses"]
+    addresses = ec2.describe_addresses(Filters=names.tag_filters(config.project))["Addresses"]
     actions = []
     for address in sorted(addresses, key=lambda a: a.get("AllocationId", "")):
         allocation = address.get("AllocationId", address.get("PublicIp", ""))

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tlops.contract import MAX_BODY_BYTES, ErrorCode
+from tlops.contract import MAX_BODY_BYTES, ErrorCode, names
 from tlops.contract.responses import error_body
 from tlops.edge.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier, bearer_token
 from tlops.edge.routes import ROUTES, Route
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Local stand-in for the HTTP API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8787)
-    parser.add_argument("--project", default=os.environ.get("TL_PROJECT", "tinyllama"))
+    parser.add_argument("--project", default=os.environ.get("TL_PROJECT", names.PROJECT))
     parser.add_argument(
         "--jwks-base-url",
         default=os.environ.get("TL_AWS_ENDPOINT_URL", ""),

@@ -24,10 +24,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tlops import checkout
+from tlops.contract import names
 from tlops.local import supervisor, vllm
 from tlops.local.services import ServiceError
 
-CHECKOUT = Path(__file__).resolve().parents[3]
+CHECKOUT = checkout.ROOT
 PLAYBOOK = "playbooks/node.yml"
 # AF_UNIX paths hold 108 bytes; vLLM binds TMPDIR/<uuid4> (37 more bytes).
 MAX_SOCKET_PATH = 100
@@ -149,7 +151,7 @@ class LocalNode:
     def agent_command(self) -> list[str]:
         return [
             sys.executable, "-m", "tlops.local.node_agent",
-            "--project", "tinyllama",
+            "--project", names.PROJECT,
             "--supervisor-config", str(self.supervisor_config),
             "--supervisor-pidfile", str(self.supervisor_pidfile),
             "--imds-port", str(self.ports["imds"]),

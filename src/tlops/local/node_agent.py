@@ -36,11 +36,11 @@ from typing import Any
 
 from tlops.common import aws
 from tlops.common.telemetry import Telemetry
+from tlops.contract.states import NODE_UP_STATES
 from tlops.control import node as gpu_node
 from tlops.local import services, supervisor
 from tlops.local.imds import ImdsDouble
 
-RUNNING_STATES = ("pending", "running")
 SHUTDOWN_TIMEOUT_S = 90.0  # supervisord waits up to each program's stopwaitsecs
 
 
@@ -132,7 +132,7 @@ class NodeAgent:
             return
         self.instance = found
         self._write_instance_id(found.instance_id if found else "")
-        wanted = found is not None and found.state in RUNNING_STATES
+        wanted = found is not None and found.state in NODE_UP_STATES
         up = self.supervisord.running
         if wanted and not up:
             self.log.log("INFO", "instance running: starting the node's services",

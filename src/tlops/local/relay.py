@@ -34,6 +34,7 @@ from urllib.parse import quote_plus
 
 from tlops.common import aws
 from tlops.common.telemetry import Telemetry
+from tlops.contract import names
 from tlops.local import services
 
 CONFIG_REFRESH_S = 3.0  # how stale the notification configuration and rules may be
@@ -145,7 +146,7 @@ class Relay:
 
     def _deliver_state_changes(self) -> None:
         ec2 = self.client("ec2")
-        found = ec2.describe_instances(Filters=[{"Name": "tag:Project", "Values": [self.project]}])
+        found = ec2.describe_instances(Filters=names.tag_filters(self.project))
         for reservation in found.get("Reservations", []):
             for instance in reservation["Instances"]:
                 ident, state = instance["InstanceId"], instance["State"]["Name"]

@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tlops.contract import names
+from tlops.contract.states import NODE_UP_STATES
 from tlops.local import services, vllm
 from tlops.local.node import LocalNode
 from tlops.local.services import free_port
@@ -63,7 +65,7 @@ DEFAULT_PORTS = {
     "imds": 8169,
 }
 REGION = "eu-west-1"
-PROJECT = "tinyllama"
+PROJECT = names.PROJECT
 # The stand-in accepts any key; these are placeholders, not credentials.
 # Not words that occur in output: Ansible masks a no_log value wherever it appears
 # ("local" would turn every "localhost" into "********host").
@@ -342,7 +344,7 @@ class LocalStack:
             found = gpu_node.find(ec2, PROJECT)
         except gpu_node.NodeUnavailable:
             return False
-        return found is not None and found.state in ("pending", "running")
+        return found is not None and found.state in NODE_UP_STATES
 
     def up(self) -> dict[str, Any]:
         if self.inference:

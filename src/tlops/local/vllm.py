@@ -14,11 +14,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tlops import checkout
 from tlops.local.services import ServiceError, free_port, http_ok
 
 VLLM_READY_TIMEOUT_S = 240.0
 # The repository root, when tlops runs from a checkout (an editable install).
-_CHECKOUT = Path(__file__).resolve().parents[3]
+_CHECKOUT = checkout.ROOT
 
 
 def vllm_python() -> Path:

@@ -44,9 +44,10 @@ from typing import Any
 
 from tlops.common import aws
 from tlops.common.telemetry import Telemetry
+from tlops.contract import names
 from tlops.node import imds
 
-DEFAULT_PARAMETER = "/tl-fif/node_settings"
+DEFAULT_PARAMETER = names.NODE_SETTINGS_PARAMETER
 DEFAULT_ENV_FILE = "/etc/tlops/deployment.env"
 FILE_MODE = 0o640
 # key in the parameter → the variable the node's programs read (their settings tables')

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from tlops import contract
 from tlops.contract import JobStatus
+from tlops.contract.records import Field
 from tlops.contract.results import JobResult
 from tlops.node.settings import Settings
 
@@ -71,7 +72,7 @@ def result_json(result: JobResult) -> bytes:
 
 def queued_ms(job: Job) -> int:
     try:
-        return int(job.record.get("ts", 0))
+        return int(job.record.get(Field.TS, 0))
     except ValueError:
         return 0
 
@@ -174,7 +175,7 @@ class OpenAIRunner:
     # S3 ---------------------------------------------------------------------
     @staticmethod
     def _location(job: Job) -> tuple[str, str]:
-        uri = job.record.get("reply_s3", "")
+        uri = job.record.get(Field.REPLY_S3, "")
         location = contract.split_s3_uri(uri)
         if location is None:
             raise Refused(f"job record has no usable reply_s3: {uri!r}")
@@ -221,12 +222,12 @@ class OpenAIRunner:
         bucket, key = self._location(job)
         body: dict[str, Any] = {
             "model": self.model(),
-            "prompt": job.record.get("prompt", ""),
-            "max_tokens": int(job.record.get("max_tokens") or self._settings.max_tokens),
+            "prompt": job.record.get(Field.PROMPT, ""),
+            "max_tokens": int(job.record.get(Field.MAX_TOKENS) or self._settings.max_tokens),
             "seed": job_seed(job.job_id),
         }
-        if job.record.get("temperature"):
-            body["temperature"] = float(job.record["temperature"])
+        if job.record.get(Field.TEMPERATURE):
+            body["temperature"] = float(job.record[Field.TEMPERATURE])
         with self._requests:
             started = time.perf_counter()
             status, payload = self._request("POST", "/v1/completions", body)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tlops.contract import IDLE_DEFAULT_MINUTES, IDLE_MAX_MINUTES, IDLE_MIN_MINUTES
+from tlops.contract import IDLE_DEFAULT_MINUTES, IDLE_MAX_MINUTES, IDLE_MIN_MINUTES, names
 from tlops.node import imds, settings_table
 from tlops.node.settings_table import setting
 
@@ -95,7 +95,7 @@ class WatchdogSettings:
         Path,
     )
     project: str = setting(
-        "--project", "TL_PROJECT", "the Project tag, named in the logs", "tinyllama"
+        "--project", "TL_PROJECT", "the Project tag, named in the logs", names.PROJECT
     )
     aws_endpoint_url: str | None = setting(
         "--aws-endpoint-url",

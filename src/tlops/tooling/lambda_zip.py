@@ -39,7 +39,9 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tlops import checkout
+
+REPO_ROOT = checkout.ROOT
 LAMBDA_SRC = REPO_ROOT / "lambda_src"
 SRC = REPO_ROOT / "src"
 RUNTIME_PYTHON = (3, 12)

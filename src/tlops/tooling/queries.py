@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-QUERIES_DIR = Path(__file__).resolve().parents[3] / "observability" / "queries"
+from tlops import checkout
+
+QUERIES_DIR = checkout.ROOT / "observability" / "queries"
 LOG_GROUPS = ("access", "router", "queue_health", "watcher")
 _HEADER = re.compile(r"^#\s*(title|logGroups|params)\s*:\s*(.*)$")
 _PARAM = re.compile(r"^[A-Z][A-Z0-9_]*$")

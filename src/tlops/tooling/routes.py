@@ -5,7 +5,7 @@ the HTTP API: its method and path make the route key, the extension names the
 Lambda function behind it, and a non-empty `security` puts the JWT authorizer
 in front of it. Three things follow from that one table:
 
-- the router role's HTTP API (`tlops_routes` filter, filter_plugins/);
+- the router role's HTTP API (the `tlops.stack.tlops_routes` filter);
 - `tlops.edge.routes`, the router's dispatch and the local gateway's default
   routes: its table is generated here (`make routes`, or
   `python -m tlops.tooling.routes --write`) because the router cannot afford to
@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tlops import checkout
+
+REPO_ROOT = checkout.ROOT
 OPENAPI = REPO_ROOT / "openapi.yaml"
 ROUTES_MODULE = Path(__file__).resolve().parents[1] / "edge" / "routes.py"
 FUNCTION = "x-tlops-function"

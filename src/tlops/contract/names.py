@@ -1,0 +1,61 @@
+"""The names the code, the roles, Packer and the policies must spell alike: one home.
+
+Python imports them from here. YAML reads them from `playbooks/vars/names.yml`,
+generated from this module (`make names`; tests/playbooks/test_one_home.py fails
+when the file, or a spelling the roles, Packer or access.yml cannot take from a
+variable, has drifted). Plain Python: every Lambda imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The Project tag's default value: every resource a deployment makes carries
+# Project=<project>, and teardown, the killer and the checks find them by it alone.
+PROJECT = "tinyllama"
+PROJECT_TAG = "Project"
+ROLE_TAG = "Role"
+# The Role tag of the GPU node (EC2 instance, its volumes and image) and of the queue's
+# ElastiCache groups.
+NODE_ROLE = "gpu"
+QUEUE_ROLE = "queue"
+
+# The CloudWatch namespace of every metric the project sends (EMF lines and
+# PutMetricData). It is the design documents' short name for the project ("tl-fif" in
+# their resource names; they never expand it), kept so that their alarms and the
+# dashboard read as written there.
+METRIC_NAMESPACE = "TLFIF"
+
+# SSM parameters the deployment shares between its parts, under the same prefix.
+PARAMETER_PREFIX = "/tl-fif"
+LATEST_IMAGE_PARAMETER = f"{PARAMETER_PREFIX}/latest_ami_id"  # the baked node image
+NODE_SETTINGS_PARAMETER = f"{PARAMETER_PREFIX}/node_settings"  # the node's programs' settings
+
+# The image the node is baked from: Canonical's Ubuntu 22.04 LTS for x86_64 (AWS, "Find
+# an Ubuntu AMI": Canonical's AWS account id 099720109477 owns its official images).
+UBUNTU_OWNER = "099720109477"
+UBUNTU_IMAGE_NAME = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"
+
+
+def tag_filters(project: str, role: str | None = None) -> list[dict[str, Any]]:
+    """EC2-style Filters for what carries Project=<project> (and Role=<role>)."""
+    filters: list[dict[str, Any]] = [{"Name": f"tag:{PROJECT_TAG}", "Values": [project]}]
+    if role is not None:
+        filters.append({"Name": f"tag:{ROLE_TAG}", "Values": [role]})
+    return filters
+
+
+def for_yaml() -> dict[str, str]:
+    """What playbooks/vars/names.yml holds (`tlops_names`): every name above."""
+    return {
+        "project": PROJECT,
+        "project_tag": PROJECT_TAG,
+        "role_tag": ROLE_TAG,
+        "node_role": NODE_ROLE,
+        "queue_role": QUEUE_ROLE,
+        "metric_namespace": METRIC_NAMESPACE,
+        "latest_image_parameter": LATEST_IMAGE_PARAMETER,
+        "node_settings_parameter": NODE_SETTINGS_PARAMETER,
+        "ubuntu_owner": UBUNTU_OWNER,
+        "ubuntu_image_name": UBUNTU_IMAGE_NAME,
+    }
