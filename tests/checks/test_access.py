@@ -226,7 +226,8 @@ def test_the_filter_renders_what_the_module_judges():
     import importlib.util
     from pathlib import Path
 
-    path = Path(access.DECLARATION).parent / "filter_plugins" / "tlops_access.py"
+    filters = Path(access.DECLARATION).parent / "collections/ansible_collections/tlops/stack"
+    path = filters / "plugins" / "filter" / "tlops_access.py"
     spec = importlib.util.spec_from_file_location("tlops_access", path)
     plugin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plugin)

@@ -1,40 +1,48 @@
-"""Run a library/ module in-process, the way Ansible would, and return its JSON result.
+"""Run a tlops.stack module in-process, the way Ansible would, and return its JSON result.
 
 The module's arguments are fed through `ansible.module_utils.basic._ANSIBLE_ARGS`
 (what AnsiballZ does), its exit is caught, and its stdout parsed. The repository's
-module_utils/ is added to `ansible.module_utils` so `ansible.module_utils.tl_aws`
-resolves as it does under ansible-playbook.
+`collections/` is put on the import path: `ansible_collections` is a namespace package
+(amazon.aws comes from the venv's), so the modules and their code import as they do
+under ansible-playbook, `ansible_collections.tlops.stack.plugins.module_utils.tl_aws`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import io
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import ansible.module_utils
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "module_utils"))
+COLLECTIONS = REPO / "collections"
+COLLECTION = COLLECTIONS / "ansible_collections" / "tlops" / "stack"
+MODULES_DIR = COLLECTION / "plugins" / "modules"
+UTILS_DIR = COLLECTION / "plugins" / "module_utils"
+PACKAGE = "ansible_collections.tlops.stack.plugins"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.append(str(COLLECTIONS))
 
-_loaded: dict[str, ModuleType] = {}
+
+def module_names() -> list[str]:
+    """Every tl_* module of the collection, by its short name."""
+    return sorted(path.stem for path in MODULES_DIR.glob("tl_*.py"))
+
+
+def code(name: str) -> ModuleType:
+    """A module's code, as the module imports it: `code("tl_budget.validate")`."""
+    return importlib.import_module(f"{PACKAGE}.module_utils.{name}")
 
 
 def load(name: str) -> ModuleType:
-    if name not in _loaded:
-        spec = importlib.util.spec_from_file_location(name, REPO / "library" / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _loaded[name] = module
-    return _loaded[name]
+    return importlib.import_module(f"{PACKAGE}.modules.{name}")
 
 
 class ModuleFailed(AssertionError):
@@ -84,4 +92,4 @@ def run_module(
     return result
 
 
-__all__ = ["ModuleFailed", "load", "run_module", "warned"]
+__all__ = ["ModuleFailed", "code", "load", "module_names", "run_module", "warned"]

@@ -10,24 +10,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .harness import REPO, load
+from .harness import REPO, load, module_names
 
-MODULES = sorted(p.stem for p in (REPO / "library").glob("tl_*.py"))
+MODULES = module_names()
 ANSIBLE_DOC = Path(sys.executable).with_name("ansible-doc")
 
 
 def test_there_are_modules_to_check():
-    assert MODULES, "library/ holds no tl_* module"
+    assert MODULES, "tlops.stack holds no tl_* module"
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_ansible_doc_renders(name: str):
     done = subprocess.run(
-        [str(ANSIBLE_DOC), "-M", str(REPO / "library"), "--json", name],
+        [str(ANSIBLE_DOC), "--json", f"tlops.stack.{name}"],
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    doc = json.loads(done.stdout)[name]
+    doc = json.loads(done.stdout)[f"tlops.stack.{name}"]
     assert doc["doc"]["short_description"]
     assert doc["examples"].strip()
     assert doc["return"], f"{name} has no RETURN"

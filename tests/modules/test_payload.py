@@ -1,7 +1,8 @@
 """Each module runs as ansible-core ships it: its module_utils package in the AnsiballZ payload.
 
-The harness imports module_utils/ from the checkout; only a real `ansible` run shows that
-ansible-core finds a module's package (module_utils/tl_<name>/) and sends it along.
+The harness imports the collection from the checkout; only a real `ansible` run shows that
+ansible-core finds a module by its FQCN (tlops.stack.tl_<name>, through ansible.cfg's
+collections_path) and its package (plugins/module_utils/tl_<name>/) and sends it along.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import REPO
+from .harness import REPO, module_names
 
 ANSIBLE = Path(sys.executable).with_name("ansible")
 ABSENT = {
@@ -51,13 +52,14 @@ ABSENT = {
 
 
 def test_every_module_is_tried():
-    assert sorted(ABSENT) == sorted(p.stem for p in (REPO / "library").glob("tl_*.py"))
+    assert sorted(ABSENT) == module_names()
 
 
 @pytest.mark.parametrize("name", sorted(ABSENT))
 def test_the_module_runs_from_its_payload(name, aws_args, tmp_path):
+    args = json.dumps({**aws_args, **ABSENT[name]})
     done = subprocess.run(
-        [str(ANSIBLE), "localhost", "-m", name, "-a", json.dumps({**aws_args, **ABSENT[name]})],
+        [str(ANSIBLE), "localhost", "-m", f"tlops.stack.{name}", "-a", args],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=120,
         env={**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path), "ANSIBLE_NOCOLOR": "1"},
     )  # fmt: skip

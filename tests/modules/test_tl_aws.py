@@ -1,4 +1,4 @@
-"""module_utils/tl_aws.py: what the tl_* modules share."""
+"""tlops.stack's tl_aws: what the tl_* modules share."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import importlib
 import pytest
 from botocore.exceptions import ClientError
 
-from . import harness  # noqa: F401 - puts module_utils/ on ansible.module_utils' path
+from .harness import code
 
-tl_aws = importlib.import_module("ansible.module_utils.tl_aws")
+tl_aws = code("tl_aws")
 
 
 def error(code: str, message: str, status: int) -> ClientError:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 
 import pytest
 from ansible_collections.amazon.aws.plugins.module_utils import cloud
 from botocore.stub import ANY
 
 from .conftest import ACCOUNT_ID, STUB_ARGS
-from .harness import ModuleFailed, run_module, warned
+from .harness import ModuleFailed, code, run_module, warned
 
 NAME = "tinyllama-monthly"
 ARN = f"arn:aws:budgets::{ACCOUNT_ID}:budget/{NAME}"
@@ -28,8 +27,8 @@ FILTERS = {"TagKeyValue": ["user:Project$tinyllama"]}
 
 AWS_ARGS = STUB_ARGS
 
-validate = importlib.import_module("ansible.module_utils.tl_budget.validate")
-gaps = importlib.import_module("ansible.module_utils.tl_standin")
+validate = code("tl_budget.validate")
+gaps = code("tl_standin")
 
 
 def budget_args(base, **over):

@@ -6,14 +6,13 @@ what only AWS shows (parameter groups, member clusters, waits that take time, de
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
 
 from .conftest import ACCOUNT_ID, REGION, STUB_ARGS
-from .harness import ModuleFailed, run_module
+from .harness import ModuleFailed, code, run_module
 
 NAME = "tl-queue"
 TAGS = {"Project": "tinyllama", "Role": "queue"}
@@ -42,7 +41,7 @@ def warned(result):
 @pytest.fixture(autouse=True)
 def fake_time(monkeypatch):
     """The module's polls sleep on a fake clock: no test ever really waits."""
-    module = importlib.import_module("ansible.module_utils.tl_elasticache.apply")
+    module = code("tl_elasticache.apply")
     clock = {"now": 0.0, "sleeps": []}
 
     def sleep(seconds):

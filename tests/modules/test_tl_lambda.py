@@ -24,13 +24,13 @@ from botocore.stub import ANY
 from tlops.tooling import lambda_zip as packaging
 
 from .conftest import ACCOUNT_ID, REGION, STUB_ARGS
-from .harness import REPO, ModuleFailed, run_module
+from .harness import PACKAGE, REPO, ModuleFailed, run_module
 
 NAME = "tl-test-fn"
 TAGS = {"Project": "tinyllama", "Role": "router"}
 ROUTER = REPO / "lambda_src" / "router"
 ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{NAME}"
-CODE = "ansible.module_utils.tl_lambda"  # the module's code, as the module imports it
+CODE = f"{PACKAGE}.module_utils.tl_lambda"  # the module's code, as the module imports it
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 from .conftest import STUB_ARGS
 from .harness import ModuleFailed, run_module
 
-TINY = Path(__file__).resolve().parents[1] / "build" / "fixtures" / "tiny"
+TINY = Path(__file__).resolve().parents[1] / "tooling" / "fixtures" / "tiny"
 
 
 def bake_args(tmp_path: Path, **over) -> dict:

@@ -16,7 +16,6 @@ reference/list_amazoneventbridgescheduler.html).
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 
 import pytest
@@ -24,9 +23,9 @@ from ansible_collections.amazon.aws.plugins.module_utils import cloud
 from botocore.exceptions import ClientError
 
 from .conftest import ACCOUNT_ID, REGION, STUB_ARGS
-from .harness import ModuleFailed, run_module, warned
+from .harness import ModuleFailed, code, run_module, warned
 
-expression = importlib.import_module("ansible.module_utils.tl_schedule.expression")
+expression = code("tl_schedule.expression")
 
 NAME = "tinyllama-wake"
 PROJECT = {"Project": "tinyllama"}

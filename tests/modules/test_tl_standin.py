@@ -1,19 +1,18 @@
-"""module_utils/tl_standin.py: the one table of what the stand-in lacks, and its use."""
+"""tlops.stack's tl_standin: the one table of what the stand-in lacks, and its use."""
 
 from __future__ import annotations
 
 import ast
-import importlib
 import string
 
 import pytest
 from botocore.exceptions import ClientError
 
-from .harness import REPO
+from .harness import MODULES_DIR, UTILS_DIR, code
 
-gaps = importlib.import_module("ansible.module_utils.tl_standin")
+gaps = code("tl_standin")
 
-SOURCES = sorted([*(REPO / "library").glob("tl_*.py"), *(REPO / "module_utils").rglob("*.py")])
+SOURCES = sorted([*MODULES_DIR.glob("tl_*.py"), *UTILS_DIR.rglob("*.py")])
 PAGE = "<!doctype html>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>"
 
 

@@ -1,7 +1,9 @@
 """Ideas that ansible-core or the Lambda cold start make us write twice are held equal here.
 
 - `module_defaults` cannot be shared between playbooks (no include carries it),
-  so every cloud playbook repeats the same block; the copies must not drift.
+  so every cloud playbook repeats the same block; the copies must not drift. The
+  custom modules take it through one entry, the action group `group/tlops.stack.aws`
+  of the collection's meta/runtime.yml, which must list every module it holds.
 - The router dispatches on a table generated from openapi.yaml (it cannot
   parse YAML on a cold start); the generated table must be openapi.yaml's, and
   the router role must build its HTTP API from the same file.
@@ -19,15 +21,62 @@ from tlops.edge.router import Router
 from tlops.tooling import routes as route_table
 
 REPO = Path(__file__).resolve().parents[2]
+COLLECTION = REPO / "collections" / "ansible_collections" / "tlops" / "stack"
+GROUP = "group/tlops.stack.aws"
+CUSTOM_MODULES = sorted(path.stem for path in (COLLECTION / "plugins" / "modules").glob("tl_*.py"))
+PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yml"))
 CLOUD_PLAYBOOKS = sorted(
     path
-    for path in (REPO / "playbooks").glob("*.yml")
+    for path in PLAYBOOKS
     if "module_defaults" in path.read_text() and yaml.safe_load(path.read_text())
 )
+INCLUDES = {f"{prefix}{verb}_{what}" for prefix in ("", "ansible.builtin.")
+            for verb in ("import", "include") for what in ("tasks", "role")}  # fmt: skip
 
 
 def module_defaults(path: Path) -> list[dict]:
     return [play["module_defaults"] for play in yaml.safe_load(path.read_text())]
+
+
+def _tasks_and_roles(node, base: Path, tasks: list, roles: set) -> None:
+    """The tasks under `node`, and the roles it names (`roles:`, include/import_role)."""
+    if isinstance(node, list):
+        for item in node:
+            _tasks_and_roles(item, base, tasks, roles)
+        return
+    if not isinstance(node, dict):
+        return
+    tasks.append(node)
+    for key, value in node.items():
+        if key == "roles":
+            roles.update(r if isinstance(r, str) else r.get("role", r.get("name")) for r in value)
+        elif key in INCLUDES and key.endswith("_role"):
+            roles.add(value["name"])
+        elif key in INCLUDES and isinstance(value, str) and "{{" not in value:
+            _tasks_and_roles(yaml.safe_load((base / value).read_text()), base, tasks, roles)
+        elif key in {"pre_tasks", "tasks", "post_tasks", "handlers", "block", "rescue", "always"}:
+            _tasks_and_roles(value, base, tasks, roles)
+
+
+def custom_modules_called(play: dict) -> set[str]:
+    """The tl_* modules a play's tasks call, its roles' (every task file) included."""
+    tasks: list[dict] = []
+    roles: set[str] = set()
+    _tasks_and_roles(play, REPO / "playbooks", tasks, roles)
+    seen: set[str] = set()
+    while roles - seen:
+        role = (roles - seen).pop()
+        seen.add(role)
+        for path in sorted((REPO / "roles" / role / "tasks").glob("*.yml")):
+            _tasks_and_roles(yaml.safe_load(path.read_text()), path.parent, tasks, roles)
+    names = {key.removeprefix("tlops.stack.") for task in tasks for key in task}
+    return names & set(CUSTOM_MODULES)
+
+
+def all_plays():
+    for path in PLAYBOOKS:
+        for play in yaml.safe_load(path.read_text()) or []:
+            yield path, play
 
 
 def test_there_are_several_cloud_playbooks_to_compare():
@@ -41,10 +90,50 @@ def test_module_defaults_are_the_same_in_every_cloud_playbook(playbook: Path):
         assert block == reference, f"{playbook.name}: module_defaults differ from deploy.yml's"
 
 
-def test_every_custom_module_gets_the_connection_defaults():
-    reference = module_defaults(REPO / "playbooks" / "deploy.yml")[0]
-    modules = {path.stem for path in (REPO / "library").glob("tl_*.py")}
-    assert modules <= set(reference), f"missing: {sorted(modules - set(reference))}"
+def test_the_action_group_lists_exactly_the_collections_modules():
+    runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())
+    group = runtime["action_groups"]["aws"]
+    assert CUSTOM_MODULES, "tlops.stack holds no tl_* module"
+    assert sorted(group) == CUSTOM_MODULES, (
+        f"meta/runtime.yml's aws group: missing {sorted(set(CUSTOM_MODULES) - set(group))}, "
+        f"unknown {sorted(set(group) - set(CUSTOM_MODULES))}"
+    )
+
+
+@pytest.mark.parametrize("playbook", CLOUD_PLAYBOOKS, ids=lambda p: p.name)
+def test_the_custom_modules_get_the_connection_through_their_group(playbook: Path):
+    for block in module_defaults(playbook):
+        assert block.get(GROUP) == block["group/amazon.aws.aws"], (
+            f"{playbook.name}: {GROUP} must carry amazon.aws' connection options"
+        )
+        named = sorted(key for key in block if key.removeprefix("tlops.stack.") in CUSTOM_MODULES)
+        assert not named, f"{playbook.name}: {named} named one by one; the group covers them"
+
+
+def test_every_play_that_calls_a_custom_module_has_the_group():
+    calling = []
+    for path, play in all_plays():
+        called = custom_modules_called(play)
+        if called:
+            calling.append(path.name)
+            assert GROUP in play.get("module_defaults", {}), (
+                f"{path.name}, play {play.get('name')!r}: calls {sorted(called)} without {GROUP}"
+            )
+    assert {"deploy.yml", "teardown.yml", "verify.yml", "bake_ami.yml"} <= set(calling)
+
+
+def test_the_custom_modules_are_called_by_their_fqcn():
+    bare = []
+    for path, play in all_plays():
+        tasks: list[dict] = []
+        _tasks_and_roles(play, REPO / "playbooks", tasks, set())
+        bare += [f"{path.name}: {key}" for task in tasks for key in task if key in CUSTOM_MODULES]
+    for path in sorted((REPO / "roles").glob("*/tasks/*.yml")):
+        tasks = []
+        _tasks_and_roles(yaml.safe_load(path.read_text()), path.parent, tasks, set())
+        bare += [f"{path.relative_to(REPO)}: {key}" for task in tasks for key in task
+                 if key in CUSTOM_MODULES]  # fmt: skip
+    assert not bare, f"call them as tlops.stack.<name>: {bare}"
 
 
 def test_the_generated_route_table_is_openapi_yamls():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-FILTER = Path(__file__).resolve().parents[2] / "filter_plugins" / "tlops_pip.py"
+REPO = Path(__file__).resolve().parents[2]
+FILTER = REPO / "collections/ansible_collections/tlops/stack/plugins/filter/tlops_pip.py"
 spec = importlib.util.spec_from_file_location("tlops_pip", FILTER)
 tlops_pip = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tlops_pip)

@@ -1,3 +1,0 @@
-# Part of tl_lambda (library/tl_lambda.py). Apache-2.0.
-"""tl_lambda's code, by step: validate (the input), build (the zip), read (what Lambda holds),
-apply (the calls that change a function), states (present, rollback, absent)."""
