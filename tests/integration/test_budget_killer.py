@@ -6,6 +6,7 @@ restarts nothing: a wake or a resize asked during the kill is refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -285,7 +286,7 @@ def test_untagged_queues_of_the_prefix_are_left_alone(bucket):
 
 
 def test_without_a_control_bucket_or_a_prefix_it_only_stops_and_releases(account):
-    report = run(event(), CONFIG._replace(control_bucket="", queue_prefix=""))
+    report = run(event(), dataclasses.replace(CONFIG, control_bucket="", queue_prefix=""))
     assert {a.kind for a in report.actions} == {"stop-instance", "release-address"}
     assert queue_statuses()["tinyllama-queue-2"] == "available"
 

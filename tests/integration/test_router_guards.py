@@ -6,6 +6,7 @@ Real redis-server and moto as in test_router; the helpers come from there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -259,8 +260,11 @@ def test_the_worst_path_fits_the_router_functions_time_limit(keyset):
 def test_the_old_client_defaults_would_not_fit():
     """The operator's defaults (5 s timeouts, 3 attempts) blow the budget: the reason the
     router has its own."""
-    loose = RouterConfig.from_env(FULL_ENV)._replace(
-        aws_connect_timeout_s=5.0, aws_read_timeout_s=5.0, aws_max_attempts=3
+    loose = dataclasses.replace(
+        RouterConfig.from_env(FULL_ENV),
+        aws_connect_timeout_s=5.0,
+        aws_read_timeout_s=5.0,
+        aws_max_attempts=3,
     )
     assert loose.worst_case_s() > router_timeout_s()
 

@@ -4,6 +4,7 @@ Explorer (botocore's Stubber) reported as a failure, never as zeros."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 
 import boto3
@@ -139,7 +140,7 @@ def test_no_figures_at_all_is_a_failure_too():
 def test_another_unit_than_the_budgets_is_not_compared():
     today = date(2026, 11, 11)
     days = {date(2026, 11, d): {"S": 0.6} for d in range(1, 11)}
-    mail = build(CONFIG._replace(budget_unit="EUR"), stubbed(answer(days)), today)
+    mail = build(dataclasses.replace(CONFIG, budget_unit="EUR"), stubbed(answer(days)), today)
     assert "of EUR" not in mail.body and "are not compared" in mail.body
     assert not mail.subject.startswith(WARNING_SIGN)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import NamedTuple
+from collections.abc import Mapping
 
+from tlops.common import settings_table
+from tlops.common.settings_table import number, setting
 from tlops.control.queue import QueueSpec
 
 # How long one invocation may wait for ElastiCache to finish creating the queue before it
@@ -14,35 +17,34 @@ QUEUE_WAIT_S = 780.0
 WAKE_CONTINUATIONS = 6
 
 
-class ControlConfig(NamedTuple):
-    project: str
-    bucket: str  # the control bucket
+def _queue_spec(text: str) -> QueueSpec:
+    try:
+        return QueueSpec.from_json(text)
+    except TypeError as exc:  # a field missing: ValueError, as every other fault of it
+        raise ValueError(f"is not a queue spec as deploy.yml writes it ({exc})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlConfig:
+    project: str = setting(None, "TL_PROJECT", "the Project tag of the node and the queue")
+    bucket: str = setting(None, "TL_CONTROL_BUCKET", "the control bucket")
     # What a wake creates the queue from; None where deploy.yml made no queue (a deployment
     # whose queue is the inventory's own Redis): then a wake only starts the node.
-    queue: QueueSpec | None
+    queue: QueueSpec | None = setting(
+        None, "TL_QUEUE_SPEC", "the queue a wake creates (JSON); unset: none", None, _queue_spec
+    )
     # Where the queue answers when that is not the group's endpoint (the stand-in, whose
     # groups serve nothing: the local queue agent serves the current one at this address).
-    queue_url: str = ""
-    queue_wait_s: float = QUEUE_WAIT_S
+    queue_url: str = setting(None, "TL_QUEUE_URL", "the queue's address, if not its group's", "")
+    queue_wait_s: float = setting(
+        None, "TL_QUEUE_WAIT_S", "seconds one invocation waits for a queue", QUEUE_WAIT_S,
+        number(float),
+    )  # fmt: skip
 
     @property
     def queue_prefix(self) -> str:
         return self.queue.id_prefix if self.queue else f"{self.project}-queue"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> ControlConfig:
-        env = dict(os.environ if env is None else env)
-        missing = [
-            name
-            for name in ("TL_PROJECT", "TL_CONTROL_BUCKET")  # no TL_QUEUE_SPEC: no queue
-            if not env.get(name)
-        ]
-        if missing:
-            raise RuntimeError(f"control configuration incomplete, set: {', '.join(missing)}")
-        return cls(
-            project=env["TL_PROJECT"],
-            bucket=env["TL_CONTROL_BUCKET"],
-            queue=QueueSpec.from_json(env["TL_QUEUE_SPEC"]) if env.get("TL_QUEUE_SPEC") else None,
-            queue_url=env.get("TL_QUEUE_URL", ""),
-            queue_wait_s=float(env.get("TL_QUEUE_WAIT_S", str(QUEUE_WAIT_S))),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ControlConfig:
+        return settings_table.from_env(cls, os.environ if env is None else env, "control")

@@ -18,14 +18,18 @@ sleep, `tlops ops sleep --deep`) it does so at once, stopping an idle node first
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from tlops import contract
+from tlops.common import settings_table
 from tlops.common.control_bucket import BucketUnavailable, ControlBucket
+from tlops.common.settings_table import number, setting
 from tlops.common.telemetry import Telemetry
 from tlops.contract import ErrorCode
 from tlops.contract.states import StackState
@@ -108,6 +112,19 @@ def memory_percent(client: RespClient) -> float | None:
     return round(100 * used / most, 2) if most > 0 else None
 
 
+@dataclasses.dataclass(frozen=True)
+class QueueHealthSettings:
+    redis_url: str = setting(None, "TL_REDIS_URL", "the queue's Redis")
+    allowed_cidrs: str = setting(
+        None, "TL_QUEUE_HEALTH_CIDRS", "who may call GET /queue_health", DEFAULT_ALLOWED_CIDRS
+    )
+    control_bucket: str = setting(None, "TL_CONTROL_BUCKET", "the control bucket; empty: none", "")
+    sleep_after_s: int = setting(
+        None, "TL_SLEEP_AFTER_S", "seconds napping before the stack sleeps; 0: never",
+        DEFAULT_SLEEP_AFTER_S, number(int),
+    )  # fmt: skip
+
+
 class QueueHealth:
     def __init__(
         self,
@@ -134,16 +151,15 @@ class QueueHealth:
         return self._bucket
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> QueueHealth:
-        env = dict(os.environ if env is None else env)
-        url = env.get("TL_REDIS_URL")
-        if not url:
-            raise RuntimeError("queue_health configuration incomplete, set: TL_REDIS_URL")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> QueueHealth:
+        found = settings_table.from_env(
+            QueueHealthSettings, os.environ if env is None else env, "queue_health"
+        )
         return cls(
-            url,
-            env.get("TL_QUEUE_HEALTH_CIDRS", DEFAULT_ALLOWED_CIDRS),
-            control_bucket=env.get("TL_CONTROL_BUCKET", ""),
-            sleep_after_s=int(env.get("TL_SLEEP_AFTER_S", str(DEFAULT_SLEEP_AFTER_S))),
+            found.redis_url,
+            found.allowed_cidrs,
+            control_bucket=found.control_bucket,
+            sleep_after_s=found.sleep_after_s,
         )
 
     def fall_asleep(self, *, force: bool = False, rid: str = "") -> dict[str, Any]:

@@ -3,11 +3,14 @@ every timeout and limit it runs under, and the worst case they add up to."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import NamedTuple
+from collections.abc import Mapping
 
 from tlops import contract
+from tlops.common import settings_table
+from tlops.common.settings_table import number, setting
 from tlops.contract import names
 from tlops.edge import admission
 from tlops.edge.auth import StaticKeys
@@ -16,21 +19,61 @@ from tlops.edge.auth import StaticKeys
 _BOTOCORE_MAX_BACKOFF_S = 20.0
 
 
-class RouterConfig(NamedTuple):
-    redis_url: str
-    issuer: str
-    audience: str
-    jwks_url: str
-    reply_bucket: str
-    control_bucket: str  # where the router asks control for EC2 steps and holds jobs asleep
-    # The pool's keys from TL_JWKS (the deployed router cannot reach jwks_url); None: fetched.
-    jwks: StaticKeys | None = None
-    project: str = names.PROJECT
-    cold_boot_eta_s: int = 90
+def _static_keys(text: str) -> StaticKeys | None:
+    if not text:
+        return None
+    try:
+        return StaticKeys(json.loads(text))
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(
+            f"is not a usable JWKS document ({exc}): run deploy.yml, which writes it"
+        ) from None
+
+
+def _issuer(text: str) -> str:
+    return text.rstrip("/")
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterConfig:
+    redis_url: str = setting(None, "TL_REDIS_URL", "the queue's Redis")
+    issuer: str = setting(None, "TL_JWT_ISSUER", "the user pool's token issuer", parse=_issuer)
+    audience: str = setting(None, "TL_JWT_AUDIENCE", "the app client id tokens are for")
+    reply_bucket: str = setting(None, "TL_REPLY_BUCKET", "where the node stores results")
+    # Where the router asks control for EC2 steps and holds jobs while the stack sleeps.
+    control_bucket: str = setting(None, "TL_CONTROL_BUCKET", "the control bucket")
+    # Default: the issuer's, which the deployed router cannot reach (no NAT): it reads the
+    # pool's keys from TL_JWKS, which deploy.yml writes.
+    jwks_url: str = setting(None, "TL_JWKS_URL", "where the pool's keys are fetched", "")
+    jwks: StaticKeys | None = setting(
+        None, "TL_JWKS", "the pool's keys (JWKS JSON); unset: fetched", None, _static_keys
+    )
+    project: str = setting(None, "TL_PROJECT", "the Project tag", names.PROJECT)
+    cold_boot_eta_s: int = setting(
+        None, "TL_COLD_BOOT_ETA_S", "the ETA before a boot was measured", 90, number(int)
+    )
     # The ETA answered while the stack sleeps, until a wake was measured: ElastiCache takes
     # minutes to create a queue.
-    wake_eta_s: int = 600
-    job_ttl_s: int = contract.QUEUED_TTL_SECONDS
+    wake_eta_s: int = setting(
+        None, "TL_WAKE_ETA_S", "the ETA before a wake was measured", 600, number(int)
+    )
+    job_ttl_s: int = setting(
+        None, "TL_JOB_TTL_S", "seconds a queued job lives", contract.QUEUED_TTL_SECONDS,
+        number(int),
+    )  # fmt: skip
+    rate_burst: int = setting(None, "TL_RATE_BURST", "requests a user may burst", 5, number(int))
+    rate_per_minute: int = setting(
+        None, "TL_RATE_PER_MINUTE", "requests a user may send a minute", 20, number(int)
+    )
+    queue_cap_total: int = setting(
+        None, "TL_QUEUE_CAP_TOTAL", "open jobs of all users", contract.QUEUE_CAP_TOTAL,
+        number(int),
+    )  # fmt: skip
+    queue_cap_per_user: int = setting(
+        None, "TL_QUEUE_CAP_PER_USER", "open jobs of one user", contract.QUEUE_CAP_PER_USER,
+        number(int),
+    )  # fmt: skip
+    # Fixed tunables, not settings.
     node_state_cache_s: float = 10.0
     redis_connect_timeout_s: float = 0.25
     redis_timeout_s: float = 0.5
@@ -39,52 +82,27 @@ class RouterConfig(NamedTuple):
     aws_connect_timeout_s: float = 1.0
     aws_read_timeout_s: float = 2.0
     aws_max_attempts: int = 1
-    limits: admission.RateLimits = admission.RateLimits()
-    caps: admission.QueueCaps = admission.QueueCaps()
     stop_limits: admission.RateLimits = admission.RateLimits(
         burst=2, burst_window_ms=60_000, sustained=2, sustained_window_ms=60_000
     )
     # GET /status calls EC2 each time: a user polling it must not use up EC2's API rate.
     status_limits: admission.RateLimits = admission.RateLimits(burst=2, sustained=30)
 
+    def __post_init__(self) -> None:
+        if not self.jwks_url:
+            object.__setattr__(self, "jwks_url", f"{self.issuer}/.well-known/jwks.json")
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> RouterConfig:
-        env = dict(os.environ if env is None else env)
-        missing = [
-            name
-            for name in (
-                "TL_REDIS_URL",
-                "TL_JWT_ISSUER",
-                "TL_JWT_AUDIENCE",
-                "TL_REPLY_BUCKET",
-                "TL_CONTROL_BUCKET",
-            )
-            if not env.get(name)
-        ]
-        if missing:
-            raise RuntimeError(f"router configuration incomplete, set: {', '.join(missing)}")
-        issuer = env["TL_JWT_ISSUER"].rstrip("/")
-        return cls(
-            redis_url=env["TL_REDIS_URL"],
-            issuer=issuer,
-            audience=env["TL_JWT_AUDIENCE"],
-            jwks_url=env.get("TL_JWKS_URL") or f"{issuer}/.well-known/jwks.json",
-            reply_bucket=env["TL_REPLY_BUCKET"],
-            control_bucket=env["TL_CONTROL_BUCKET"],
-            jwks=_static_keys(env.get("TL_JWKS", "")),
-            project=env.get("TL_PROJECT", names.PROJECT),
-            cold_boot_eta_s=int(env.get("TL_COLD_BOOT_ETA_S", "90")),
-            wake_eta_s=int(env.get("TL_WAKE_ETA_S", "600")),
-            job_ttl_s=int(env.get("TL_JOB_TTL_S", str(contract.QUEUED_TTL_SECONDS))),
-            limits=admission.RateLimits(
-                burst=int(env.get("TL_RATE_BURST", "5")),
-                sustained=int(env.get("TL_RATE_PER_MINUTE", "20")),
-            ),
-            caps=admission.QueueCaps(
-                total=int(env.get("TL_QUEUE_CAP_TOTAL", str(contract.QUEUE_CAP_TOTAL))),
-                per_user=int(env.get("TL_QUEUE_CAP_PER_USER", str(contract.QUEUE_CAP_PER_USER))),
-            ),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RouterConfig:
+        return settings_table.from_env(cls, os.environ if env is None else env, "router")
+
+    @property
+    def limits(self) -> admission.RateLimits:
+        return admission.RateLimits(burst=self.rate_burst, sustained=self.rate_per_minute)
+
+    @property
+    def caps(self) -> admission.QueueCaps:
+        return admission.QueueCaps(total=self.queue_cap_total, per_user=self.queue_cap_per_user)
 
     def aws_client(self, service: str):
         """The boto3 client the router calls `service` with, bounded as configured here."""
@@ -118,14 +136,3 @@ class RouterConfig(NamedTuple):
         awake = admit + 2 * aws_call + mark
         asleep = self.redis_connect_timeout_s + 5 * aws_call
         return keys + max(awake, asleep)
-
-
-def _static_keys(text: str) -> StaticKeys | None:
-    if not text:
-        return None
-    try:
-        return StaticKeys(json.loads(text))
-    except (ValueError, RecursionError) as exc:
-        raise RuntimeError(
-            f"TL_JWKS is not a usable JWKS document ({exc}): run deploy.yml, which writes it"
-        ) from None

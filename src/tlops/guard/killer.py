@@ -23,12 +23,16 @@ line. A repeated delivery finds everything already stopped and changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from tlops.common import settings_table
 from tlops.common.pages import TooManyPages, all_items
+from tlops.common.settings_table import number, setting
 from tlops.common.telemetry import Telemetry
 from tlops.contract import names
 from tlops.contract.states import NODE_UP_STATES
@@ -41,33 +45,31 @@ NODE_ROLE = names.NODE_ROLE
 _CENT = 0.005
 
 
-class KillerConfig(NamedTuple):
-    project: str
-    budget_name: str
-    account: str
-    region: str
-    kill_percent: float = 105.0
-    queue_prefix: str = ""  # the queue groups' id prefix; "" when none is deployed
-    control_bucket: str = ""  # where the mark goes; "" when there is none
+@dataclasses.dataclass(frozen=True)
+class KillerConfig:
+    project: str = setting(None, "TL_PROJECT", "the Project tag of what it stops")
+    budget_name: str = setting(None, "TL_BUDGET_NAME", "the budget whose alerts it believes")
+    account: str = setting(None, "TL_ACCOUNT_ID", "the account the budget belongs to")
+    region: str = setting(None, "TL_AWS_REGION", "where it acts; default: the Lambda's", "")
+    kill_percent: float = setting(
+        None, "TL_KILL_PERCENT", "% of the budget that kills", 105.0, number(float)
+    )
+    queue_prefix: str = setting(
+        None, "TL_QUEUE_PREFIX", "the queue groups' id prefix; empty: none is deployed", ""
+    )
+    control_bucket: str = setting(
+        None, "TL_CONTROL_BUCKET", "where the mark goes; empty: there is none", ""
+    )
+
+    def __post_init__(self) -> None:
+        if not self.region:
+            from tlops.common import aws
+
+            object.__setattr__(self, "region", aws.region())
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> KillerConfig:
-        env = dict(os.environ if env is None else env)
-        needed = ("TL_PROJECT", "TL_BUDGET_NAME", "TL_ACCOUNT_ID")
-        missing = [name for name in needed if not env.get(name)]
-        if missing:
-            raise RuntimeError(f"budget killer configuration incomplete, set: {', '.join(missing)}")
-        from tlops.common import aws
-
-        return cls(
-            project=env["TL_PROJECT"],
-            budget_name=env["TL_BUDGET_NAME"],
-            account=env["TL_ACCOUNT_ID"],
-            region=env.get("TL_AWS_REGION") or aws.region(),
-            kill_percent=float(env.get("TL_KILL_PERCENT", "105")),
-            queue_prefix=env.get("TL_QUEUE_PREFIX", ""),
-            control_bucket=env.get("TL_CONTROL_BUCKET", ""),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KillerConfig:
+        return settings_table.from_env(cls, os.environ if env is None else env, "budget killer")
 
 
 class Step(enum.StrEnum):

@@ -4,10 +4,14 @@ instead of reporting zeros. `tlops ops cost-mail --dry-run` prints the same mail
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
+from tlops.common import settings_table
+from tlops.common.settings_table import number, setting
 from tlops.common.telemetry import Telemetry
 from tlops.guard import costs
 from tlops.guard.costs import CostsUnavailable, Summary, money
@@ -18,27 +22,19 @@ WARNING_SIGN = "\N{WARNING SIGN}\N{VARIATION SELECTOR-16}"
 SUBJECT_LIMIT = 99  # SNS takes subjects of fewer than 100 characters
 
 
-class SummaryConfig(NamedTuple):
-    project: str
-    topic_arn: str
-    budget: float
-    budget_unit: str
-    kill_percent: float = 105.0
+@dataclasses.dataclass(frozen=True)
+class SummaryConfig:
+    project: str = setting(None, "TL_PROJECT", "the Project tag the mail names")
+    topic_arn: str = setting(None, "TL_COST_TOPIC_ARN", "the SNS topic the mail goes to")
+    budget: float = setting(None, "TL_BUDGET_AMOUNT", "the monthly budget", parse=number(float))
+    budget_unit: str = setting(None, "TL_BUDGET_UNIT", "its currency (USD, EUR)")
+    kill_percent: float = setting(
+        None, "TL_KILL_PERCENT", "% of the budget that kills", 105.0, number(float)
+    )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> SummaryConfig:
-        env = dict(os.environ if env is None else env)
-        needed = ("TL_PROJECT", "TL_COST_TOPIC_ARN", "TL_BUDGET_AMOUNT", "TL_BUDGET_UNIT")
-        missing = [name for name in needed if not env.get(name)]
-        if missing:
-            raise RuntimeError(f"cost summary configuration incomplete, set: {', '.join(missing)}")
-        return cls(
-            project=env["TL_PROJECT"],
-            topic_arn=env["TL_COST_TOPIC_ARN"],
-            budget=float(env["TL_BUDGET_AMOUNT"]),
-            budget_unit=env["TL_BUDGET_UNIT"],
-            kill_percent=float(env.get("TL_KILL_PERCENT", "105")),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SummaryConfig:
+        return settings_table.from_env(cls, os.environ if env is None else env, "cost summary")
 
 
 class Mail(NamedTuple):

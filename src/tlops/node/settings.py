@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tlops import contract
-from tlops.node import settings_table
-from tlops.node.settings_table import setting
+from tlops.common import settings_table
+from tlops.common.settings_table import setting
 
 DEFAULT_INFERENCE_URL = "http://127.0.0.1:8000"
 

@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tlops.common import settings_table
+from tlops.common.settings_table import setting
 from tlops.contract import IDLE_DEFAULT_MINUTES, IDLE_MAX_MINUTES, IDLE_MIN_MINUTES, names
-from tlops.node import imds, settings_table
-from tlops.node.settings_table import setting
+from tlops.node import imds
 
 
 def _idle_minutes(text: str) -> int:
