@@ -37,7 +37,7 @@ INSTALL_STAMP := $(VENV)/.installed
 # Like an activated venv: ansible-lint and the tests find the venv's tools first.
 IN_VENV       := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help setup apt-packages vllm lock routes lint test test-slow demo bench clean distclean
+.PHONY: help setup apt-packages vllm lock routes names lint test test-slow demo bench clean distclean
 .PHONY: molecule-apt node-image test-molecule
 .PHONY: bake-image bake-local
 
@@ -110,6 +110,9 @@ lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt from pyproject.toml
 
 routes: setup ## Regenerate src/tlops/edge/routes.py from openapi.yaml (the route table)
 	$(BIN)/python -m tlops.tooling.routes --write
+
+names: setup ## Regenerate playbooks/group_vars/all/names.yml from src/tlops/contract/names.py
+	$(BIN)/python -m tlops.tooling.names --write
 
 # --- gates ------------------------------------------------------------------
 lint: setup ## ruff, ruff format --check, yamllint -s, ansible-lint

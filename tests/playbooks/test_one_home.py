@@ -7,6 +7,10 @@
 - The router dispatches on a table generated from openapi.yaml (it cannot
   parse YAML on a cold start); the generated table must be openapi.yaml's, and
   the router role must build its HTTP API from the same file.
+- The shared names live in tlops.contract.names; the cloud roles read the file
+  generated from it (playbooks/group_vars/all/names.yml), and the spellings that
+  cannot come from a variable (the node roles' defaults, which Molecule runs
+  alone; Packer's HCL; access.yml, read by Python too) must equal the Python ones.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tlops.contract import names
 from tlops.edge import routes
 from tlops.edge.router import Router
+from tlops.tooling import names as names_file
 from tlops.tooling import routes as route_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,3 +178,103 @@ def test_a_routed_operation_without_an_id_is_refused():
     spec = {"paths": {"/x": {"get": {"x-tlops-function": "router"}}}}
     with pytest.raises(route_table.RouteTableError, match="operationId"):
         route_table.routes_from_openapi(spec)
+
+
+# --- the shared names ------------------------------------------------------------------
+def test_the_generated_names_file_is_tlops_contract_names():
+    assert names_file.main(["--check"]) == 0, "run `make names`"
+    loaded = yaml.safe_load(names_file.NAMES_FILE.read_text())["tlops_names"]
+    assert loaded == names.for_yaml()
+    assert isinstance(loaded["ubuntu_owner"], str)  # an account id, never a number
+
+
+def test_the_names_check_fails_when_the_file_drifts(monkeypatch, tmp_path):
+    drifted = tmp_path / "names.yml"
+    drifted.write_text(names_file.rendered().replace("TLFIF", "TLFIF2"))
+    monkeypatch.setattr(names_file, "NAMES_FILE", drifted)
+    assert names_file.main(["--check"]) == 1
+
+
+def hcl_value(path: Path, key: str, after: str = "") -> str:
+    """The quoted value of the first `key = "..."` line of an HCL file (after the line that
+    starts with `after`, when given)."""
+    lines = path.read_text().splitlines()
+    if after:
+        lines = lines[next(i for i, line in enumerate(lines) if line.startswith(after)) :]
+    for line in lines:
+        left, _, right = line.partition("=")
+        if left.strip() == key and right.strip().startswith('"'):
+            return right.strip().strip('"')
+    raise AssertionError(f'{path.name}: no {key} = "..."')
+
+
+def role_default(role: str, name: str):
+    return yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())[name]
+
+
+def spec_default(role: str, name: str):
+    specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    return specs["argument_specs"]["main"]["options"][name]["default"]
+
+
+@pytest.mark.parametrize(
+    ("where", "spelled", "expected"),
+    [
+        ("supervisor defaults",
+         lambda: role_default("supervisor", "supervisor_deployment_parameter"),
+         names.NODE_SETTINGS_PARAMETER),
+        ("supervisor argument_specs",
+         lambda: spec_default("supervisor", "supervisor_deployment_parameter"),
+         names.NODE_SETTINGS_PARAMETER),
+        ("gpu_node argument_specs (ami)",
+         lambda: spec_default("gpu_node", "gpu_node_ami_parameter"),
+         names.LATEST_IMAGE_PARAMETER),
+        ("gpu_node argument_specs (settings)",
+         lambda: spec_default("gpu_node", "gpu_node_settings_parameter"),
+         names.NODE_SETTINGS_PARAMETER),
+        ("ami_bake argument_specs", lambda: spec_default("ami_bake", "ami_bake_parameter"),
+         names.LATEST_IMAGE_PARAMETER),
+        ("packer owner", lambda: hcl_value(REPO / "packer" / "locals.pkr.hcl", "canonical_owner"),
+         names.UBUNTU_OWNER),
+        ("packer Role tag", lambda: hcl_value(REPO / "packer" / "locals.pkr.hcl", "Role"),
+         names.NODE_ROLE),
+        ("packer image name", lambda: hcl_value(REPO / "packer" / "variables.pkr.hcl", "default",
+                          'variable "source_ami_name"'),
+         names.UBUNTU_IMAGE_NAME),
+    ],
+    ids=lambda v: v if isinstance(v, str) and " " in v else "",
+)  # fmt: skip
+def test_a_literal_spelling_of_a_shared_name_is_the_python_one(where, spelled, expected):
+    assert spelled() == expected, f"{where} spells it differently from tlops.contract.names"
+
+
+def test_access_yml_names_the_project_namespace_and_the_node_role():
+    text = (REPO / "access.yml").read_text()
+    namespaces = {line.split("cloudwatch:namespace:")[1].strip(" }")
+                  for line in text.splitlines() if "cloudwatch:namespace:" in line}  # fmt: skip
+    assert namespaces == {names.METRIC_NAMESPACE}
+    assert f"Role: {names.NODE_ROLE}}}" in text
+
+
+def test_no_role_or_playbook_spells_a_generated_name_again():
+    """Outside the generated file, the cloud side reads tlops_names: the namespace, the
+    image owner and the parameter paths appear nowhere else in playbooks/ and the cloud
+    roles (comments and READMEs aside)."""
+    node_roles = {"cuda", "idle_watchdog", "nginx_tls", "supervisor", "vllm", "watcher"}
+    spelled = (names.METRIC_NAMESPACE, names.UBUNTU_OWNER, names.LATEST_IMAGE_PARAMETER,
+               names.NODE_SETTINGS_PARAMETER)  # fmt: skip
+    found = []
+    for path in [*(REPO / "playbooks").rglob("*.yml"), *(REPO / "roles").rglob("*")]:
+        if not path.is_file() or path.suffix not in (".yml", ".j2", ".json"):
+            continue
+        if path == names_file.NAMES_FILE or "argument_specs" in path.name:
+            continue
+        if (
+            path.is_relative_to(REPO / "roles")
+            and path.relative_to(REPO / "roles").parts[0] in node_roles
+        ):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split(" #")[0] if not line.lstrip().startswith("#") else ""
+            found += [f"{path.relative_to(REPO)}:{number}" for name in spelled if name in code]
+    assert not found, f"spelled again instead of read from tlops_names: {found}"

@@ -1,9 +1,10 @@
 """The names the code, the roles, Packer and the policies must spell alike: one home.
 
-Python imports them from here. YAML reads them from `playbooks/vars/names.yml`,
-generated from this module (`make names`; tests/playbooks/test_one_home.py fails
-when the file, or a spelling the roles, Packer or access.yml cannot take from a
-variable, has drifted). Plain Python: every Lambda imports it.
+Python imports them from here. The cloud roles read them as `tlops_names.<name>` from
+`playbooks/group_vars/all/names.yml`, generated from this module (`make names`,
+tlops.tooling.names); tests/playbooks/test_one_home.py fails when that file, or a
+spelling the node roles, Packer or access.yml keep as a literal, has drifted. Plain
+Python: every Lambda imports it.
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ def tag_filters(project: str, role: str | None = None) -> list[dict[str, Any]]:
     return filters
 
 
-def for_yaml() -> dict[str, str]:
-    """What playbooks/vars/names.yml holds (`tlops_names`): every name above."""
+def for_yaml() -> dict[str, Any]:
+    """What playbooks/group_vars/all/names.yml holds (`tlops_names`): every name above, and
+    the node's live EC2 states (contract.states)."""
+    from tlops.contract.states import NODE_LIVE_STATES
+
     return {
+        "node_live_states": list(NODE_LIVE_STATES),
         "project": PROJECT,
         "project_tag": PROJECT_TAG,
         "role_tag": ROLE_TAG,
