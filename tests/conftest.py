@@ -15,6 +15,7 @@ import pytest
 import redis as redis_py
 
 from tests.doubles.tokens import AUDIENCE, ISSUER, JwksServer, KeySet
+from tests.lambdas import LambdaContext
 from tlops.local.services import MotoProcess, RedisProcess
 
 __all__ = ["AUDIENCE", "ISSUER", "http_event"]
@@ -42,6 +43,12 @@ class RedisServer(RedisProcess):
 
     def client(self) -> redis_py.Redis:
         return redis_py.Redis.from_url(self.url, decode_responses=True)
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    """A context like the one Lambda passes a handler (30 s left)."""
+    return LambdaContext()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ comes from."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.doubles.ec2 import tagged_instance
+from tests.lambdas import LambdaContext, load_handler
 from tlops.common import aws
 from tlops.common.control_bucket import ControlBucket
 from tlops.contract import control
@@ -504,23 +504,20 @@ def test_a_stop_without_a_node(bucket):
 
 
 # --- the entry point -----------------------------------------------------------------------
-def test_the_lambda_entry_point_reads_its_configuration(bucket, node, monkeypatch):
-    path = REPO / "lambda_src" / "control" / "handler.py"
-    loaded = importlib.util.spec_from_file_location("control_handler", path)
-    handler = importlib.util.module_from_spec(loaded)
-    loaded.loader.exec_module(handler)
+def test_the_lambda_entry_point_reads_its_configuration(bucket, node, monkeypatch, lambda_context):
+    handler = load_handler("control")
     monkeypatch.setattr(actions, "_control", None)  # a cold container
     monkeypatch.setenv("TL_PROJECT", PROJECT)
     monkeypatch.setenv("TL_CONTROL_BUCKET", BUCKET)
     monkeypatch.setenv("TL_QUEUE_SPEC", SPEC.to_json())
-    result = handler.lambda_handler(ec2_event(node, "stopped"), None)
+    result = handler.lambda_handler(ec2_event(node, "stopped"), lambda_context)
     assert result["outcomes"][0]["state"] == "asleep"
     assert bucket.state()["node"]["instance"] == node
 
     monkeypatch.setattr(actions, "_control", None)
     monkeypatch.delenv("TL_CONTROL_BUCKET")
     with pytest.raises(RuntimeError, match="TL_CONTROL_BUCKET"):
-        handler.lambda_handler(ec2_event(node, "stopped"), None)
+        handler.lambda_handler(ec2_event(node, "stopped"), LambdaContext())
 
 
 def test_the_zip_carries_tlops_and_nothing_third_party(tmp_path):

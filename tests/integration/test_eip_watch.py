@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import types
 from pathlib import Path
 
 import pytest
 
 from tests.doubles.ec2 import tagged_instance
+from tests.lambdas import load_handler, sample_event
 from tlops.common import aws
 from tlops.edge import eip_watch
 
@@ -37,11 +36,8 @@ def test_only_the_projects_detached_addresses_count(aws_stand_in, capsys, monkey
     address({"Project": "someone-else"})
     address({})
     monkeypatch.setenv("TL_PROJECT", "tinyllama")
-    path = REPO / "lambda_src" / "eip_watch" / "handler.py"
-    spec = importlib.util.spec_from_file_location("lambda_eip_watch_handler", path)
-    handler = types.ModuleType(spec.name)
-    spec.loader.exec_module(handler)
-    found = handler.lambda_handler(json.loads((REPO / "tests/events/scheduled.json").read_text()))
+    handler = load_handler("eip_watch")
+    found = handler.lambda_handler(sample_event("scheduled"))
     assert [a["allocationId"] for a in found["detached"]] == [loose]
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     [metric] = [r for r in lines if "_aws" in r]

@@ -4,17 +4,16 @@ that Lambda retries; and their zips, which carry no third-party package at all."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
 from tests.doubles.ec2 import tagged_instance
+from tests.lambdas import LambdaContext, load_handler, sample_event
 from tlops.common import aws
 from tlops.guard import killer
 from tlops.local import costs as canned
@@ -23,20 +22,7 @@ from tlops.tooling import lambda_zip
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-EVENTS = REPO / "tests" / "events"
 ACCOUNT = "123456789012"
-
-
-def load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def sample(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / f"{name}.json").read_text())
 
 
 def budget(amount: str = "20") -> None:
@@ -71,14 +57,15 @@ def test_the_killer_entry_point_serves_the_sample_notification(killer_env, capsy
     budget()
     node = tagged_instance()
     aws.client("ec2").start_instances(InstanceIds=[node])
-    event = sample("budget_notification")
-    handler = load_module(REPO / "lambda_src" / "budget_killer" / "handler.py", "killer_handler")
+    event = sample_event("budget_notification")
+    handler = load_handler("budget_killer")
 
-    late = handler.lambda_handler(event, None)  # sent in November 2026: a period that ended
+    # sent in November 2026: a period that ended
+    late = handler.lambda_handler(event, LambdaContext())
     assert not late["acted"] and "budget period that has ended" in late["reasons"][0]
 
     event["Records"][0]["Sns"]["Timestamp"] = datetime.now(UTC).isoformat()
-    result = handler.lambda_handler(event, None)
+    result = handler.lambda_handler(event, LambdaContext())
     assert result["acted"] and result["changed"]
     assert [(a["kind"], a["resource"]) for a in result["actions"]] == [
         ("mark-killed", CONTROL_BUCKET), ("stop-instance", node)]  # fmt: skip
@@ -99,7 +86,7 @@ def test_a_failed_action_fails_the_invocation_so_lambda_retries(killer_env, monk
     stub.activate()
     real = killer._client
     monkeypatch.setattr(killer, "_client", lambda s: ec2 if s == "ec2" else real(s))
-    event = sample("budget_notification")
+    event = sample_event("budget_notification")
     event["Records"][0]["Sns"]["Timestamp"] = datetime.now(UTC).isoformat()
     with pytest.raises(killer.KillIncomplete, match="UnauthorizedOperation") as raised:
         killer.lambda_handler(event)
@@ -117,15 +104,15 @@ def test_the_cost_summary_entry_point_publishes_the_days_mail(aws_stand_in, monk
         "TL_BUDGET_UNIT": "USD",
     }.items():
         monkeypatch.setenv(name, value)  # fmt: skip
-    handler = load_module(REPO / "lambda_src" / "cost_summary" / "handler.py", "summary_handler")
-    result = handler.lambda_handler(sample("cost_mail_schedule"), None)
+    handler = load_handler("cost_summary")
+    result = handler.lambda_handler(sample_event("cost_mail_schedule"), LambdaContext())
     assert result["message_id"] and result["problem"] == ""
     assert result["subject"].endswith(f"tinyllama daily cost, {datetime.now(UTC).date()}") or (
         "projection" in result["subject"]
     )
     monkeypatch.delenv("TL_COST_TOPIC_ARN")
     with pytest.raises(RuntimeError, match="TL_COST_TOPIC_ARN"):
-        handler.lambda_handler(sample("cost_mail_schedule"), None)
+        handler.lambda_handler(sample_event("cost_mail_schedule"), LambdaContext())
 
 
 @pytest.mark.parametrize("function", ["budget_killer", "cost_summary"])

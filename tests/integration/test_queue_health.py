@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 import tlops.edge.queue_health
 from tests.conftest import http_event
 from tests.doubles.silent import SilentServer
+from tests.lambdas import LambdaContext, load_handler, sample_event
 from tlops import contract
 from tlops.edge.queue_health import DEFAULT_ALLOWED_CIDRS, QueueHealth, parse_cidrs
 
@@ -22,11 +21,6 @@ from .router_fixtures import *  # noqa: F403 - the fixtures (the node, the contr
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-EVENTS = REPO / "tests" / "events"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / f"{name}.json").read_text())
 
 
 def health_event(source_ip: str) -> dict[str, Any]:
@@ -70,7 +64,7 @@ def test_allowed_source_gets_redis_ok(health, ip):
 
 
 def test_sample_event_from_the_vpc(health):
-    result = health.handle(load_event("queue_health"))
+    result = health.handle(sample_event("queue_health"))
     assert_ok(result)
     assert result["headers"]["x-request-id"] == "UsXwnhkLjoEEMfg="
 
@@ -253,13 +247,9 @@ def test_missing_redis_url_is_a_runtime_error(monkeypatch):
 # --- the Lambda entry point -----------------------------------------------------------
 def test_lambda_src_handler_serves_the_sample_event(health_env, monkeypatch):
     monkeypatch.setattr(tlops.edge.queue_health, "_health", None)
-    path = REPO / "lambda_src" / "queue_health" / "handler.py"
-    spec = importlib.util.spec_from_file_location("lambda_queue_health_handler", path)
-    assert spec is not None and spec.loader is not None
-    handler = types.ModuleType(spec.name)
-    spec.loader.exec_module(handler)
+    handler = load_handler("queue_health")
 
-    assert_ok(handler.lambda_handler(load_event("queue_health"), None))
+    assert_ok(handler.lambda_handler(sample_event("queue_health"), LambdaContext()))
     warm = tlops.edge.queue_health._health
     assert warm is not None
     refused = handler.lambda_handler(health_event("8.8.8.8"), object())
@@ -284,7 +274,7 @@ def test_the_scheduled_event_is_a_probe_that_emits_metrics(health_env, redis_cli
                                                              monkeypatch):  # fmt: skip
     monkeypatch.setattr(tlops.edge.queue_health, "_health", None)
     redis_client.xadd(contract.DEAD_LETTER_STREAM, {"id": "x"})
-    found = tlops.edge.queue_health.lambda_handler(load_event("scheduled"), None)
+    found = tlops.edge.queue_health.lambda_handler(sample_event("scheduled"), LambdaContext())
     assert found["redis"] == "ok" and "statusCode" not in found  # nobody to answer
     assert emitted(capsys) == {"QueueHealthFailed": 0, "QueueDepth": 0, "DeadLetterEntries": 1}
 
@@ -292,7 +282,7 @@ def test_the_scheduled_event_is_a_probe_that_emits_metrics(health_env, redis_cli
 def test_the_probe_reports_a_failing_queue_as_1(health, redis_server, capsys):
     redis_server.stop()
     try:
-        found = health.probe(load_event("scheduled"))
+        found = health.probe(sample_event("scheduled"))
     finally:
         redis_server.start()
     assert found["redis"] == "fail"
@@ -300,8 +290,8 @@ def test_the_probe_reports_a_failing_queue_as_1(health, redis_server, capsys):
 
 
 def test_an_http_event_is_never_taken_for_the_schedule():
-    assert tlops.edge.queue_health.is_scheduled(load_event("scheduled"))
-    assert not tlops.edge.queue_health.is_scheduled(load_event("queue_health"))
+    assert tlops.edge.queue_health.is_scheduled(sample_event("scheduled"))
+    assert not tlops.edge.queue_health.is_scheduled(sample_event("queue_health"))
 
 
 # --- the probe while the stack sleeps: no queue is no failure ---------------------------------
@@ -311,7 +301,7 @@ def probe_with_the_queue_down(redis_server, capsys) -> dict:
     capsys.readouterr()
     redis_server.stop()
     try:
-        return health.probe(load_event("scheduled"))
+        return health.probe(sample_event("scheduled"))
     finally:
         redis_server.start()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import io
 import json
 import time
@@ -27,6 +26,7 @@ import tlops.edge.router
 from tests.conftest import AUDIENCE, ISSUER, http_event
 from tests.doubles.ec2 import tagged_instance
 from tests.doubles.silent import SilentServer
+from tests.lambdas import LambdaContext, load_handler, sample_event
 from tlops import contract
 from tlops.common import aws
 from tlops.contract.control import Action
@@ -40,20 +40,11 @@ from .router_fixtures import admin_token, router_s3
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-EVENTS = REPO / "tests" / "events"
 PROJECT = "tinyllama"
 REPLY_BUCKET = "replies-test"  # what conftest.router_env sets
 
 
 # --- helpers --------------------------------------------------------------------------
-def load_event(name: str, *, token: str | None = None) -> dict[str, Any]:
-    """A sample event from tests/events, its Authorization header replaced by `token`."""
-    event = json.loads((EVENTS / f"{name}.json").read_text())
-    if token is not None:
-        event["headers"]["authorization"] = f"Bearer {token}"
-    return event
-
-
 def body(result: dict[str, Any]) -> Any:
     assert result["headers"]["content-type"] == "application/json"
     return json.loads(result["body"])
@@ -123,14 +114,6 @@ def describe_answer(state: str, instance_id: str = "i-0123456789abcdef0") -> dic
             }
         ]
     }
-
-
-def load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def control_ec2(*states: str) -> Stubber:
@@ -234,7 +217,7 @@ def test_sample_infer_event_is_served_with_the_tokens_identity(
 ):
     """The router verifies the token itself; the authorizer claims in the event are not trusted."""
     sub = f"user-{uuid.uuid4()}"
-    event = load_event("infer", token=keyset.token(sub=sub))
+    event = sample_event("infer", token=keyset.token(sub=sub))
     claimed = event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
     assert claimed != sub
 
@@ -252,7 +235,7 @@ def test_sample_infer_event_is_served_with_the_tokens_identity(
 def test_sample_infer_event_with_an_expired_token_is_refused_despite_authorizer_claims(
     router, redis_client, keyset
 ):
-    event = load_event("infer", token=keyset.token(exp=int(time.time()) - 60))
+    event = sample_event("infer", token=keyset.token(exp=int(time.time()) - 60))
     result = router.handle(event)
     assert result["statusCode"] == 403
     assert body(result) == {"error": "invalid_token"}
@@ -701,7 +684,7 @@ def test_bad_token_is_403_invalid_token(router, redis_client, keyset, kind, caps
 def test_jwks_unreachable_is_503_auth_unavailable(router_env, monkeypatch, redis_client, keyset):
     monkeypatch.setenv("TL_JWKS_URL", f"http://127.0.0.1:{free_port()}/.well-known/jwks.json")
     router = Router(RouterConfig.from_env())
-    for event in (infer_event(keyset.token()), load_event("stop", token=keyset.token())):
+    for event in (infer_event(keyset.token()), sample_event("stop", token=keyset.token())):
         result = router.handle(event)
         assert result["statusCode"] == 503
         assert body(result) == {"error": "auth_unavailable"}
@@ -852,7 +835,7 @@ def test_ping_and_health_answer_ok_without_a_token(router, path):
 
 
 def test_sample_ping_event(router, capsys):
-    result = router.handle(load_event("ping"))
+    result = router.handle(sample_event("ping"))
     assert result["statusCode"] == 200
     assert body(result) == {"status": "ok"}
     assert result["headers"]["x-request-id"] == "UsXwYgPyjoEEMdA="
@@ -882,7 +865,7 @@ def test_stop_asks_control_which_stops_a_running_node(router, gpu_node, relay, k
     ec2().start_instances(InstanceIds=[gpu_node])
     relay.observe()  # EC2's rule told control the node runs
 
-    result = router.handle(load_event("stop", token=admin_token(keyset, sub="operator")))
+    result = router.handle(sample_event("stop", token=admin_token(keyset, sub="operator")))
 
     assert result["statusCode"] == 202
     assert body(result) == {"status": "stopping", "instance": gpu_node}
@@ -932,7 +915,7 @@ def test_stop_then_infer_cold_boots_again(router, gpu_node, relay, keyset):
 
 
 def test_stop_without_a_token_is_401(router, gpu_node):
-    event = load_event("stop")
+    event = sample_event("stop")
     del event["headers"]["authorization"]
     result = router.handle(event)
     assert result["statusCode"] == 401
@@ -942,7 +925,7 @@ def test_stop_without_a_token_is_401(router, gpu_node):
 def test_stop_with_a_bad_token_is_403(router, gpu_node, relay, keyset):
     ec2().start_instances(InstanceIds=[gpu_node])
     relay.observe()
-    result = router.handle(load_event("stop", token=keyset.token(aud="other")))
+    result = router.handle(sample_event("stop", token=keyset.token(aud="other")))
     assert result["statusCode"] == 403
     assert relay.requests(Action.STOP) == []
     assert instance_state(gpu_node) == "running"
@@ -950,7 +933,7 @@ def test_stop_with_a_bad_token_is_403(router, gpu_node, relay, keyset):
 
 def test_stop_without_a_node_is_503(router, relay, keyset):
     relay.observe()  # control looked, and found no node
-    result = router.handle(load_event("stop", token=admin_token(keyset)))
+    result = router.handle(sample_event("stop", token=admin_token(keyset)))
     assert result["statusCode"] == 503
     answer = body(result)
     assert answer == {"error": "instance_unavailable", "message": "no GPU node is deployed"}
@@ -967,7 +950,7 @@ def test_a_stop_that_cannot_be_asked_is_503_with_the_detail_logged_not_answered(
         "put_object", service_error_code="AccessDenied", service_message=DENIED,
         http_status_code=403,
     )  # fmt: skip
-    result = router.handle(load_event("stop", token=admin_token(keyset)))
+    result = router.handle(sample_event("stop", token=admin_token(keyset)))
     s3_stub.assert_no_pending_responses()
     assert result["statusCode"] == 503
     answer = body(result)
@@ -988,14 +971,14 @@ def test_lambda_src_router_handler_serves_events_end_to_end(
     router_env, monkeypatch, gpu_node, relay, redis_client, keyset
 ):
     monkeypatch.setattr(tlops.edge.router, "_router", None)
-    handler = load_module(REPO / "lambda_src" / "router" / "handler.py", "lambda_router_handler")
+    handler = load_handler("router")
 
-    ping = handler.lambda_handler(load_event("ping"), None)
+    ping = handler.lambda_handler(sample_event("ping"), LambdaContext())
     assert ping["statusCode"] == 200
     warm = tlops.edge.router._router
     assert warm is not None
 
-    result = handler.lambda_handler(load_event("infer", token=keyset.token()), object())
+    result = handler.lambda_handler(sample_event("infer", token=keyset.token()), object())
     assert tlops.edge.router._router is warm  # one Router per warm container
     assert result["statusCode"] == 202
     assert body(result)["status"] == "starting"

@@ -10,14 +10,13 @@ boot's record, never a job. Control then deletes the queue, only under a stopped
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import tlops.edge.queue_health
+from tests.lambdas import LambdaContext, sample_event
 from tlops import contract
 from tlops.common import aws
 from tlops.contract import boot, records
@@ -33,7 +32,6 @@ from .test_router import body, infer_event
 
 pytestmark = pytest.mark.integration
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
 TWO_HOURS_S = 7200  # roles/router/defaults: router_sleep_after_minutes, 120
 HOUR_MS = 3_600_000
 
@@ -289,10 +287,6 @@ def test_control_keeps_the_queue_under_a_node_that_runs(gpu_node, queue, redis_c
 
 
 # --- run by the queue probe ---------------------------------------------------------------------
-def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / f"{name}.json").read_text())
-
-
 @pytest.fixture
 def probe(router_env, monkeypatch) -> QueueHealth:
     monkeypatch.setenv("TL_SLEEP_AFTER_S", str(TWO_HOURS_S))
@@ -302,7 +296,7 @@ def probe(router_env, monkeypatch) -> QueueHealth:
 
 def test_the_scheduled_probe_puts_an_idle_nap_to_sleep(probe, redis_client, relay):
     napped(redis_client, 2 * HOUR_MS + 1_000)
-    found = probe.handle(load_event("scheduled"))
+    found = probe.handle(sample_event("scheduled"))
     assert found["redis"] == "ok"
     assert found["sleep"] == {"verdict": "closing", "detail": 0}
     [asked] = sleep_requests(relay)
@@ -311,7 +305,7 @@ def test_the_scheduled_probe_puts_an_idle_nap_to_sleep(probe, redis_client, rela
 
 def test_the_scheduled_probe_leaves_a_short_nap_alone(probe, redis_client, relay):
     napped(redis_client, 60_000)
-    found = probe.handle(load_event("scheduled"))
+    found = probe.handle(sample_event("scheduled"))
     assert found["sleep"]["verdict"] == "recent"
     assert relay.keys() == []
 
@@ -321,7 +315,7 @@ def test_the_sleep_event_forces_it(router_env, monkeypatch, redis_client, relay)
     {"force": true}}: the nap's length does not count, and the node is stopped first."""
     monkeypatch.setattr(tlops.edge.queue_health, "_health", None)
     napped(redis_client, 60_000)
-    found = tlops.edge.queue_health.lambda_handler(load_event("sleep"), None)
+    found = tlops.edge.queue_health.lambda_handler(sample_event("sleep"), LambdaContext())
     assert found == {"verdict": "closing", "detail": 0}
     [asked] = sleep_requests(relay)
     assert (asked["deep"], asked["stop_node"]) == (True, True)
