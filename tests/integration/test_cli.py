@@ -401,6 +401,19 @@ def test_env_local_reads_the_stacks_deploy_outputs(cli_stack, capsys, monkeypatc
     assert json.loads(capsys.readouterr().out)["source"] == f"api {cli_stack.api_url}"
 
 
+def test_a_running_stack_that_nothing_names_is_not_used(cli_stack, capsys, monkeypatch):
+    """Up and deployed, but the shell names neither it nor anything else: no command
+    adopts it. Named by --env local, it is used (above)."""
+    for name in ("TL_AWS_ENDPOINT_URL", "TL_API_URL", "TL_TOKEN", "TL_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for argv in (["infer", "hi"], ["status"], ["smoke"]):
+        assert main(argv) == ExitCode.SETUP, argv
+        err = capsys.readouterr().err
+        assert "no API URL" in err and cli_stack.api_url not in err, err
+    assert main(["status", "--api-url", cli_stack.api_url, "--json"]) == 0  # a loopback flag
+    assert json.loads(capsys.readouterr().out)["source"] == f"api {cli_stack.api_url}"
+
+
 REMOTE_INFER = """
 import json, sys
 from tlops.cli import main
@@ -414,7 +427,8 @@ print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
 @pytest.mark.parametrize("argv", [["infer", "--help"], ["infer", "hi"], ["job", "--help"]])
 def test_remote_commands_load_neither_the_stand_in_nor_boto3(argv, tmp_path):
     with EdgeApiDouble() as remote:
-        env = {**os.environ, "TLOPS_STATE_DIR": str(tmp_path), "TL_API_URL": remote.url,
+        shell = {k: v for k, v in os.environ.items() if k != "TL_AWS_ENDPOINT_URL"}  # no stand-in
+        env = {**shell, "TLOPS_STATE_DIR": str(tmp_path), "TL_API_URL": remote.url,
                "TL_TOKEN": "header.payload.signature"}  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-c", REMOTE_INFER, *argv],

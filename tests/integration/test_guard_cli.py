@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 
 import boto3
@@ -18,6 +19,7 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.doubles.ec2 import tagged_instance
+from tests.doubles.standing_stack import StandingStack
 from tlops.cli import main, playbooks
 from tlops.cli.exits import ExitCode
 from tlops.common import aws
@@ -167,6 +169,44 @@ def test_cost_reports_canned_figures_and_the_idle_cost(stand_in, capsys):
     code, out, _ = tlops(capsys, "cost", "--as-of", "2026-11-19")
     assert "month to date  USD" in out and "canned" in out and "idle cost      EUR" in out
     assert f"stack state    {report['idle_cost']['state']}: " in out
+
+
+@pytest.fixture
+def bare_shell(guarded, tmp_path, monkeypatch) -> Iterator[StandingStack]:
+    """The guarded stand-in as a local stack that is up and deployed (its state files, a
+    gateway that answers), in a shell that names nothing and holds no AWS credentials."""
+    for name in ("TL_AWS_ENDPOINT_URL", "TL_API_URL", "TL_PROJECT", "TL_AWS_REGION",
+                 "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TLOPS_STATE_DIR", str(tmp_path / "stack"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    dev = tmp_path / "xdg" / "tlops" / "dev" / "outputs.json"
+    dev.parent.mkdir(parents=True)
+    dev.write_text(json.dumps({"project": "tinyllama", "region": REGION, "api_url": ""}))
+    port = urllib.parse.urlsplit(guarded["TL_AWS_ENDPOINT_URL"]).port
+    with StandingStack(tmp_path / "stack", moto_port=port) as stack:
+        assert stack.adopted_by_the_old_cli()
+        yield stack
+
+
+def test_cost_reads_the_stand_in_only_when_named(bare_shell, capsys):
+    """`--env local`: its canned month, with its own keys (the shell has none). `--env dev`,
+    the same stand-in up and deployed: the account, never the stand-in."""
+    code, out, err = tlops(capsys, "cost", "--env", "local", "--json", "--as-of", "2026-11-19")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["canned"] and report["target"].startswith("the local stand-in (http://127.")
+    assert report["summary"]["budget"] == 20.0
+    assert ("gateway", "GET", "/ping") in bare_shell.requests  # --env local: is it up?
+    bare_shell.requests.clear()
+    code, out, err = tlops(capsys, "cost", "--env", "dev", "--json")
+    assert code == ExitCode.SETUP and out == ""
+    assert "no usable AWS credentials for deployment dev" in err and "--env local" in err
+    assert "deploy.yml" not in err
+    assert bare_shell.requests == []  # not even asked whether it is up
 
 
 def test_cost_without_a_chart_never_imports_matplotlib(stand_in):

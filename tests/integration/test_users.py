@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import urllib.parse
+from pathlib import Path
+
 import pytest
 
 from tlops.common import aws
@@ -49,38 +55,38 @@ def test_a_group_the_pool_lacks_is_named(pool):
         users.id_token(**pool, username="dave", groups=["operators"])
 
 
-class RunningStack:
-    """What `tlops token` reads of the local stack: it is up, and deploy.yml made the pool."""
+@pytest.fixture
+def stack_state(pool, aws_stand_in, tmp_path, monkeypatch) -> Path:
+    """What `tlops token` reads of the local stack: it is up on the stand-in's port, and
+    deploy.yml made the pool. The shell names nothing and holds no keys: the stand-in's
+    are handed to its client."""
+    port = urllib.parse.urlsplit(aws_stand_in).port
+    (tmp_path / "stack.json").write_text(json.dumps({"pids": {"moto": 1}, "ports": {"moto": port}}))
+    (tmp_path / "outputs.json").write_text(
+        json.dumps({"user_pool_id": pool["pool_id"], "client_id": pool["client_id"]})
+    )
+    monkeypatch.setenv("TLOPS_STATE_DIR", str(tmp_path))
+    for name in ("TL_AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    return tmp_path
 
-    def __init__(self, pool: dict[str, str], aws_env: dict[str, str]):
-        self._pool, self._aws_env = pool, aws_env
 
-    def load(self) -> dict:
-        return {"pids": {"moto": 1}}
-
-    def outputs(self) -> dict[str, str]:
-        return {"user_pool_id": self._pool["pool_id"], "client_id": self._pool["client_id"]}
-
-    def aws_env(self) -> dict[str, str]:
-        return self._aws_env
-
-
-def test_tlops_token_takes_repeated_groups(pool, aws_stand_in, capsys, monkeypatch):
+def test_tlops_token_takes_repeated_groups(stack_state, capsys):
     from tlops.cli import build_parser, local
 
     args = build_parser().parse_args(["token", "--user", "erin", "--group", "admins"])
     assert args.group == ["admins"]
     assert build_parser().parse_args(["token", "--user", "erin"]).group == []
-    stack = RunningStack(pool, {"TL_AWS_ENDPOINT_URL": aws_stand_in})
-    monkeypatch.setattr(local, "LocalStack", lambda: stack)
+    before = dict(os.environ)
     assert local.cmd_token(args) == 0
     assert jwt_claims(capsys.readouterr().out.strip())["cognito:groups"] == ["admins"]
+    assert dict(os.environ) == before  # the stand-in's keys were never exported
 
 
-def test_tlops_token_names_a_missing_group_and_what_makes_it(pool, aws_stand_in):
+def test_tlops_token_names_a_missing_group_and_what_makes_it(stack_state):
     from tlops.cli import local
     from tlops.cli.session import CliError
+    from tlops.cli.target import resolve
 
-    stack = RunningStack(pool, {"TL_AWS_ENDPOINT_URL": aws_stand_in})
     with pytest.raises(CliError, match=r"no group 'auditors'.*deploy\.yml's auth role"):
-        local.local_token(stack, "frank", ("auditors",))
+        local.local_token(resolve(argparse.Namespace(), local=True), "frank", ("auditors",))

@@ -70,7 +70,7 @@ def test_the_stand_in_lacks_query_definitions_and_says_so(aws_args):
     result = run_module("tl_query_definition", args(aws_args))
     assert result["changed"] is False
     assert warned(result, "does not implement CloudWatch Logs query definitions")
-    assert warned(result, "tlops logs query")
+    assert warned(result, "tlops local logs query")
 
 
 @pytest.mark.parametrize(

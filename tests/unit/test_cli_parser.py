@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tlops import contract
-from tlops.cli import build_parser, client, exits, main, session
+from tlops.cli import build_parser, client, exits, main, session, target
 from tlops.cli.exits import ExitCode
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -123,20 +123,20 @@ def test_api_errors_map_to_their_codes():
 def test_env_reads_the_outputs_deploy_yml_writes(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.setenv("TLOPS_STATE_DIR", str(tmp_path / "stack"))
-    assert session.outputs_file("dev") == tmp_path / "tlops" / "dev" / "outputs.json"
-    assert session.outputs_file("local") == tmp_path / "stack" / "outputs.json"
+    assert target.outputs_file("dev") == tmp_path / "tlops" / "dev" / "outputs.json"
+    assert target.outputs_file("local") == tmp_path / "stack" / "outputs.json"
     with pytest.raises(session.CliError, match="--env"):
-        session.outputs_file("../etc")
+        target.outputs_file("../etc")
     args = argparse.Namespace(env="dev")
     with pytest.raises(session.CliError) as missing:
-        session.env_outputs(args)
+        target.resolve(args)
     assert "ansible-playbook -i inventories/dev playbooks/deploy.yml" in str(missing.value)
     written = {"api_url": "https://api.example.com", "hosted_ui_url": "https://auth.example"}
-    path = session.outputs_file("dev")
+    path = target.outputs_file("dev")
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({**written, "client_id": "abc", "callback_ports": [53682]}))
-    assert session.env_outputs(args)["api_url"] == "https://api.example.com"
-    ui = session.hosted_ui(session.env_outputs(args))
+    assert target.resolve(args).api_url == "https://api.example.com"
+    ui = session.hosted_ui(target.resolve(args).outputs)
     assert (ui.base_url, ui.client_id, tuple(ui.callback_ports)) == (
         "https://auth.example",
         "abc",
@@ -144,22 +144,26 @@ def test_env_reads_the_outputs_deploy_yml_writes(tmp_path, monkeypatch):
     )
 
 
-def test_env_wins_over_tl_api_url_and_a_flag_over_both(tmp_path, monkeypatch):
-    monkeypatch.setenv("TL_API_URL", "https://from-the-environment.example")
-    outputs = {"api_url": "https://from-the-outputs.example"}
-    assert session.api_url_of(argparse.Namespace(api_url=None), outputs) == outputs["api_url"]
-    flag = argparse.Namespace(api_url="https://flag.example")
-    assert session.api_url_of(flag, outputs) == "https://flag.example"
+def test_env_without_an_api_url_says_to_deploy_again(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("TL_API_URL", "http://127.0.0.1:9")  # the shell's: --env's outputs win
+    path = target.outputs_file("dev")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"region": "eu-west-1", "api_url": ""}))
+    assert main(["infer", "--env", "dev", "hi"]) == ExitCode.SETUP
+    assert "--env dev: its deploy outputs name no api_url: run ansible-playbook -i " in (
+        capsys.readouterr().err
+    )
 
 
 # --- messages ---------------------------------------------------------------------------
 def test_a_remote_api_without_a_token_says_how_to_log_in(monkeypatch):
-    for name in ("TL_TOKEN", "TL_HOSTED_UI_URL", "TL_CLIENT_ID"):
+    for name in ("TL_TOKEN", "TL_HOSTED_UI_URL", "TL_CLIENT_ID", "TL_AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setitem(sys.modules, "tlops.local.stack", None)  # importing it would fail
     args = argparse.Namespace(api_url="https://api.example.com", token=None, env=None)
     with pytest.raises(session.CliError) as refused:
-        session.api_and_tokens(args)
+        session.api_and_tokens(target.resolve(args), args)
     assert "tlops login" in str(refused.value)
     assert "stand-in tokens go to the local stack's own API only" in str(refused.value)
 

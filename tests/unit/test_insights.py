@@ -174,10 +174,13 @@ def test_local_events_sort_the_shared_log_into_groups(tmp_path):
     assert insights.local_events(tmp_path / "nowhere", ["access"]) == []
 
 
-def test_tlops_logs_query_prints_a_table_or_json(tmp_path, monkeypatch, capsys):
+def test_tlops_local_logs_query_prints_a_table_or_json(tmp_path, monkeypatch, capsys):
+    """`tlops local logs`, and `tlops logs`, its alias: the stand-in's logs, whatever the
+    shell names (it takes no --env: an account runs the saved definitions itself)."""
     write_logs(tmp_path)
     monkeypatch.setenv("TLOPS_STATE_DIR", str(tmp_path))
-    assert main(["logs", "query", "api_429_per_user"]) == 0
+    monkeypatch.setenv("TL_API_URL", "https://api.example.com")
+    assert main(["local", "logs", "query", "api_429_per_user"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["jwtSub", "throttled"]
     assert out[1].split() == [SUB_A, "2"]
@@ -188,10 +191,10 @@ def test_tlops_logs_query_prints_a_table_or_json(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["logs", "query", "nope"], "no query 'nope'"),
-        (["logs", "query"], "needs a NAME"),
+        (["local", "logs", "query", "nope"], "no query 'nope'"),
+        (["local", "logs", "query"], "needs a NAME"),
         (["logs", "query", "job_path"], "--param JOB_ID=VALUE"),
-        (["logs", "query", "job_path", "--param", "JOB_ID"], "NAME=VALUE"),
+        (["local", "logs", "query", "job_path", "--param", "JOB_ID"], "NAME=VALUE"),
     ],
 )
 def test_tlops_logs_refusals_exit_6(tmp_path, monkeypatch, capsys, argv, words):
@@ -201,5 +204,11 @@ def test_tlops_logs_refusals_exit_6(tmp_path, monkeypatch, capsys, argv, words):
 
 
 def test_tlops_logs_list(capsys):
+    assert main(["local", "logs", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "job_path" in listed
     assert main(["logs", "list"]) == 0
-    assert "job_path" in capsys.readouterr().out
+    assert capsys.readouterr().out == listed
+    with pytest.raises(SystemExit) as refused:
+        main(["logs", "list", "--env", "prod"])  # no account's logs here
+    assert refused.value.code == 2

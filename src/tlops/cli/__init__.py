@@ -2,7 +2,8 @@
 
 Each command lives in a module of this package, imported only when it runs:
 `tlops infer` against a real account loads neither the local stand-in nor
-boto3 before it needs them.
+boto3 before it needs them. Which deployment a command talks to is decided in
+one place, `tlops.cli.target`, from the options every such command takes from it.
 """
 
 from __future__ import annotations
@@ -50,43 +51,45 @@ def _job_id(text: str) -> str:
     return text
 
 
-def _add_api(
+def _target(*, api: bool = True, reads_aws: bool = False) -> list[argparse.ArgumentParser]:
+    """The parent that gives a command --env (and --api-url, --profile, --region)."""
+    from tlops.cli.target import arguments
+
+    return [arguments(api=api, reads_aws=reads_aws)]
+
+
+def _add_token(
     command: argparse.ArgumentParser, *, auth_help: str, user_help: str = "user (default demo)"
 ) -> None:
-    """--api-url, --token, --user and --env: where a command finds the API and its token."""
-    command.add_argument("--api-url", help="default: --env's outputs, TL_API_URL, the local stack")
+    """--token and --user: where a command calling the API finds its token."""
     command.add_argument("--token", help=auth_help)
     command.add_argument("--user", help=f"local stack: the stand-in {user_help}")
-    _add_env(command)
-
-
-def _add_env(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--env",
-        metavar="NAME",
-        help="use the deployment of inventory NAME: its deploy outputs (API URL, hosted UI) "
-        "from ~/.local/state/tlops/NAME/outputs.json ($TLOPS_STATE_DIR for local)",
-    )
 
 
 def _add_deployment_commands(sub: argparse._SubParsersAction) -> None:
     """job, stop, status, login, completion: the commands added with the API's routes."""
-    job = sub.add_parser("job", help="a job's status and result (GET /jobs/{id})")
+    job = sub.add_parser(
+        "job", help="a job's status and result (GET /jobs/{id})", parents=_target()
+    )
     job.add_argument("id", type=_job_id, metavar="ID", help="the job id tlops infer printed")
     job.add_argument("--wait", action="store_true", help="follow it until it is finished")
     job.add_argument("--timeout", type=float, default=600.0, help="--wait: seconds in all")
     job.add_argument("--json", action="store_true", help="print the job as JSON")
-    _add_api(job, auth_help="an ID token of the job's user (default: TL_TOKEN, login)")
+    _add_token(job, auth_help="an ID token of the job's user (default: TL_TOKEN, login)")
 
-    stop = sub.add_parser("stop", help="stop the GPU node now (POST /stop; admins only)")
+    stop = sub.add_parser(
+        "stop", help="stop the GPU node now (POST /stop; admins only)", parents=_target()
+    )
     stop.add_argument("--json", action="store_true", help="print the answer as JSON")
-    _add_api(
+    _add_token(
         stop,
         auth_help="an ID token in the admins group (default: TL_TOKEN)",
         user_help="admin (default admin)",
     )
 
-    status = sub.add_parser("status", help="the node's state, the queue, the watcher")
+    status = sub.add_parser(
+        "status", help="the node's state, the queue, the watcher", parents=_target(reads_aws=True)
+    )
     status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.add_argument(
         "--direct",
@@ -94,10 +97,11 @@ def _add_deployment_commands(sub: argparse._SubParsersAction) -> None:
         help="read EC2 and Redis from here instead of asking the API (needs TL_REDIS_URL "
         "on an account: the queue is private to the VPC)",
     )
-    _add_api(status, auth_help="an ID token (default: TL_TOKEN, the local stack, login)")
+    _add_token(status, auth_help="an ID token (default: TL_TOKEN, the local stack, login)")
 
-    login = sub.add_parser("login", help="log in through the hosted UI; prints an ID token")
-    _add_env(login)
+    sub.add_parser(
+        "login", help="log in through the hosted UI; prints an ID token", parents=_target(api=False)
+    )
 
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
@@ -110,24 +114,70 @@ def _add_ops(sub: argparse._SubParsersAction) -> None:
     )
     ops_sub = ops.add_subparsers(dest="action", required=True, help="what to drive")
     breach = ops_sub.add_parser(
-        "budget-breach", help="send the budget's kill notification and run the budget killer"
+        "budget-breach",
+        help="send the budget's kill notification and run the budget killer",
+        parents=_target(api=False, reads_aws=True),
     )
     breach.add_argument("--percent", type=float, default=106.0, help="spend as %% of the budget")
     breach.add_argument("--drill", action="store_true", help="on an account: publish it for real")
     breach.add_argument("--json", action="store_true", help="print the killer's report as JSON")
-    mail = ops_sub.add_parser("cost-mail", help="the daily cost mail: print it or send it now")
+    mail = ops_sub.add_parser(
+        "cost-mail",
+        help="the daily cost mail: print it or send it now",
+        parents=_target(api=False, reads_aws=True),
+    )
     mail.add_argument("--dry-run", action="store_true", help="print the mail, send nothing")
     nap = ops_sub.add_parser(
-        "sleep", help="stop the node (napping); --deep: delete the queue too (asleep)"
+        "sleep",
+        help="stop the node (napping); --deep: delete the queue too (asleep)",
+        parents=_target(api=False, reads_aws=True),
     )
     nap.add_argument(
         "--deep", action="store_true", help="asleep: the queue goes too; disk and snapshots bill"
     )
-    wake = ops_sub.add_parser("wake", help="create the queue if it sleeps and start the node")
+    wake = ops_sub.add_parser(
+        "wake",
+        help="create the queue if it sleeps and start the node",
+        parents=_target(api=False, reads_aws=True),
+    )
     for verb in (nap, wake):
         verb.add_argument("--timeout", type=float, default=120.0,
                           help="seconds to wait for the state (default 120)")  # fmt: skip
         verb.add_argument("--json", action="store_true", help="print the recorded state as JSON")
+
+
+def _add_logs(command: argparse.ArgumentParser) -> None:
+    """The saved Logs Insights queries, over the local stand-in's logs (`tlops.cli.logs`)."""
+    command.add_argument(
+        "logs_action",
+        choices=["query", "list"],
+        metavar="{query,list}",
+        help="query: run one; list: the saved queries",
+    )
+    command.add_argument("name", nargs="?", help="the query (tlops local logs list names them)")
+    command.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                         help="a value for one of the query's parameters (repeatable)")  # fmt: skip
+    command.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+
+def _add_local(sub: argparse._SubParsersAction) -> None:
+    """local up|down|status|env|logs: the stand-in itself (always its own target)."""
+    local = sub.add_parser("local", help="the local stand-in stack")
+    actions = local.add_subparsers(dest="action", required=True, help="what to do with it")
+    up = actions.add_parser("up", help="start it (idempotent)")
+    up.add_argument(
+        "--no-inference",
+        action="store_true",
+        help="leave out the node (node.yml, its agent, vLLM; fast: edge and queue only)",
+    )
+    actions.add_parser("down", help="stop all it started")
+    actions.add_parser("status", help="each service (exit 3 when one is down)")
+    actions.add_parser("env", help="shell exports for it (they name it: the stand-in)")
+    _add_logs(
+        actions.add_parser(
+            "logs", help="run a saved Logs Insights query (observability/queries) over its logs"
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,18 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", help="`tlops COMMAND --help`: its options"
     )
 
-    local = sub.add_parser("local", help="the local stand-in stack")
-    local.add_argument(
-        "action",
-        choices=["up", "down", "status", "env"],
-        help="up: start it (idempotent); down: stop all it started; status: each service "
-        "(exit 3 when one is down); env: shell exports for it",
-    )
-    local.add_argument(
-        "--no-inference",
-        action="store_true",
-        help="up: leave out the node (node.yml, its agent, vLLM; fast: edge and queue only)",
-    )
+    _add_local(sub)
 
     token = sub.add_parser("token", help="print an ID token for a local stand-in user")
     token.add_argument("--user", required=True, help="user name; created on first use")
@@ -167,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also put the user in this pool group (repeatable; `admins` may POST /stop)",
     )
 
-    infer = sub.add_parser("infer", help="send a prompt, follow the job, print the completion")
+    infer = sub.add_parser(
+        "infer", help="send a prompt, follow the job, print the completion", parents=_target()
+    )
     infer.add_argument("prompt", help="the prompt text (quote it)")
     infer.add_argument(
         "--idle",
@@ -186,11 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--timeout", type=float, default=600.0, help="seconds to wait in all")
     infer.add_argument("--json", action="store_true", help="print the job as JSON")
-    _add_api(infer, auth_help="an ID token (default: TL_TOKEN, the local stack, login)")
+    _add_token(infer, auth_help="an ID token (default: TL_TOKEN, the local stack, login)")
 
     _add_deployment_commands(sub)
 
-    cost = sub.add_parser("cost", help="spend this month, its projection, the idle cost")
+    cost = sub.add_parser(
+        "cost",
+        help="spend this month, its projection, the idle cost",
+        parents=_target(api=False, reads_aws=True),
+    )
     cost.add_argument("--json", action="store_true", help="print the figures as JSON")
     cost.add_argument("--png", metavar="PATH", help="also draw daily spend against the budget")
     cost.add_argument(
@@ -201,26 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_ops(sub)
-    logs = sub.add_parser(
-        "logs", help="run a Logs Insights query of observability/queries over the local logs"
+    _add_logs(
+        sub.add_parser(
+            "logs", help="alias of `tlops local logs`: the saved queries, over the local logs"
+        )
     )
-    logs.add_argument(
-        "action", choices=["query", "list"], help="query: run one; list: the saved queries"
-    )
-    logs.add_argument("name", nargs="?", help="the query (tlops logs list names them)")
-    logs.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                      help="a value for one of the query's parameters (repeatable)")  # fmt: skip
-    logs.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     smoke = sub.add_parser(
-        "smoke", help="prove a deploy: /ping, a token, a prompt through the whole path, timed"
+        "smoke",
+        help="prove a deploy: /ping, a token, a prompt through the whole path, timed",
+        parents=_target(),
     )
-    smoke.add_argument("--api-url", help="default: TL_API_URL, or the deploy outputs' api_url")
     smoke.add_argument("--token", help="the smoke user's ID token (default: TL_SMOKE_TOKEN)")
     smoke.add_argument("--user", default="smoke", help="the stand-in's smoke user (default smoke)")
-    smoke.add_argument("--outputs", help="deploy outputs (default: $TLOPS_STATE_DIR/outputs.json)")
+    smoke.add_argument(
+        "--outputs",
+        metavar="PATH",
+        help="a deployment's outputs by path, as smoke.yml passes them (instead of --env)",
+    )
     smoke.add_argument("--json", action="store_true", help="print the legs and verdict as JSON")
-    _add_env(smoke)
 
     demo = sub.add_parser("demo", help="run a prompt through the local stack, end to end")
     demo.add_argument(

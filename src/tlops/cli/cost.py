@@ -4,69 +4,60 @@ what the deployment costs a month while idle; `--json` for scripts, `--png PATH`
 The figures are Cost Explorer's, from the same one request the daily mail makes
 (tlops.guard.costs), against the budget the deployed cost_summary function is configured
 with. On the local stand-in, which tracks no cost, they are canned (tlops.local.costs) and
-say so, in the output and on the chart. The idle cost is tlops.cost.idle's report, the one
-status.yml and teardown.yml print (through the tl_idle_cost module).
+say so, in the output and on the chart; the stand-in is read only when named (`--env
+local`, or the environment `tlops local env` exports: `tlops.cli.target`). The idle cost is
+tlops.cost.idle's report, the one status.yml and teardown.yml print (through the
+tl_idle_cost module).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from tlops.cli.session import CliError
+from tlops.cli.target import Target, resolve
 
 UNAVAILABLE = 3  # the exit code when Cost Explorer gave no figures
 
 
-def stand_in() -> str | None:
-    """The stand-in's endpoint when the CLI talks to one (its own or the local stack's)."""
-    from tlops.cli.session import running_local_stack
-
-    if not os.environ.get("TL_AWS_ENDPOINT_URL"):
-        stack = running_local_stack()
-        if stack is not None:
-            os.environ.update({k: v for k, v in stack.env().items() if k not in os.environ})
-    return os.environ.get("TL_AWS_ENDPOINT_URL") or None
-
-
-def project() -> str:
-    return os.environ.get("TL_PROJECT", "tinyllama")
-
-
-def deployed_environment(function: str) -> dict[str, str]:
-    """The environment the deployed function runs with (alias prod); CliError if absent."""
+def deployed_environment(target: Target, function: str) -> dict[str, str]:
+    """The environment the deployed function runs with (alias prod). CliError when it
+    cannot be read, saying what to fix: the credentials, or the deploy."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from tlops.common import aws
-
     try:
-        config = aws.client("lambda").get_function_configuration(
+        config = target.client("lambda").get_function_configuration(
             FunctionName=function, Qualifier="prod"
         )
     except (BotoCoreError, ClientError) as exc:
+        code = exc.response["Error"].get("Code") if isinstance(exc, ClientError) else None
+        problem = target.credentials_problem(exc)
+        if problem is None and code == "ResourceNotFoundException":
+            problem = (
+                f"no function {function} (alias prod) in {target.describe()}: run "
+                f"{target.deploy_command} first"
+            )
         raise CliError(
-            f"cannot read the function {function} ({exc}): run ansible-playbook "
-            "playbooks/deploy.yml first (the guardrails role deploys it)"
+            problem or f"cannot read the function {function} in {target.describe()}: {exc}"
         ) from None
     return dict((config.get("Environment") or {}).get("Variables") or {})
 
 
-def read_costs(endpoint: str | None, budget: float, unit: str, today: date):
+def read_costs(target: Target, budget: float, unit: str, today: date):
     """(summary or None, problem): the month's figures as of `today`, canned first on a
     stand-in."""
-    from tlops.common import aws
     from tlops.guard import costs
 
-    ce = aws.client("ce")
-    if endpoint:
+    ce = target.client("ce")
+    if target.stand_in:
         from tlops.local import costs as canned
 
         try:
-            canned.ensure(ce, endpoint, today)
+            canned.ensure(ce, target.endpoint_url, today)
         except (OSError, RuntimeError) as exc:  # the stand-in refused the canned figures
             return None, f"the stand-in took no canned figures: {exc}"
     try:
@@ -112,31 +103,31 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from tlops.common import aws
     from tlops.cost import idle
 
-    endpoint = stand_in()
-    env = deployed_environment(f"{project()}-cost-summary")
+    target = resolve(args)
+    env = deployed_environment(target, f"{target.project}-cost-summary")
     try:
         budget, unit = float(env["TL_BUDGET_AMOUNT"]), env["TL_BUDGET_UNIT"]
     except (KeyError, ValueError):
         raise CliError("the cost_summary function has no budget configured: deploy again") from None
     kill_percent = float(env.get("TL_KILL_PERCENT", "105"))
     today = args.as_of or datetime.now(UTC).date()
-    summary, problem = read_costs(endpoint, budget, unit, today)
-    if endpoint:
+    summary, problem = read_costs(target, budget, unit, today)
+    if target.stand_in:
         from tlops.local.costs import CANNED_LABEL
 
         source = CANNED_LABEL
     else:
         source = "Cost Explorer, unblended cost per day"
     report: dict[str, Any] = {
-        "project": project(),
+        "project": target.project,
+        "target": target.describe(),
         "source": source,
-        "canned": bool(endpoint),
+        "canned": target.stand_in,
         "summary": None if summary is None else summary.as_dict(),
         "problem": problem,
-        "idle_cost": idle.report(aws.client, project()),
+        "idle_cost": idle.report(target.client, target.project),
     }
     if args.png and summary is not None:
         from tlops.cli import chart
@@ -145,8 +136,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
             chart.write(
                 summary,
                 Path(args.png),
-                title=f"{project()}: daily spend against the budget, {summary.today:%B %Y}",
-                label=f"{source}" if endpoint else "",
+                title=f"{target.project}: daily spend against the budget, {summary.today:%B %Y}",
+                label=source if target.stand_in else "",
                 kill_percent=kill_percent,
             )
         except chart.ChartUnavailable as exc:

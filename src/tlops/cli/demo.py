@@ -15,7 +15,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tlops.contract.states import NODE_DOWN_STATES
+
+if TYPE_CHECKING:
+    from tlops.cli.target import Target
 
 DEMO_IDLE_MINUTES = 1
 # The watchdog stops the node within about a tick of its deadline: allow the minute, the
@@ -23,14 +28,14 @@ DEMO_IDLE_MINUTES = 1
 WATCHDOG_WAIT_S = DEMO_IDLE_MINUTES * 60 + 150
 
 
-def cold_boot_prompt(stack: Any, args: argparse.Namespace, client: Any, token: Callable) -> int:
-    from tlops.common import aws
+def cold_boot_prompt(target: Target, args: argparse.Namespace, client: Any, token: Callable) -> int:
+    """A prompt to the stopped node, followed; `target`: the stand-in (`resolve(local=True)`)."""
     from tlops.control import node as gpu_node
 
-    node = gpu_node.find(aws.client("ec2"), "tinyllama")
+    node = gpu_node.find(target.client("ec2"), target.project)
     if node is not None:
         print(f"== the node {node.instance_id} is {node.state}", flush=True)
-    api = client.Api(stack.api_url, client.TokenSource(fetch=lambda: token(stack, "demo")))
+    api = client.Api(target.api_url, client.TokenSource(fetch=lambda: token(target, "demo")))
     started = time.monotonic()
     try:
         payload = {"prompt": args.prompt, "idle": DEMO_IDLE_MINUTES}
@@ -67,11 +72,10 @@ def cold_boot_prompt(stack: Any, args: argparse.Namespace, client: Any, token: C
     return 0
 
 
-def watchdog_stop(stack: Any, args: argparse.Namespace) -> int:
+def watchdog_stop(target: Target, args: argparse.Namespace) -> int:
     """Wait for the idle watchdog to stop the node; 0 once it has."""
     import importlib.util
 
-    from tlops.common import aws
     from tlops.control import node as gpu_node
 
     if importlib.util.find_spec("tlops.node.watchdog") is None:
@@ -82,10 +86,10 @@ def watchdog_stop(stack: Any, args: argparse.Namespace) -> int:
           flush=True)  # fmt: skip
     waited = time.monotonic()
     deadline = waited + WATCHDOG_WAIT_S
-    ec2 = aws.client("ec2")
+    ec2, stack = target.client("ec2"), target.stack
     while time.monotonic() < deadline:
-        node = gpu_node.find(ec2, "tinyllama")
-        if node is None or node.state in ("stopping", "stopped"):
+        node = gpu_node.find(ec2, target.project)
+        if node is None or node.state in NODE_DOWN_STATES:
             seconds = time.monotonic() - waited
             print(f"== the idle watchdog stopped the node after {seconds:.0f} s", flush=True)
             wait_down = time.monotonic() + 120
@@ -103,26 +107,25 @@ def watchdog_stop(stack: Any, args: argparse.Namespace) -> int:
     return 1
 
 
-def _idle_bill(state_word: str) -> None:
-    from tlops.common import aws
+def _idle_bill(target: Target, state_word: str) -> None:
     from tlops.cost import idle
 
-    bill = idle.report(aws.client, "tinyllama")
+    bill = idle.report(target.client, target.project)
     print(f"== {state_word}: {bill['total_eur_month']:.2f} EUR a month on AWS "
           f"({bill['bills_while_idle']}; playbooks/vars/prices.yml)", flush=True)  # fmt: skip
 
 
-def fall_asleep(stack: Any) -> int:
+def fall_asleep(target: Target) -> int:
     """Napping → asleep now, with what each costs; 0 once the stack is asleep."""
     from tlops.cli import nap
 
-    _idle_bill("napping (node stopped, queue up)")
+    _idle_bill(target, "napping (node stopped, queue up)")
     print("== tlops ops sleep --deep (the stack does it by itself after sleep_after_minutes)",
           flush=True)  # fmt: skip
-    code = nap.sleep(argparse.Namespace(deep=True, timeout=120.0, json=False))
+    code = nap.sleep(argparse.Namespace(env=target.env, deep=True, timeout=120.0, json=False))
     if code != 0:
         return code
-    _idle_bill("asleep (node stopped, no queue)")
+    _idle_bill(target, "asleep (node stopped, no queue)")
     print("== the next request wakes it: the queue comes back, the node boots, the job runs",
           flush=True)  # fmt: skip
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from tlops.cli.exits import ExitCode, for_api_error
 from tlops.cli.session import api_and_tokens
+from tlops.cli.target import resolve
 
 
 class Progress:
@@ -60,7 +61,7 @@ class Progress:
 def cmd_infer(args: argparse.Namespace) -> int:
     from tlops.cli import client
 
-    api_url, tokens = api_and_tokens(args)
+    api_url, tokens = api_and_tokens(resolve(args), args)
     api = client.Api(api_url, tokens)
     payload: dict[str, Any] = {"prompt": args.prompt, "idle": args.idle}
     if args.max_tokens is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from tlops.cli.exits import ExitCode, for_api_error
 from tlops.cli.session import api_and_tokens
+from tlops.cli.target import resolve
 
 ADMINS = "admins"
 
@@ -40,7 +41,7 @@ def cmd_job(args: argparse.Namespace) -> int:
     from tlops.cli import client
     from tlops.cli.infer import Progress
 
-    api_url, tokens = api_and_tokens(args)
+    api_url, tokens = api_and_tokens(resolve(args), args)
     api = client.Api(api_url, tokens)
     progress = Progress()
     try:
@@ -74,7 +75,8 @@ def _stored(view: dict[str, Any]) -> dict[str, Any]:
 def cmd_stop(args: argparse.Namespace) -> int:
     from tlops.cli import client
 
-    api_url, tokens = api_and_tokens(args, groups=(ADMINS,), default_user="admin")
+    target = resolve(args)
+    api_url, tokens = api_and_tokens(target, args, groups=(ADMINS,), default_user="admin")
     api = client.Api(api_url, tokens)
     try:
         reply = api.request("POST", "/stop")

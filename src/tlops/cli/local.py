@@ -1,22 +1,26 @@
 """`tlops local`, `tlops token` and `tlops demo`: the commands that drive the local stand-in.
 
-The only commands that import `tlops.local`: a CLI talking to a real account
-never loads the stand-in.
+With the commands whose target is the stand-in (`tlops.cli.target`), the only ones that
+import `tlops.local`: a CLI talking to a real account never loads the stand-in.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import os
 import shlex
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tlops.cli.exits import ExitCode
 from tlops.cli.session import DEPLOY_HINT, CliError
+from tlops.cli.target import resolve
 from tlops.local.services import ServiceError
 from tlops.local.stack import LocalStack
+
+if TYPE_CHECKING:
+    from tlops.cli.target import Target
 
 
 def _as_cli_error(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
@@ -62,7 +66,11 @@ def _queue_line(service: dict) -> str:
 
 @_as_cli_error
 def cmd_local(args: argparse.Namespace) -> int:
-    stack = LocalStack(inference=not args.no_inference)
+    if args.action == "logs":
+        from tlops.cli.logs import cmd_logs
+
+        return cmd_logs(args)
+    stack = LocalStack(inference=not getattr(args, "no_inference", False))
     if args.action == "up":
         stack.up()
         _print_status(stack)
@@ -79,21 +87,24 @@ def cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def local_token(stack: LocalStack, username: str, groups: tuple[str, ...] = ()) -> str:
+def local_token(target: Target, username: str, groups: tuple[str, ...] = ()) -> str:
+    """A stand-in user's ID token, from the stand-in's user pool (its keys, passed to the
+    client: nothing is exported)."""
     from tlops.local import users
 
+    stack = target.stack
     if not stack.load().get("pids"):
         raise CliError("the local stack is not up: run `tlops local up` first")
     deployed = stack.outputs()
     if not deployed.get("user_pool_id"):
         raise CliError(f"no user pool in the local stand-in yet: {DEPLOY_HINT}")
-    os.environ.update(stack.aws_env())
     try:
         return users.id_token(
             pool_id=deployed["user_pool_id"],
             client_id=deployed["client_id"],
             username=username,
             groups=groups,
+            idp=target.client("cognito-idp"),
         )
     except users.UnknownGroup as exc:
         raise CliError(f"{exc}: deploy.yml's auth role makes the pool's groups") from None
@@ -101,7 +112,7 @@ def local_token(stack: LocalStack, username: str, groups: tuple[str, ...] = ()) 
 
 @_as_cli_error
 def cmd_token(args: argparse.Namespace) -> int:
-    print(local_token(LocalStack(), args.user, tuple(args.group)))
+    print(local_token(resolve(args, local=True), args.user, tuple(args.group)))
     return 0
 
 
@@ -128,11 +139,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if playbooks.run("deploy.yml", env=stack.env()).returncode != 0:
             print("tlops demo: deploy.yml failed (its output above says why)", file=sys.stderr)
             return 1
-        code = demo.cold_boot_prompt(stack, args, client, local_token)
+        target = resolve(args, local=True)
+        code = demo.cold_boot_prompt(target, args, client, local_token)
         if code == 0:
-            code = demo.watchdog_stop(stack, args)
+            code = demo.watchdog_stop(target, args)
         if code == 0:
-            code = demo.fall_asleep(stack)
+            code = demo.fall_asleep(target)
         return code
     finally:
         if not args.keep:

@@ -1,14 +1,16 @@
-"""`tlops logs`: the Logs Insights queries of observability/queries/, run over local logs.
+"""`tlops local logs`: the Logs Insights queries of observability/queries/, run over the
+local stand-in's logs (`tlops logs` is its alias).
 
-    tlops logs list
-    tlops logs query NAME [--param NAME=VALUE ...] [--json]
+    tlops local logs list
+    tlops local logs query NAME [--param NAME=VALUE ...] [--json]
 
 The observability role saves the same files as CloudWatch query definitions
-(`<project>/NAME`); here they run over the local stack's JSON logs
-(`$TLOPS_STATE_DIR`: the gateway's access and function lines, the watcher's),
-through the evaluator in tlops.local.insights. Exit codes: 0 with the result
-(which may be empty), 2 for an unknown query, a missing parameter, or a query
-the evaluator cannot run.
+(`<project>/NAME`), which an account runs in Logs Insights itself; here they run over the
+local stack's JSON logs (`$TLOPS_STATE_DIR`: the gateway's access and function lines, the
+watcher's), through the evaluator in tlops.local.insights. So it is a `tlops local`
+command, with no `--env`: its target is always the stand-in. Exit codes: 0 with the
+result (which may be empty), 6 for an unknown query, a missing parameter, or a query the
+evaluator cannot run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from typing import Any
 
 from tlops.cli.session import CliError
+from tlops.cli.target import resolve
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -50,20 +53,19 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from tlops.local import insights
-    from tlops.local.stack import default_state_dir
     from tlops.tooling import queries
 
     try:
         known = queries.load()
     except queries.QueryFileError as exc:
         raise CliError(str(exc)) from None
-    if args.action == "list":
+    if args.logs_action == "list":
         for name, query in known.items():
             params = f"  (--param {', '.join(query.params)}=...)" if query.params else ""
             print(f"{name:20} {query.title} [{', '.join(query.log_groups)}]{params}")
         return 0
     if not args.name:
-        raise CliError("tlops logs query needs a NAME: `tlops logs list` shows them")
+        raise CliError("tlops local logs query needs a NAME: `tlops local logs list` shows them")
     if args.name not in known:
         raise CliError(f"no query {args.name!r}: one of {', '.join(known)}")
     query = known[args.name]
@@ -71,7 +73,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         run = insights.compile_query(query.filled(_params(args.param)))
     except (queries.QueryFileError, insights.QueryError) as exc:
         raise CliError(str(exc)) from None
-    state_dir = default_state_dir()
+    state_dir = resolve(args, local=True).stack.state_dir
     rows = run(insights.local_events(state_dir, query.log_groups))
     if args.json:
         print(json.dumps(rows, default=str))

@@ -11,55 +11,44 @@ On the stand-in they run the deployed functions' handlers here, each with its ow
 environment (no function executes there; the local stack's relay delivers what they
 ask of control). On an account they invoke the deployed functions (lambda:Invoke).
 Then they wait, bounded, until the state control records says the stack got there.
+Which of the two: `tlops.cli.target` (the stand-in only when named).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
-from tlops.cli.cost import deployed_environment, project, stand_in
+from tlops.cli.cost import deployed_environment
 from tlops.cli.exits import ExitCode
 from tlops.cli.session import CliError
+from tlops.cli.target import Target, resolve
 
 # Where each function's handler logs from (its module-level Telemetry).
 _MODULES = {"control": "tlops.control.actions", "queue_health": "tlops.edge.queue_health"}
 
 
-def _with_env(env: dict[str, str], run: Any) -> Any:
-    saved = dict(os.environ)
-    os.environ.update(env)  # the function's own configuration, as Lambda would give it
-    try:
-        return run()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _invoke(function: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _invoke(target: Target, function: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Run the deployed function on `payload`: here on the stand-in, by lambda:Invoke on AWS."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from tlops.common import aws
-    from tlops.local.gateway import handler_factory
-
-    name = f"{project()}-{function.replace('_', '-')}"
-    env = deployed_environment(name)
-    if stand_in():
+    name = f"{target.project}-{function.replace('_', '-')}"
+    env = deployed_environment(target, name)
+    if target.stand_in:
         import importlib
 
-        from tlops.cli.ops import logs_to_stderr
+        from tlops.cli.ops import as_lambda, logs_to_stderr
+        from tlops.local.gateway import handler_factory
 
         handler = handler_factory(function, env)
         module = importlib.import_module(_MODULES[function])
-        with logs_to_stderr(module):  # stdout keeps the report
-            return _with_env(env, lambda: handler()(payload))
+        with logs_to_stderr(module), as_lambda(target, env):  # stdout keeps the report
+            return handler()(payload)
     try:
-        answer = aws.client("lambda", read_timeout=900).invoke(
+        answer = target.client("lambda", read_timeout=900).invoke(
             FunctionName=f"{name}:prod", Payload=json.dumps(payload).encode()
         )
     except (BotoCoreError, ClientError) as exc:
@@ -70,48 +59,49 @@ def _invoke(function: str, payload: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _recorded_state(bucket: str) -> dict[str, Any]:
-    from tlops.common import aws
+def _recorded_state(target: Target, bucket: str) -> dict[str, Any]:
     from tlops.common.control_bucket import BucketUnavailable, ControlBucket
 
     try:
-        return ControlBucket(aws.client("s3"), bucket).state()
+        return ControlBucket(target.client("s3"), bucket).state()
     except BucketUnavailable as exc:
         raise CliError(f"cannot read the recorded state in s3://{bucket}: {exc}") from None
 
 
-def _wait_for(bucket: str, wanted: set[str], timeout_s: float) -> dict[str, Any]:
+def _wait_for(target: Target, bucket: str, wanted: set[str], timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
-    state = _recorded_state(bucket)
+    state = _recorded_state(target, bucket)
     while state.get("state") not in wanted and time.monotonic() < deadline:
         time.sleep(0.5)
-        state = _recorded_state(bucket)
+        state = _recorded_state(target, bucket)
     return state
 
 
-def _control_bucket() -> str:
-    env = deployed_environment(f"{project()}-control")
-    bucket = env.get("TL_CONTROL_BUCKET")
+def _control_bucket(target: Target) -> str:
+    function = f"{target.project}-control"
+    bucket = deployed_environment(target, function).get("TL_CONTROL_BUCKET")
     if not bucket:
-        raise CliError(f"{project()}-control has no TL_CONTROL_BUCKET: run deploy.yml again")
+        raise CliError(f"{function} has no TL_CONTROL_BUCKET: run {target.deploy_command} again")
     return bucket
 
 
 def wake(args: argparse.Namespace) -> int:
-    bucket = _control_bucket()
-    answer = _invoke("control", {"action": "wake", "by": "tlops ops wake"})
+    target = resolve(args)
+    bucket = _control_bucket(target)
+    answer = _invoke(target, "control", {"action": "wake", "by": "tlops ops wake"})
     outcome = (answer.get("outcomes") or [{}])[0]
     if outcome.get("outcome") in ("failed", "refused"):
         print(f"tlops ops wake: {outcome.get('reason', 'the wake failed')}", file=sys.stderr)
         return ExitCode.FAILED
-    state = _wait_for(bucket, {"awake"}, args.timeout)
+    state = _wait_for(target, bucket, {"awake"}, args.timeout)
     return _report(state, "awake", args)
 
 
 def sleep(args: argparse.Namespace) -> int:
-    bucket = _control_bucket()
+    target = resolve(args)
+    bucket = _control_bucket(target)
     if args.deep:
-        found = _invoke("queue_health", {"sleep": {"force": True}})
+        found = _invoke(target, "queue_health", {"sleep": {"force": True}})
         verdict = found.get("verdict")
         if verdict != "closing":
             why = {
@@ -123,13 +113,15 @@ def sleep(args: argparse.Namespace) -> int:
             return ExitCode.FAILED
         wanted = "asleep"
     else:
-        answer = _invoke("control", {"action": "sleep", "by": "tlops ops sleep", "stop_node": True})
+        answer = _invoke(
+            target, "control", {"action": "sleep", "by": "tlops ops sleep", "stop_node": True}
+        )
         outcome = (answer.get("outcomes") or [{}])[0]
         if outcome.get("outcome") == "failed":
             print(f"tlops ops sleep: {outcome.get('reason')}", file=sys.stderr)
             return ExitCode.FAILED
         wanted = "napping"
-    state = _wait_for(bucket, {wanted}, args.timeout)
+    state = _wait_for(target, bucket, {wanted}, args.timeout)
     return _report(state, wanted, args)
 
 

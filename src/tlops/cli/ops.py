@@ -8,6 +8,8 @@ it only publishes (`--drill`): AWS then runs the real killer, which stops everyt
 
 `cost-mail --dry-run` prints the mail the daily cost summary would send; without
 `--dry-run` it publishes it to the cost topic.
+
+The stand-in or an account: `tlops.cli.target` decides (the stand-in only when named).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from tlops.cli.cost import deployed_environment, project, stand_in
+from tlops.cli.cost import deployed_environment
 from tlops.cli.exits import ExitCode
 from tlops.cli.session import CliError
+from tlops.cli.target import Target, resolve
+from tlops.common.pages import TooManyPages, all_items
 from tlops.common.telemetry import Telemetry
 
 
@@ -37,6 +41,20 @@ class _Stderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def as_lambda(target: Target, env: dict[str, str]):
+    """While a deployed function's code runs here (the stand-in runs no Lambda): the process
+    environment as Lambda gives it, the function's own configuration and the runtime's
+    region and keys; the environment as it was afterwards."""
+    saved = dict(os.environ)
+    os.environ.update({**target.lambda_environment(), **env})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @contextlib.contextmanager
@@ -52,13 +70,10 @@ def logs_to_stderr(module):
 
 def _kill_topic(sns, function_arn: str) -> str:
     """The topic subscribed to the killer (its alias or the function itself)."""
-    found, token = [], None
-    while True:
-        answer = sns.list_subscriptions(**({"NextToken": token} if token else {}))
-        found += answer.get("Subscriptions", [])
-        token = answer.get("NextToken")
-        if not token:
-            break
+    try:
+        found = all_items(sns.list_subscriptions, "Subscriptions")
+    except TooManyPages as exc:
+        raise CliError(f"the account's SNS subscriptions: {exc}") from None
     topics = sorted(
         s["TopicArn"]
         for s in found
@@ -74,26 +89,26 @@ def _kill_topic(sns, function_arn: str) -> str:
 
 
 def budget_breach(args: argparse.Namespace) -> int:
-    from tlops.common import aws
     from tlops.guard import killer, notification
 
     if not 0 < args.percent <= 10_000:
         raise CliError(
             f"--percent is the spend as a percentage of the budget, above 0 (got {args.percent:g})"
         )
-    endpoint = stand_in()
-    if endpoint is None and not args.drill:
+    target = resolve(args)
+    if not target.stand_in and not args.drill:
         raise CliError(
-            "this is a real account: publishing the breach makes AWS run the budget killer, "
-            "which stops the node and deletes the queue. Pass --drill to do that on purpose."
+            f"this is a real account, {target.describe()}: publishing the breach makes AWS "
+            "run the budget killer, which stops the node and deletes the queue. Pass --drill "
+            "to do that on purpose (or --env local for the stand-in)."
         )
-    function = f"{project()}-budget-killer"
-    env = deployed_environment(function)
+    function = f"{target.project}-budget-killer"
+    env = deployed_environment(target, function)
     try:
         config = killer.KillerConfig.from_env(env)
     except RuntimeError as exc:
         raise CliError(f"{function}: {exc}: deploy again") from None
-    budget = aws.client("budgets").describe_budget(
+    budget = target.client("budgets").describe_budget(
         AccountId=config.account, BudgetName=config.budget_name
     )["Budget"]
     limit = float(budget["BudgetLimit"]["Amount"])
@@ -104,15 +119,15 @@ def budget_breach(args: argparse.Namespace) -> int:
         budget_name=config.budget_name, account=config.account, limit=limit, unit=unit,
         threshold_percent=config.kill_percent, spend=spend, when=now,
     )  # fmt: skip
-    sns = aws.client("sns")
-    arn = aws.client("lambda").get_function_configuration(FunctionName=function)["FunctionArn"]
+    sns = target.client("sns")
+    arn = target.client("lambda").get_function_configuration(FunctionName=function)["FunctionArn"]
     topic = _kill_topic(sns, arn.rsplit(":", 1)[0] if arn.count(":") > 6 else arn)
     subject = f"AWS Budgets: {config.budget_name} has exceeded your alert threshold"
     delivered = "published to"
     try:
         message_id = sns.publish(TopicArn=topic, Subject=subject, Message=message)["MessageId"]
     except (BotoCoreError, ClientError, ResponseParserError) as exc:
-        if endpoint is None:
+        if not target.stand_in:
             raise CliError(f"could not publish to {topic}: {exc}") from None
         # moto runs a topic's Lambda subscribers in Docker, which it lacks: it answers 500.
         message_id = str(uuid.uuid4())
@@ -127,21 +142,15 @@ def budget_breach(args: argparse.Namespace) -> int:
         "message_id": message_id,
         "delivered": delivered,
     }
-    if endpoint is None:
+    if not target.stand_in:
         out["ran"] = "on AWS: see the log group /aws/lambda/" + function
         print(json.dumps(out) if args.json else f"published {message_id} to {topic}; {out['ran']}")
         return 0
     event = notification.sns_event(
         topic_arn=topic, message_id=message_id, message=message, when=now
     )
-    saved = dict(os.environ)
-    os.environ.update(env)  # the function's own configuration, as Lambda would give it
-    try:
-        with logs_to_stderr(killer):
-            report = killer.handle(event, config, aws.client, now)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with as_lambda(target, env), logs_to_stderr(killer):
+        report = killer.handle(event, config, target.client, now)
     out |= {"ran": "here, with the deployed function's environment", **report.as_dict()}
     if args.json:
         print(json.dumps(out, sort_keys=True))
@@ -166,21 +175,20 @@ def _say(out: dict, report, kill_percent: float, function: str) -> None:
 
 
 def cost_mail(args: argparse.Namespace) -> int:
-    from tlops.common import aws
     from tlops.guard import summary
 
-    endpoint = stand_in()
-    env = deployed_environment(f"{project()}-cost-summary")
+    target = resolve(args)
+    env = deployed_environment(target, f"{target.project}-cost-summary")
     try:
         config = summary.SummaryConfig.from_env(env)
     except RuntimeError as exc:
         raise CliError(f"{exc}: deploy again") from None
     today = datetime.now(UTC).date()
-    ce = aws.client("ce")
-    if endpoint:
+    ce = target.client("ce")
+    if target.stand_in:
         from tlops.local import costs as canned
 
-        canned.ensure(ce, endpoint, today)
+        canned.ensure(ce, target.endpoint_url, today)
         print(f"({canned.CANNED_LABEL})")
     if args.dry_run:
         with logs_to_stderr(summary):
@@ -188,7 +196,7 @@ def cost_mail(args: argparse.Namespace) -> int:
         print(f"To: {config.topic_arn}\nSubject: {mail.subject}\n\n{mail.body}", end="")
         return ExitCode.UNHEALTHY if mail.problem else ExitCode.OK
     with logs_to_stderr(summary):
-        mail, message_id = summary.send(config, ce, aws.client("sns"), today)
+        mail, message_id = summary.send(config, ce, target.client("sns"), today)
     print(f"published {message_id} to {config.topic_arn}: {mail.subject}")
     return ExitCode.UNHEALTHY if mail.problem else ExitCode.OK
 

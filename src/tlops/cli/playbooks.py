@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tlops import checkout
 from tlops.cli.session import CliError
 
 if TYPE_CHECKING:
     from tlops.local.stack import LocalStack
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = checkout.ROOT
 
 
 def ansible_playbook() -> Path:

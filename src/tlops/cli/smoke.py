@@ -1,9 +1,10 @@
 """`tlops smoke`: prove a deploy works, leg by leg, within the time a user would wait.
 
-    tlops smoke [--api-url URL] [--token TOKEN] [--user smoke] [--json]
+    tlops smoke [--env NAME | --outputs PATH] [--api-url URL] [--token TOKEN] [--json]
 
-The API is --api-url, else TL_API_URL, else (on the stand-in) the running local
-stack's gateway, else the deploy outputs' `api_url`.
+The API is the target's (`tlops.cli.target`): --api-url, else the deploy outputs'
+`api_url` (of `--env NAME`, or of `--outputs PATH`, as smoke.yml passes them), else
+TL_API_URL, else, on the stand-in, the running local stack's gateway.
 
 The legs, each timed: `GET /ping` (the edge and the router answer), the smoke
 user's ID token, `POST /infer` with a prompt no one else sends, then `GET
@@ -14,10 +15,9 @@ seeds' CI-003 figures); `playbooks/smoke.yml` runs this against any inventory.
 The token: `--token` or `TL_SMOKE_TOKEN` (on an account, the smoke user's, from
 `tlops login`: its app client allows no password flow), or, on the local
 stand-in, the user `smoke` signed in through the admin flow its app client
-allows (created on first use; the token stays in memory). `--env NAME` reads that
-deployment's outputs (`tlops.cli.session.outputs_file`). Exit codes
-(`tlops.cli.exits`): 0 passed (a warning included), 1 a leg failed (no way to a
-token included) or it took over 120 s, 6 no API URL to run against.
+allows (created on first use; the token stays in memory and goes to the stack's own
+gateway only). Exit codes (`tlops.cli.exits`): 0 passed (a warning included), 1 a leg
+failed (no way to a token included) or it took over 120 s, 6 no API URL to run against.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from tlops.cli.session import CliError
+from tlops.cli.target import Target, resolve
 
 FAIL_AFTER_S = 120.0
 WARN_AFTER_S = 90.0
@@ -49,26 +49,12 @@ class Failed(Exception):
     """A leg did not pass; the message says which and why."""
 
 
-def _outputs(path: str | None) -> dict[str, Any]:
-    """The deploy outputs: --outputs, else the local stack's (TLOPS_STATE_DIR)."""
-    if path is None:
-        state = os.environ.get("TLOPS_STATE_DIR")
-        if not state:
-            return {}
-        path = str(Path(state) / "outputs.json")
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise CliError(f"{path} is not the deploy's outputs (JSON): {exc}") from None
-
-
-def _token_source(args: argparse.Namespace, outputs: dict[str, Any]) -> Callable[[], str]:
+def _token_source(args: argparse.Namespace, target: Target) -> Callable[[], str]:
     token = args.token or os.environ.get("TL_SMOKE_TOKEN")
     if token:
         return lambda: token
-    if os.environ.get("TL_AWS_ENDPOINT_URL") and outputs.get("user_pool_id"):
+    outputs = target.outputs
+    if outputs.get("user_pool_id") and target.own_stack() is not None:
 
         def stand_in() -> str:
             from tlops.local import users  # the stand-in's password flow, never on AWS
@@ -77,6 +63,7 @@ def _token_source(args: argparse.Namespace, outputs: dict[str, Any]) -> Callable
                 pool_id=outputs["user_pool_id"],
                 client_id=outputs["client_id"],
                 username=args.user,
+                idp=target.client("cognito-idp"),
             )
 
         return stand_in
@@ -169,27 +156,16 @@ def run_legs(
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    if getattr(args, "env", None) and not args.outputs:
-        from tlops.cli.session import env_outputs, outputs_file
-
-        env_outputs(args)  # a missing or unusable file says which deploy writes it
-        args.outputs = str(outputs_file(args.env))
-    outputs = _outputs(args.outputs)
-    api_url = args.api_url or (outputs.get("api_url") if args.env else None)
-    api_url = api_url or os.environ.get("TL_API_URL")
-    if not api_url and os.environ.get("TL_AWS_ENDPOINT_URL"):
-        from tlops.cli.session import running_local_stack  # the stand-in's gateway
-
-        stack = running_local_stack()
-        api_url = stack.api_url if stack is not None else None
-    api_url = api_url or outputs.get("api_url")
+    target = resolve(args)
+    api_url = target.api_url
     if not api_url:
         raise CliError(
-            "no API URL: pass --api-url, set TL_API_URL, or run deploy.yml (its outputs name it)"
+            "no API URL: pass --env NAME or --api-url, set TL_API_URL, or run deploy.yml (its "
+            "outputs name it)"
         )
 
     def fetch() -> str:  # resolved in the token leg: a missing token fails that leg
-        return _token_source(args, outputs)()
+        return _token_source(args, target)()
 
     began, legs, failure = time.monotonic(), [], None
     try:

@@ -2,8 +2,9 @@
 
 Against a deployment it asks the API (`GET /status`): on AWS the queue is private to
 the VPC, and the router is what reaches it. Only with `--direct`, or with no API to ask
-(the local stack up and nothing deployed in it, or TL_REDIS_URL set and no API URL),
-does it read EC2 and Redis itself, and then says so on its first line.
+(the local stack named, up, and nothing deployed in it; or TL_REDIS_URL set and no API
+URL), does it read EC2 and Redis itself, and then says so on its first line. Which
+deployment, and how AWS is read there: `tlops.cli.target`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from tlops.cli.exits import ExitCode, for_api_error
 from tlops.cli.session import CliError
+from tlops.cli.target import Target, deployed, resolve
 from tlops.contract.states import NOT_DEPLOYED
 
 # A queue that cannot be there, by the deployment's state: not a fault.
@@ -25,17 +27,17 @@ _NO_QUEUE = {
 }
 
 
-def _direct_node(project: str) -> tuple[str, dict[str, Any]]:
+def _direct_node(target: Target) -> tuple[str, dict[str, Any]]:
     """The deployment's state and the node, as EC2 and ElastiCache say now (the operator's
     own credentials: their words are shown)."""
-    from tlops.common import aws
     from tlops.control import node as gpu_node
     from tlops.control import queue
     from tlops.control.state import observe
 
+    project = target.project
     try:
         seen = observe(
-            aws.client("ec2"), aws.client("elasticache"), project=project,
+            target.client("ec2"), target.client("elasticache"), project=project,
             prefix=f"{project}-queue",
         )  # fmt: skip
     except (gpu_node.NodeUnavailable, queue.QueueError) as exc:
@@ -44,17 +46,14 @@ def _direct_node(project: str) -> tuple[str, dict[str, Any]]:
     return seen["state"] or NOT_DEPLOYED, node
 
 
-def _direct(stack: Any) -> dict[str, Any]:
-    """EC2 and Redis read from here: the local stack's parts, or TL_REDIS_URL."""
+def _direct(target: Target, stack: Any) -> dict[str, Any]:
+    """EC2 and Redis read from here: the target's, the local stack's queue when it runs."""
     from tlops.edge import status
     from tlops.edge.resp import RespClient
 
-    if stack is not None:
-        os.environ.update({k: v for k, v in stack.env().items() if k not in os.environ})
-    project = os.environ.get("TL_PROJECT", "tinyllama")
-    report: dict[str, Any] = {"project": project, "source": "direct"}
-    report["state"], report["node"] = _direct_node(project)
-    redis_url = os.environ.get("TL_REDIS_URL")
+    report: dict[str, Any] = {"project": target.project, "source": "direct"}
+    report["state"], report["node"] = _direct_node(target)
+    redis_url = target.redis_url or (stack.redis_url if stack is not None else None)
     if not redis_url:
         missing = {"error": "TL_REDIS_URL is not set (the queue is private to the VPC)"}
         report["queue"], report["boot"] = missing, dict(missing)
@@ -73,11 +72,11 @@ def _direct(stack: Any) -> dict[str, Any]:
     return report
 
 
-def _through_api(args: argparse.Namespace) -> dict[str, Any] | int:
+def _through_api(target: Target, args: argparse.Namespace) -> dict[str, Any] | int:
     from tlops.cli import client
     from tlops.cli.session import api_and_tokens
 
-    api_url, tokens = api_and_tokens(args)
+    api_url, tokens = api_and_tokens(target, args)
     try:
         reply = client.Api(api_url, tokens).request("GET", "/status")
     except client.ApiError as exc:
@@ -92,40 +91,28 @@ def _through_api(args: argparse.Namespace) -> dict[str, Any] | int:
     return {**reply.body, "source": f"api {api_url}"}
 
 
-def _which(args: argparse.Namespace) -> tuple[bool, Any]:
-    """(read directly?, the local stack to read) for this call."""
-    from tlops.cli import session
-
+def _which(target: Target, args: argparse.Namespace) -> tuple[bool, Any]:
+    """(read directly?, the local stack whose parts are read) for this call."""
     if args.direct:
-        return True, _maybe_local_stack(args)
-    url = session.api_url_of(args, session.env_outputs(args))
+        return True, target.running_stack()
     token = args.token or os.environ.get("TL_TOKEN")
-    if url and (token or not session.is_loopback_url(url)):
+    stack = None if token else target.own_stack()
+    if stack is not None and not deployed(stack):
+        return True, stack  # the stack is up, nothing deployed: no API to ask yet
+    if target.api_url:
         return False, None
-    stack = _maybe_local_stack(args)
-    if stack is not None and (url is None or session.same_api(url, stack.api_url)):
-        return not session.deployed(stack), stack
-    if url:
-        return False, None
-    return bool(os.environ.get("TL_REDIS_URL")), None
-
-
-def _maybe_local_stack(args: argparse.Namespace) -> Any:
-    if getattr(args, "env", None) not in (None, "local"):
-        return None
-    from tlops.cli.session import local_stack
-
-    return local_stack()
+    return bool(target.redis_url), None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    direct, stack = _which(args)
+    target = resolve(args)
+    direct, stack = _which(target, args)
     if direct:
-        report = _direct(stack)
-        if stack is not None:
+        report = _direct(target, stack)
+        if stack is not None and not deployed(stack):
             report["source"] = "direct: the local stack's parts (nothing deployed in it)"
     else:
-        got = _through_api(args)
+        got = _through_api(target, args)
         if isinstance(got, int):
             return got
         report = got

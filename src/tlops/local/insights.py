@@ -1,6 +1,6 @@
 """A small CloudWatch Logs Insights evaluator, for the subset the project's queries use.
 
-`tlops logs query NAME` runs a query of `observability/queries/` over the local
+`tlops local logs query NAME` runs a query of `observability/queries/` over the local
 stack's JSON logs with this, so the text the observability role saves is the
 text tested here. The subset:
 

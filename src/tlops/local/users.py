@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from typing import Any
 
 from tlops.common import aws
 
@@ -18,14 +19,17 @@ class UnknownGroup(LookupError):
     """The pool has no group of that name."""
 
 
-def id_token(*, pool_id: str, client_id: str, username: str, groups: Iterable[str] = ()) -> str:
+def id_token(
+    *, pool_id: str, client_id: str, username: str, groups: Iterable[str] = (), idp: Any = None
+) -> str:
     """An ID token for `username`, creating the user on first use and adding it to
-    `groups` (memberships add up: a user put in `admins` once stays there).
+    `groups` (memberships add up: a user put in `admins` once stays there). `idp`: the
+    stand-in's Cognito client (default: the environment's, `aws.client`).
 
     The password is random, set for this one sign-in and never stored: the
     token is what the caller keeps (in memory), not a credential on disk.
     """
-    idp = aws.client("cognito-idp")
+    idp = aws.client("cognito-idp") if idp is None else idp
     try:
         idp.admin_get_user(UserPoolId=pool_id, Username=username)
     except idp.exceptions.UserNotFoundException:

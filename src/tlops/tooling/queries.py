@@ -9,7 +9,7 @@ A file starts with header comments, then the query:
 
 The observability role saves each query as a query definition (the filter
 `tlops_queries` calls `definitions`) over the log groups the header names, given
-by alias; `tlops logs query NAME` runs it over the local stack's logs
+by alias; `tlops local logs query NAME` runs it over the local stack's logs
 (tlops.local.insights). One parser, so the two cannot read a file differently.
 """
 

@@ -3,7 +3,7 @@
 
     {{ observability_queries_dir | tlops_queries(log_groups, project_tag) }}
 
-The files are read by `tlops.tooling.queries`, the parser `tlops logs query` uses too.
+The files are read by `tlops.tooling.queries`, the parser `tlops local logs query` uses too.
 """
 
 from __future__ import annotations

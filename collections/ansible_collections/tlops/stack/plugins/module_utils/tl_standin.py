@@ -171,7 +171,7 @@ GAPS = {
             "the endpoint does not implement CloudWatch Logs query definitions ({call} failed, "
             + _LACKS
             + "): query definition {name!r} was neither read nor written; the query itself "
-            "still runs locally with `tlops logs query`"
+            "still runs locally with `tlops local logs query`"
         ),
     ),
     "elasticache-deletes-never-finish": Gap(

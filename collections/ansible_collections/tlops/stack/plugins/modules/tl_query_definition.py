@@ -21,7 +21,7 @@ notes:
     after it is deleted, never one found by any other name.
   - The local stand-in (moto 5.2.5) implements no query definition call (it answers HTTP
     500); the module then warns, changes nothing and reports no change. The queries
-    themselves run locally over the local stack's logs (C(tlops logs query NAME)).
+    themselves run locally over the local stack's logs (C(tlops local logs query NAME)).
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
