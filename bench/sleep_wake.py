@@ -135,7 +135,7 @@ def main() -> None:
         admin.request("POST", "/stop", {})
         wait_state(bucket, "napping")
         wait_node_down(stack)
-        code = nap.sleep(argparse.Namespace(deep=True, timeout=120.0, json=False))
+        code = nap.sleep(argparse.Namespace(env="local", deep=True, timeout=120.0, json=False))
         if code != 0:
             sys.exit("tlops ops sleep --deep failed")
         # the queue agent notices the deleted group at its next look: as on AWS, where the
