@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.playbooks.stand_in import PLAYBOOK_BIN, REPO, Account, run_playbook
+from tlops.contract import names
 from tlops.local.services import MotoProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=5)]
@@ -235,4 +236,6 @@ def test_the_bake_publishes_where_the_node_launches_from():
     assert default("ami_bake", "ami_bake_parameter") == default(
         "gpu_node", "gpu_node_ami_parameter"
     )
-    assert default("ami_bake", "ami_bake_parameter") == PARAMETER
+    # both read the one home of the name, which is the parameter the seeds name
+    assert default("ami_bake", "ami_bake_parameter") == "{{ tlops_names.latest_image_parameter }}"
+    assert names.LATEST_IMAGE_PARAMETER == PARAMETER

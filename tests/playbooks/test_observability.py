@@ -79,6 +79,8 @@ def role_vars() -> dict[str, Any]:
         **CONTEXT,
         **yaml.safe_load((ROLE / "defaults/main.yml").read_text()),
         **yaml.safe_load((ROLE / "vars/main.yml").read_text()),
+        # what every playbook of playbooks/ loads from its group_vars/all/
+        **yaml.safe_load((REPO / "playbooks" / "group_vars" / "all" / "names.yml").read_text()),
         "playbook_dir": str(REPO / "playbooks"),
     }
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
