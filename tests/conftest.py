@@ -16,6 +16,7 @@ import redis as redis_py
 
 from tests.doubles.tokens import AUDIENCE, ISSUER, JwksServer, KeySet
 from tests.lambdas import LambdaContext
+from tests.support.vllm_fixtures import vllm_server  # noqa: F401 - one server per run, for any module
 from tlops.local.services import MotoProcess, RedisProcess
 
 __all__ = ["AUDIENCE", "ISSUER", "http_event"]

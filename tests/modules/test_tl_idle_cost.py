@@ -2,7 +2,7 @@
 teardown.yml print it, in check mode and not, changing nothing; and the failures that say
 what to fix (a price table that is not one, a Python without the tlops package).
 
-The arithmetic itself is tested in tests/integration/test_idle_cost.py.
+The arithmetic itself is tested in tests/cost/test_idle_cost.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the month (or from yesterday, on the 1st) up to today gives everything the mail 
 Today is left out: its figures are partial. Cost Explorer bills each request (USD 0.01),
 so the mail makes one a day and `tlops cost` one per run (docs/decisions.md).
 
-The projection (tested with canned data, tests/unit/test_guard_costs.py):
+The projection (tested with canned data, tests/guard/test_guard_costs.py):
 
     projection = month to date + rate x days left (today included)
     rate = mean daily spend of the last 7 complete days of this month

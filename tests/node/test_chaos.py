@@ -1,0 +1,82 @@
+"""Chaos: 200 jobs while the watcher is killed -9 again and again; nothing may be lost or doubled.
+
+Each kill leaves deliveries unacknowledged, some mid-request and some between the
+S3 write and the status flip. The next watcher must reclaim them, every job
+must end done or dead-lettered with a reason, and no result may be written twice
+(the bucket is versioned, so a second write would show as a second version).
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.doubles.inference import InferenceDouble
+from tests.support.watcher_fixtures import (
+    WatcherProcess,
+    dead_letters,
+    enqueue,
+    make_bucket,
+    pending_count,
+    result_of,
+    settled,
+    statuses,
+    wait_for,
+    write_count,
+)
+from tlops import contract
+
+pytestmark = pytest.mark.integration
+
+JOBS = 200
+KILLS = 4
+ARGS = (
+    "--visibility-timeout",
+    "1",
+    "--max-deliveries",
+    "5",
+    "--concurrency",
+    "16",
+    "--drain-deadline",
+    "10",
+)
+
+
+def test_kill_9_repeatedly_loses_and_duplicates_nothing(
+    aws_stand_in, redis_client, redis_url, tmp_path
+):
+    make_bucket(versioned=True)
+    ids = enqueue(redis_url, JOBS)
+    killed_in_flight = 0
+    with InferenceDouble(latency=0.05, cap=16) as double:
+        for kill in range(KILLS):
+            watcher = WatcherProcess(tmp_path, redis_url, double.url, *ARGS).start()
+            # let it make some progress (and hold some jobs) before killing it
+            target = double.completed + 20 + 5 * kill
+            wait_for(lambda t=target: double.completed >= t, f"progress before kill {kill + 1}")
+            killed_in_flight += double.in_flight
+            watcher.signal(signal.SIGKILL)
+            watcher.wait()
+        last = WatcherProcess(tmp_path, redis_url, double.url, *ARGS).start()
+        try:
+            wait_for(lambda: settled(redis_client, ids), "every job to settle", timeout=60)
+        finally:
+            last.stop()
+
+    final = statuses(redis_client, ids)
+    letters = dead_letters(redis_client)
+    assert set(final.values()) <= {"done", "failed"}
+    for job_id, status in final.items():
+        result = result_of(job_id)
+        assert result["id"] == job_id
+        assert result["status"] == status
+        assert write_count(job_id) == 1, f"{job_id} result written more than once"
+        if status == "failed":
+            assert letters[job_id]["reason"]
+    assert set(letters) == {j for j, s in final.items() if s == "failed"}
+    assert pending_count(redis_client) == 0
+    redelivered = [
+        j for j in ids if int(redis_client.hget(contract.job_key(j), "attempts") or 0) > 1
+    ]
+    assert killed_in_flight == 0 or redelivered  # kills mid-job did force redeliveries
