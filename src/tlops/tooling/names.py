@@ -17,6 +17,7 @@ import sys
 
 from tlops import checkout
 from tlops.contract import names
+from tlops.tooling import generated
 
 NAMES_FILE = checkout.ROOT / "playbooks" / "group_vars" / "all" / "names.yml"
 HEADER = (
@@ -39,17 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument("--write", action="store_true", help=f"rewrite {NAMES_FILE.name}")
     action.add_argument("--check", action="store_true", help="exit 1 when it differs")
     args = parser.parse_args(argv)
-    wanted = rendered()
-    current = NAMES_FILE.read_text() if NAMES_FILE.exists() else ""
-    if args.write:
-        if wanted != current:
-            NAMES_FILE.parent.mkdir(parents=True, exist_ok=True)
-            NAMES_FILE.write_text(wanted)
-        return 0
-    if wanted != current:
-        print(f"{NAMES_FILE} differs from tlops.contract.names: run `make names`", file=sys.stderr)
-        return 1
-    return 0
+    return generated.write_or_check(
+        NAMES_FILE, rendered(), write=args.write, source="tlops.contract.names", target="names"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tlops import checkout
+from tlops.tooling import generated
 
 REPO_ROOT = checkout.ROOT
 OPENAPI = REPO_ROOT / "openapi.yaml"
@@ -110,16 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument("--write", action="store_true", help="rewrite tlops/edge/routes.py")
     action.add_argument("--check", action="store_true", help="exit 1 when it differs")
     args = parser.parse_args(argv)
-    current = ROUTES_MODULE.read_text()
-    wanted = regenerated(current, load_spec())
-    if args.write:
-        if wanted != current:
-            ROUTES_MODULE.write_text(wanted)
-        return 0
-    if wanted != current:
-        print(f"{ROUTES_MODULE} differs from openapi.yaml: run `make routes`", file=sys.stderr)
-        return 1
-    return 0
+    wanted = regenerated(ROUTES_MODULE.read_text(), load_spec())
+    return generated.write_or_check(
+        ROUTES_MODULE, wanted, write=args.write, source="openapi.yaml", target="routes"
+    )
 
 
 if __name__ == "__main__":
