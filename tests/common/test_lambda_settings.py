@@ -4,6 +4,8 @@ node's programs: a variable that is missing or bad is named, never a bare ValueE
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -85,3 +87,16 @@ def test_every_lambda_setting_names_a_distinct_variable():
         assert len(variables) == len(set(variables)), table.__name__
         assert all(v.startswith("TL_") for v in variables), table.__name__
         assert dataclasses.is_dataclass(table)
+
+
+def test_reading_a_table_adds_no_command_line_parser_to_a_cold_start():
+    """The tables' flags are the node's; a Lambda reading its environment through them must
+    not pay argparse's import on every cold start."""
+    code = (
+        "import sys; import tlops.edge.router, tlops.edge.queue_health, tlops.control.actions, "
+        "tlops.guard.killer, tlops.guard.summary; print('argparse' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert found == "False"

@@ -19,10 +19,12 @@ not settings.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the Lambdas read tables too: argparse stays off their cold start
+    import argparse
 
 REQUIRED: Any = dataclasses.MISSING  # a setting's default: none, the variable must be set
 
