@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tlops import checkout
 from tlops.cli import playbooks
 from tlops.local.services import MotoProcess
 
@@ -54,7 +55,7 @@ def main() -> None:
     try:
         started = time.perf_counter()
         done = playbooks.run(
-            str(baseline.relative_to(playbooks.REPO / "playbooks", walk_up=True)),
+            str(baseline.relative_to(checkout.ROOT / "playbooks", walk_up=True)),
             env=env, capture=True,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout

@@ -21,8 +21,6 @@ from tlops.cli.session import CliError
 if TYPE_CHECKING:
     from tlops.local.stack import LocalStack
 
-REPO = checkout.ROOT
-
 
 def ansible_playbook() -> Path:
     binary = Path(sys.executable).with_name("ansible-playbook")
@@ -47,7 +45,7 @@ def run(
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.run(  # noqa: S603 - fixed argv, no shell
         command,
-        cwd=REPO,
+        cwd=checkout.ROOT,
         env={**os.environ, "PATH": path, **(env or {})},
         stdin=subprocess.DEVNULL,
         capture_output=capture,

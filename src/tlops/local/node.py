@@ -29,7 +29,6 @@ from tlops.contract import names
 from tlops.local import supervisor, vllm
 from tlops.local.services import ServiceError
 
-CHECKOUT = checkout.ROOT
 PLAYBOOK = "playbooks/node.yml"
 # AF_UNIX paths hold 108 bytes; vLLM binds TMPDIR/<uuid4> (37 more bytes).
 MAX_SOCKET_PATH = 100
@@ -123,7 +122,7 @@ class LocalNode:
         with log.open("w") as out:
             done = subprocess.run(  # noqa: S603 - fixed argv, no shell
                 [str(binary), PLAYBOOK, "-e", f"@{self.vars_file}"],
-                cwd=CHECKOUT,
+                cwd=checkout.ROOT,
                 env={**os.environ, **env, "PATH": path},
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -19,13 +19,12 @@ from tlops.local.services import ServiceError, free_port, http_ok
 
 VLLM_READY_TIMEOUT_S = 240.0
 # The repository root, when tlops runs from a checkout (an editable install).
-_CHECKOUT = checkout.ROOT
 
 
 def vllm_python() -> Path:
     """The vLLM venv's interpreter: `TLOPS_VLLM_PYTHON`, else the checkout's `.venv-vllm`."""
     configured = os.environ.get("TLOPS_VLLM_PYTHON")
-    python = Path(configured) if configured else _CHECKOUT / ".venv-vllm" / "bin" / "python"
+    python = Path(configured) if configured else checkout.ROOT / ".venv-vllm" / "bin" / "python"
     if not python.exists():
         where = "TLOPS_VLLM_PYTHON" if configured else "the checkout"
         raise ServiceError(

@@ -41,9 +41,8 @@ from typing import NamedTuple
 
 from tlops import checkout
 
-REPO_ROOT = checkout.ROOT
-LAMBDA_SRC = REPO_ROOT / "lambda_src"
-SRC = REPO_ROOT / "src"
+LAMBDA_SRC = checkout.ROOT / "lambda_src"
+SRC = checkout.ROOT / "src"
 RUNTIME_PYTHON = (3, 12)
 DEFAULT_RUNTIME = "python3.12"
 DEFAULT_HANDLER = "handler.lambda_handler"
@@ -316,7 +315,7 @@ def build_function_zip(function: str, out: Path, *, compile_bytecode: bool = Tru
     """Build `out` for lambda_src/<function>/handler.py; raise PackagingError if it cannot."""
     source = LAMBDA_SRC / function
     if not (source / "handler.py").is_file():
-        raise PackagingError(f"no handler at {(source / 'handler.py').relative_to(REPO_ROOT)}")
+        raise PackagingError(f"no handler at {(source / 'handler.py').relative_to(checkout.ROOT)}")
     built = build_source_zip(source, compile_bytecode=compile_bytecode)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(built.data)

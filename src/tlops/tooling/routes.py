@@ -23,8 +23,7 @@ from typing import Any
 from tlops import checkout
 from tlops.tooling import generated
 
-REPO_ROOT = checkout.ROOT
-OPENAPI = REPO_ROOT / "openapi.yaml"
+OPENAPI = checkout.ROOT / "openapi.yaml"
 ROUTES_MODULE = Path(__file__).resolve().parents[1] / "edge" / "routes.py"
 FUNCTION = "x-tlops-function"
 BEGIN = "# --- generated from openapi.yaml by `make routes`; do not edit by hand ---\n"
