@@ -13,6 +13,7 @@ from tlops import contract
 from tlops.common import settings_table
 from tlops.common.settings_table import ConfigError
 from tlops.control.config import ControlConfig
+from tlops.edge.eip_watch import EipWatchSettings
 from tlops.edge.queue_health import QueueHealthSettings
 from tlops.edge.router_config import RouterConfig
 from tlops.guard.killer import KillerConfig
@@ -82,7 +83,7 @@ def test_an_empty_variable_counts_as_unset(monkeypatch):
 
 
 def test_every_lambda_setting_names_a_distinct_variable():
-    for table in (*(t for t, _, _ in TABLES), QueueHealthSettings):
+    for table in (*(t for t, _, _ in TABLES), QueueHealthSettings, EipWatchSettings):
         variables = [f.metadata["env"] for f in settings_table.options(table)]
         assert len(variables) == len(set(variables)), table.__name__
         assert all(v.startswith("TL_") for v in variables), table.__name__
@@ -94,7 +95,8 @@ def test_reading_a_table_adds_no_command_line_parser_to_a_cold_start():
     not pay argparse's import on every cold start."""
     code = (
         "import sys; import tlops.edge.router, tlops.edge.queue_health, tlops.control.actions, "
-        "tlops.guard.killer, tlops.guard.summary; print('argparse' in sys.modules)"
+        "tlops.guard.killer, tlops.guard.summary, tlops.edge.eip_watch; "
+        "print('argparse' in sys.modules)"
     )
     found = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

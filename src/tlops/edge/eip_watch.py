@@ -12,13 +12,21 @@ addresses (access.yml).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
+from tlops.common import settings_table
+from tlops.common.settings_table import setting
 from tlops.common.telemetry import Telemetry
 from tlops.contract import names
 
 telemetry = Telemetry("eip_watch")
+
+
+@dataclasses.dataclass(frozen=True)
+class EipWatchSettings:
+    project: str = setting(None, "TL_PROJECT", "the Project tag of the addresses", names.PROJECT)
 
 
 def detached(ec2: Any, project: str) -> list[dict[str, str]]:
@@ -43,5 +51,5 @@ def watch(ec2: Any, project: str) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     from tlops.common import aws
 
-    project = os.environ.get("TL_PROJECT", names.PROJECT)
-    return watch(aws.client("ec2", connect_timeout=2.0, read_timeout=5.0), project)
+    found = settings_table.from_env(EipWatchSettings, os.environ, "eip_watch")
+    return watch(aws.client("ec2", connect_timeout=2.0, read_timeout=5.0), found.project)
