@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from tlops.local.relay import Context
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "tests" / "events"
@@ -32,14 +33,11 @@ def load_handler(function: str) -> ModuleType:
     return module
 
 
-class LambdaContext:
-    """The part of Lambda's context object the handlers read: the time left, the names."""
+class LambdaContext(Context):
+    """The stand-in relay's context (the time left), with the names Lambda's carries too."""
 
     def __init__(self, function: str = "test", timeout_s: float = 30.0):
+        super().__init__(timeout_s)
         self.function_name = function
         self.aws_request_id = "00000000-0000-4000-8000-000000000000"
         self.memory_limit_in_mb = 256
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))

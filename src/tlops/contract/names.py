@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tlops.contract.states import NODE_LIVE_STATES
+
 # The Project tag's default value: every resource a deployment makes carries
 # Project=<project>, and teardown, the killer and the checks find them by it alone.
 PROJECT = "tinyllama"
@@ -49,8 +51,6 @@ def tag_filters(project: str, role: str | None = None) -> list[dict[str, Any]]:
 def for_yaml() -> dict[str, Any]:
     """What playbooks/group_vars/all/names.yml holds (`tlops_names`): every name above, and
     the node's live EC2 states (contract.states)."""
-    from tlops.contract.states import NODE_LIVE_STATES
-
     return {
         "node_live_states": list(NODE_LIVE_STATES),
         "project": PROJECT,
