@@ -174,6 +174,15 @@ GAPS = {
             "still runs locally with `tlops local logs query`"
         ),
     ),
+    "servicequotas-no-ec2-quotas": Gap(
+        calls=("servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota"),
+        refused=unsupported,  # GetServiceQuota: NoSuchResourceException; the default: lacking
+        says=(
+            "the endpoint serves no EC2 quota {code} (the local stand-in moto 5.2.5 serves VPC "
+            "quotas only and lacks GetAWSDefaultServiceQuota): the G-instance vCPU quota was "
+            "not read, so nothing says the account may launch the node; on AWS it is read"
+        ),
+    ),
     "elasticache-deletes-never-finish": Gap(
         calls=("elasticache:DescribeReplicationGroups",),
         refused=None,  # a deleted group stays `deleting` there: only a bounded wait ends
