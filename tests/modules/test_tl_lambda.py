@@ -15,16 +15,19 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from ansible_collections.amazon.aws.plugins.module_utils import cloud
-from botocore.stub import ANY
+from botocore.exceptions import ClientError
+from botocore.stub import ANY, Stubber
 
 from tlops.tooling import lambda_zip as packaging
 
 from .conftest import ACCOUNT_ID, REGION, STUB_ARGS
-from .harness import PACKAGE, REPO, ModuleFailed, run_module
+from .harness import PACKAGE, REPO, ModuleFailed, code, run_module
 
 NAME = "tl-test-fn"
 TAGS = {"Project": "tinyllama", "Role": "router"}
@@ -34,9 +37,14 @@ CODE = f"{PACKAGE}.module_utils.tl_lambda"  # the module's code, as the module i
 
 
 @pytest.fixture(autouse=True)
-def no_wait(monkeypatch):
-    """Polls of an update in progress do not sleep (the Stubber answers at once)."""
-    monkeypatch.setattr(importlib.import_module(f"{CODE}.apply"), "WAIT_DELAY", 0.0)
+def pauses(monkeypatch) -> list[float]:
+    """Nothing sleeps (the Stubber answers at once): polls of an update in progress wait 0 s,
+    and the pauses between tries of a role IAM has not propagated yet are recorded."""
+    apply = importlib.import_module(f"{CODE}.apply")
+    monkeypatch.setattr(apply, "WAIT_DELAY", 0.0)
+    recorded: list[float] = []
+    monkeypatch.setattr(apply, "PAUSE", recorded.append)
+    return recorded
 
 
 @pytest.fixture
@@ -411,6 +419,7 @@ def test_a_zip_over_5_mib_is_refused(aws, args, source):
         ({"runtime": "nodejs20.x"}, "not a Python runtime"),
         ({"state": "absent", "rollback": True}, "rollback applies to state=present"),
         ({"vpc_subnet_ids": ["subnet-1"]}, "vpc_subnet_ids and vpc_security_group_ids"),
+        ({"propagation_timeout": -1}, "propagation_timeout"),
     ],
 )
 def test_bad_input_fails_naming_the_option(args, change, named):
@@ -550,7 +559,7 @@ def test_each_update_in_progress_is_waited_for(stubbed, stub_args, source):
     assert done["diff"]["before"]["configuration"]["memory_size"] == 512
 
 
-def test_a_new_role_is_waited_for_until_lambda_can_assume_it(stubbed, stub_args, source):
+def test_a_new_role_is_waited_for_until_lambda_can_assume_it(stubbed, stub_args, source, pauses):
     """IAM is eventually consistent: AWS refuses a role made a moment ago, for a while."""
     lam = stubbed("lambda")
     sha_ = packaging.build_source_zip(source).code_sha256
@@ -578,6 +587,162 @@ def test_a_new_role_is_waited_for_until_lambda_can_assume_it(stubbed, stub_args,
     done = run_module("tl_lambda", stub_args)
     assert done["changed"] and done["version"] == "1" and done["alias_arn"] == f"{ARN}:prod"
     assert done["diff"]["after"]["tags"] == TAGS
+    assert pauses == [2.0]
+
+
+# --- a role IAM has not propagated yet: recognised, retried with backoff, then explained --------
+PROPAGATION = code("tl_lambda.propagation")
+REFUSED = "InvalidParameterValueException"
+ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/tl-test-role"
+NO_ENI = (
+    "The provided execution role does not have permissions to call CreateNetworkInterface on EC2"
+)
+NO_XRAY = "The provided execution role does not have permissions to call PutTraceSegments on XRAY"
+
+
+@pytest.mark.parametrize(
+    ("code_", "message", "check"),
+    [
+        (REFUSED, "The role defined for the function cannot be assumed by Lambda.",
+         "its trust policy must let lambda.amazonaws.com assume it (sts:AssumeRole)"),
+        (REFUSED, NO_ENI, "its policy must allow ec2:CreateNetworkInterface, "
+         "ec2:DescribeNetworkInterfaces and ec2:DeleteNetworkInterface (a function in a VPC)"),
+        (REFUSED, NO_XRAY, "its policy must allow xray:PutTraceSegments and "
+         "xray:PutTelemetryRecords (active tracing)"),
+        (REFUSED, NO_ENI.replace("CreateNetworkInterface", "DescribeSubnets"),
+         "its policy must allow ec2:DescribeSubnets"),
+        (REFUSED, "Unzipped size must be smaller than 262144000 bytes", None),
+        ("AccessDeniedException", NO_ENI, None),
+    ],
+)  # fmt: skip
+def test_which_refusals_are_a_role_not_yet_propagated(code_, message, check):
+    refusal = ClientError({"Error": {"Code": code_, "Message": message}}, "CreateFunction")
+    assert PROPAGATION.what_to_check(refusal) == check
+
+
+def test_the_delays_double_up_to_thirty_seconds_and_add_up_to_the_timeout():
+    assert PROPAGATION.backoff(90) == [2, 4, 8, 16, 30, 30]
+    assert PROPAGATION.backoff(5) == [2, 3]
+    assert PROPAGATION.backoff(0) == []
+
+
+@pytest.fixture
+def lambda_stub() -> Iterator[Stubber]:
+    client = boto3.client(
+        "lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def retrying(stub: Stubber, delays: list[float], slept: list[float]):
+    return PROPAGATION.while_propagating(
+        stub.client.list_functions, role_arn=ROLE, what="listing", delays=delays,
+        sleep=slept.append,
+    )  # fmt: skip
+
+
+def test_the_loop_retries_a_refused_role_after_each_delay_until_lambda_takes_it(lambda_stub):
+    lambda_stub.add_client_error("list_functions", REFUSED, NO_ENI, 400)
+    lambda_stub.add_client_error("list_functions", REFUSED, NO_XRAY, 400)
+    lambda_stub.add_response("list_functions", {"Functions": []})
+    slept: list[float] = []
+    assert retrying(lambda_stub, [2.0, 4.0, 8.0], slept) == {"Functions": []}
+    assert slept == [2.0, 4.0]
+
+
+def test_past_the_last_delay_the_loop_says_what_the_role_must_allow(lambda_stub):
+    for _ in range(3):
+        lambda_stub.add_client_error("list_functions", REFUSED, NO_ENI, 400)
+    slept: list[float] = []
+    with pytest.raises(PROPAGATION.Failure) as failed:
+        retrying(lambda_stub, [2.0, 4.0], slept)
+    assert slept == [2.0, 4.0]
+    message = failed.value.message
+    assert message.startswith(f"listing: Lambda still refuses the execution role {ROLE} after 2")
+    assert "ec2:CreateNetworkInterface" in message and "propagation_timeout" in message
+    assert isinstance(failed.value.exception, ClientError)
+
+
+def test_any_other_error_is_raised_at_once(lambda_stub):
+    lambda_stub.add_client_error("list_functions", REFUSED, "Unzipped size must be smaller", 400)
+    slept: list[float] = []
+    with pytest.raises(ClientError, match="Unzipped size"):
+        retrying(lambda_stub, [2.0, 4.0], slept)
+    assert slept == []
+
+
+def created(lam: Stubber, sha_: str) -> None:
+    """What follows a CreateFunction that Lambda took: Active, version 1, alias, tags."""
+    lam.add_response("create_function", _config(sha_, State="Pending"), None)
+    lam.add_response("get_function_configuration", _config(sha_), None)
+    lam.add_response("publish_version", _config(sha_, Version="1", FunctionArn=f"{ARN}:1"), None)
+    lam.add_response(
+        "create_alias", {"AliasArn": f"{ARN}:prod", "Name": "prod", "FunctionVersion": "1"}, None
+    )
+    lam.add_response("list_tags", {"Tags": TAGS}, {"Resource": ARN})
+
+
+def test_a_vpc_function_waits_for_the_roles_network_permissions_to_propagate(
+    stubbed, stub_args, source, pauses
+):
+    """Issue 19, 3a: a brand-new role's inline policy had not reached Lambda; the module
+    failed at once (it retried "cannot be assumed" only)."""
+    lam = stubbed("lambda")
+    sha_ = packaging.build_source_zip(source).code_sha256
+    lam.add_client_error("get_function", "ResourceNotFoundException", "Function not found", 404)
+    for _ in range(2):
+        lam.add_client_error("create_function", REFUSED, NO_ENI, 400)
+    created(lam, sha_)
+    vpc = {"vpc_subnet_ids": ["subnet-1"], "vpc_security_group_ids": ["sg-1"]}
+    done = run_module("tl_lambda", {**stub_args, **vpc})
+    assert done["changed"] and done["version"] == "1"
+    assert pauses == [2.0, 4.0]
+
+
+def test_a_refusal_that_outlasts_propagation_timeout_fails_saying_what_to_check(
+    stubbed, stub_args, source, pauses
+):
+    lam = stubbed("lambda")
+    lam.add_client_error("get_function", "ResourceNotFoundException", "Function not found", 404)
+    for _ in range(3):
+        lam.add_client_error("create_function", REFUSED, NO_XRAY, 400)
+    with pytest.raises(ModuleFailed) as failed:
+        run_module("tl_lambda", {**stub_args, "propagation_timeout": 6})
+    message = failed.value.result["msg"]
+    assert message.startswith(f"creating function {NAME}: Lambda still refuses the execution role")
+    assert "after 2 retries over 6 s" in message and "xray:PutTraceSegments" in message
+    assert pauses == [2.0, 4.0]
+
+
+def test_turning_tracing_on_waits_for_the_roles_xray_permissions_to_propagate(
+    stubbed, stub_args, source, pauses
+):
+    """UpdateFunctionConfiguration checks the role as CreateFunction does."""
+    lam = stubbed("lambda")
+    built = packaging.build_source_zip(source).code_sha256
+    before = _config(built, TracingConfig={"Mode": "PassThrough"})
+    lam.add_response("get_function", {"Configuration": before, "Tags": TAGS}, None)
+    one = _config(built, TracingConfig={"Mode": "PassThrough"}, Version="1")
+    lam.add_response("list_versions_by_function", {"Versions": [before, one]}, None)
+    prod = {"AliasArn": f"{ARN}:prod", "Name": "prod", "FunctionVersion": "1"}
+    lam.add_response("list_aliases", {"Aliases": [prod]}, None)
+    lam.add_client_error("update_function_configuration", REFUSED, NO_XRAY, 400)
+    lam.add_response(
+        "update_function_configuration",
+        _config(built, LastUpdateStatus="InProgress"),
+        {**dict.fromkeys(("FunctionName", "Role", "Handler", "Runtime", "MemorySize",
+                          "Timeout", "Environment", "Description", "VpcConfig"), ANY),
+         "TracingConfig": {"Mode": "Active"}},
+    )  # fmt: skip
+    lam.add_response("get_function_configuration", _config(built), None)
+    lam.add_response("publish_version", _config(built, Version="2"), None)
+    lam.add_response("update_alias", {**prod, "FunctionVersion": "2"}, None)
+    done = run_module("tl_lambda", stub_args)
+    assert done["changed"] and done["version"] == "2"
+    assert done["configuration"]["tracing_mode"] == "Active"
+    assert pauses == [2.0]
 
 
 def test_a_failed_update_fails_with_the_reason(stubbed, stub_args, source):

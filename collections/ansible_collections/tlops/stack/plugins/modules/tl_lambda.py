@@ -127,6 +127,16 @@ options:
     description: Seconds to wait for the function to become active or for an update to finish.
     type: int
     default: 300
+  propagation_timeout:
+    description:
+      - Seconds to keep retrying C(CreateFunction) and C(UpdateFunctionConfiguration), with
+        doubling delays (2, 4, 8, ... seconds, at most 30), while Lambda refuses the execution
+        role as one it cannot assume, or as lacking C(ec2:CreateNetworkInterface) (a function
+        in a VPC) or C(xray:PutTraceSegments) (active tracing). A role or policy made moments
+        ago is refused so until IAM has propagated it; past this, the module fails saying what
+        the role must allow. 0 to 600; 0 does not retry.
+    type: int
+    default: 90
   tags:
     description:
       - Tags of the function (not of its versions). With O(state=absent), the tags the function
@@ -291,6 +301,7 @@ def main():
         keep_versions=dict(type="int", default=5),
         rollback=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=300),
+        propagation_timeout=dict(type="int", default=90),
         tags=dict(type="dict", aliases=["resource_tags"]),
         purge_tags=dict(type="bool", default=True),
     )

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import time
+
 from ansible_collections.tlops.stack.plugins.module_utils import tl_standin as gaps
 from ansible_collections.tlops.stack.plugins.module_utils.tl_aws import (
-    ClientError,
     Failure,
     apply_tags,
     wait_until,
+)
+from ansible_collections.tlops.stack.plugins.module_utils.tl_lambda.propagation import (
+    backoff,
+    while_propagating,
 )
 from ansible_collections.tlops.stack.plugins.module_utils.tl_lambda.read import (
     configuration_of,
@@ -18,7 +23,7 @@ from ansible_collections.tlops.stack.plugins.module_utils.tl_lambda.read import 
 )
 
 WAIT_DELAY = 2.0  # seconds between polls of an update in progress
-ROLE_PROPAGATION_S = 90  # how long a new role may be refused by Lambda (IAM propagation)
+PAUSE = time.sleep  # between tries while Lambda refuses a role IAM has not propagated yet
 
 
 def wait_settled(client, name, timeout):
@@ -57,44 +62,31 @@ def vpc_config(desired):
 
 
 def create_function(client, params, build, desired):
-    """Create the function, waiting (bounded) for a new role to become assumable, then for
-    the function to be Active; its configuration."""
+    """Create the function, retrying (bounded) while Lambda refuses a role or policy IAM has
+    not propagated yet, then wait for it to be Active; its configuration."""
     name = params["name"]
-
-    def attempt():
-        try:
-            return client.create_function(
-                FunctionName=name,
-                Runtime=desired["runtime"],
-                Role=desired["role_arn"],
-                Handler=desired["handler"],
-                Code={"ZipFile": build.data},
-                Description=desired["description"],
-                Timeout=desired["timeout"],
-                MemorySize=desired["memory_size"],
-                Environment={"Variables": desired["environment"]},
-                TracingConfig={"Mode": desired["tracing_mode"]},
-                Architectures=[desired["architecture"]],
-                VpcConfig=vpc_config(desired),
-                Tags=params["tags"] or {},
-                Publish=False,
-                aws_retry=True,
-            )
-        except ClientError as exc:
-            # IAM is eventually consistent: a role made a moment ago is refused for a while.
-            message = exc.response.get("Error", {}).get("Message", "")
-            if exc.response.get("Error", {}).get("Code") == "InvalidParameterValueException" and (
-                "cannot be assumed" in message
-            ):
-                return None
-            raise
-
-    wait_until(
-        attempt,
-        lambda made: made is not None,
-        what=f"role {desired['role_arn']} to be assumable by Lambda (check its trust policy)",
-        timeout=min(params["wait_timeout"], ROLE_PROPAGATION_S),
-        delay=WAIT_DELAY * 2,
+    while_propagating(
+        lambda: client.create_function(
+            FunctionName=name,
+            Runtime=desired["runtime"],
+            Role=desired["role_arn"],
+            Handler=desired["handler"],
+            Code={"ZipFile": build.data},
+            Description=desired["description"],
+            Timeout=desired["timeout"],
+            MemorySize=desired["memory_size"],
+            Environment={"Variables": desired["environment"]},
+            TracingConfig={"Mode": desired["tracing_mode"]},
+            Architectures=[desired["architecture"]],
+            VpcConfig=vpc_config(desired),
+            Tags=params["tags"] or {},
+            Publish=False,
+            aws_retry=True,
+        ),
+        role_arn=desired["role_arn"],
+        what=f"creating function {name}",
+        delays=backoff(params["propagation_timeout"]),
+        sleep=PAUSE,
     )
     return wait_settled(client, name, params["wait_timeout"])
 
@@ -113,18 +105,24 @@ def update_function(client, params, build, latest, desired):
         )
         latest = wait_settled(client, name, timeout)  # a second update would be refused
     if any(now[key] != desired[key] for key in desired if key != "architecture"):
-        client.update_function_configuration(
-            FunctionName=name,
-            Role=desired["role_arn"],
-            Handler=desired["handler"],
-            Runtime=desired["runtime"],
-            MemorySize=desired["memory_size"],
-            Timeout=desired["timeout"],
-            Environment={"Variables": desired["environment"]},
-            TracingConfig={"Mode": desired["tracing_mode"]},
-            Description=desired["description"],
-            VpcConfig=vpc_config(desired),
-            aws_retry=True,
+        while_propagating(
+            lambda: client.update_function_configuration(
+                FunctionName=name,
+                Role=desired["role_arn"],
+                Handler=desired["handler"],
+                Runtime=desired["runtime"],
+                MemorySize=desired["memory_size"],
+                Timeout=desired["timeout"],
+                Environment={"Variables": desired["environment"]},
+                TracingConfig={"Mode": desired["tracing_mode"]},
+                Description=desired["description"],
+                VpcConfig=vpc_config(desired),
+                aws_retry=True,
+            ),
+            role_arn=desired["role_arn"],
+            what=f"updating the configuration of function {name}",
+            delays=backoff(params["propagation_timeout"]),
+            sleep=PAUSE,
         )
         latest = wait_settled(client, name, timeout)
     return latest

@@ -19,8 +19,7 @@ def validate(params):
             f"alias {params['alias']!r} is not a valid alias name: letters, digits, - and _, "
             "not only digits"
         )
-    if params["wait_timeout"] < 1:
-        raise Failure("wait_timeout must be at least 1 second")
+    validate_waits(params)
     if params["rollback"] and params["state"] == "absent":
         raise Failure("rollback applies to state=present: drop rollback or state=absent")
     if params["state"] == "absent" or params["rollback"]:
@@ -42,6 +41,15 @@ def validate(params):
             raise Failure(
                 f"environment.{key} is a {type(value).__name__}, Lambda takes strings: quote it"
             )
+
+
+def validate_waits(params):
+    if params["wait_timeout"] < 1:
+        raise Failure("wait_timeout must be at least 1 second")
+    if not 0 <= params["propagation_timeout"] <= 600:
+        raise Failure(
+            f"propagation_timeout {params['propagation_timeout']} is outside 0..600 seconds"
+        )
 
 
 def desired_configuration(params, current=None):
