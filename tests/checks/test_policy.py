@@ -1,0 +1,160 @@
+"""The independent IAM verdict (tlops.checks.policy): policies judged against AWS's Service
+Authorization Reference. Each expected verdict comes from AWS's documentation, cited where it
+is asserted, not from the code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tlops.checks import policy
+
+ACCOUNT = "arn:aws:ec2:eu-west-1:123456789012:"
+INSTANCE = ACCOUNT + "instance/i-0123456789abcdef0"
+CACHE = "arn:aws:elasticache:eu-west-1:123456789012:"
+TAGGED = {"StringEquals": {"aws:ResourceTag/Project": "tinyllama"}}
+
+
+def document(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def allow(action: str | list[str], resource: str | list[str], **more: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": action, "Resource": resource, **more}
+
+
+def subjects(verdict: policy.Verdict) -> list[str]:
+    return [problem.subject for problem in verdict.problems]
+
+
+def test_a_tag_condition_on_describe_instances_is_refused():
+    """The EC2 page of the reference lists only ec2:Region for DescribeInstances, and no
+    resource type: no request of it carries aws:ResourceTag/..."""
+    verdict = policy.judge(
+        document(allow("ec2:DescribeInstances", "*", Sid="Look", Condition=TAGGED))
+    )
+    [problem] = verdict.problems
+    assert (problem.statement, problem.subject) == ("Look", "aws:ResourceTag/Project")
+    assert "reference_policies_condition-keys.html" in problem.reason
+
+
+def test_the_same_condition_on_start_instances_of_an_instance_passes():
+    """StartInstances takes instance (required), whose condition keys include
+    aws:ResourceTag/${TagKey} (the EC2 page of the reference)."""
+    verdict = policy.judge(document(allow("ec2:StartInstances", INSTANCE, Condition=TAGGED)))
+    assert verdict.problems == ()
+
+
+def test_deleting_a_replication_group_on_a_cache_cluster_arn_is_refused():
+    """DeleteReplicationGroup takes replicationgroup (required) and snapshot; a cluster:
+    ARN is neither (the ElastiCache page of the reference)."""
+    verdict = policy.judge(
+        document(allow("elasticache:DeleteReplicationGroup", CACHE + "cluster:tinyllama-queue-1"))
+    )
+    assert subjects(verdict) == [CACHE + "cluster:tinyllama-queue-1"]
+    assert "takes replicationgroup, snapshot" in verdict.problems[0].reason
+    group = CACHE + "replicationgroup:tinyllama-queue-1"
+    assert policy.judge(document(allow("elasticache:DeleteReplicationGroup", group))).problems == ()
+
+
+def test_an_unknown_action_is_refused_and_a_wildcard_that_matches_none_too():
+    verdict = policy.judge(
+        document(allow(["ec2:DescribeInstancez", "ec2:Describ*z", "ec3:StartInstances"], "*"))
+    )
+    assert subjects(verdict) == ["ec2:DescribeInstancez", "ec2:Describ*z", "ec3:StartInstances"]
+    # Action names compare case-insensitively (IAM JSON policy elements: Action).
+    assert policy.judge(document(allow(["EC2:describeinstances", "s3:Get*"], "*"))).problems == ()
+
+
+def test_an_action_without_resource_level_permissions_takes_only_star():
+    """DescribeInstances has no resource type in the reference: it is authorized on "*"
+    only ("Actions, resources, and condition keys for AWS services", the actions table)."""
+    verdict = policy.judge(document(allow("ec2:DescribeInstances", INSTANCE)))
+    [problem] = verdict.problems
+    assert problem.subject == INSTANCE
+    assert 'ec2:DescribeInstances has no resource-level permissions: only "*"' in problem.reason
+
+
+def test_get_object_on_a_bucket_arn_is_refused_and_on_its_objects_passes():
+    """GetObject takes object (arn:${Partition}:s3:::${BucketName}/${ObjectName}); a bucket
+    ARN has no key."""
+    assert subjects(policy.judge(document(allow("s3:GetObject", "arn:aws:s3:::b")))) == [
+        "arn:aws:s3:::b"
+    ]
+    assert policy.judge(document(allow("s3:GetObject", "arn:aws:s3:::b/held/*"))).problems == ()
+
+
+def test_list_bucket_and_get_object_on_a_bucket_and_its_keys_pass_together():
+    """The S3 user guide's own example grants both actions on both ARNs in one statement:
+    each resource is taken by one of them, and AWS applies each where it matches."""
+    both = allow(["s3:ListBucket", "s3:GetObject"], ["arn:aws:s3:::b", "arn:aws:s3:::b/*"])
+    assert policy.judge(document(both)).problems == ()
+
+
+def test_a_star_resource_passes_any_known_action():
+    verdict = policy.judge(document(allow(["ec2:DescribeInstances", "ec2:StopInstances"], "*")))
+    assert verdict.problems == ()
+
+
+def test_a_required_resource_type_left_out_is_refused():
+    """CreateNetworkInterface requires network-interface and subnet (marked * in the EC2
+    page): with a Resource element, each required type needs an ARN or pattern."""
+    eni = ACCOUNT + "network-interface/*"
+    verdict = policy.judge(document(allow("ec2:CreateNetworkInterface", eni, Sid="Make")))
+    [problem] = verdict.problems
+    assert (problem.statement, problem.subject) == ("Make", "ec2:CreateNetworkInterface")
+    assert "resource type subnet required" in problem.reason
+    # ... granted by another statement of the same policy, it is there
+    subnet = allow("ec2:CreateNetworkInterface", ACCOUNT + "subnet/*")
+    assert policy.judge(document(allow("ec2:CreateNetworkInterface", eni), subnet)).problems == ()
+
+
+def test_global_keys_pass_and_another_actions_key_is_refused():
+    """aws:SourceIp and aws:PrincipalTag/... are global condition keys; s3:prefix is one
+    of ListBucket's keys, never in a GetObject request (the S3 page of the reference)."""
+    condition = {
+        "IpAddress": {"aws:SourceIp": "203.0.113.0/24"},
+        "StringEquals": {"aws:PrincipalTag/team": "ops", "s3:prefix": "held/"},
+    }
+    verdict = policy.judge(document(allow("s3:GetObject", "arn:aws:s3:::b/*", Condition=condition)))
+    assert subjects(verdict) == ["s3:prefix"]
+    listing = allow("s3:ListBucket", "arn:aws:s3:::b", Condition={"StringLike": {"s3:prefix": "x"}})
+    assert policy.judge(document(listing)).problems == ()
+
+
+def test_resource_arns_match_segment_by_segment():
+    takes = policy.reference_action("ec2", "CreateNetworkInterface").takes
+    assert takes("arn:aws:ec2:*:*:subnet/*")
+    assert not takes("arn:aws:ec2:*:*:vpc/*")  # a * in a header segment stays in it
+    assert not takes("arn:aws:ec2:eu-west-1:123456789012:Subnet/subnet-1")  # case-sensitive
+    get_user = policy.reference_action("iam", "GetUser").takes
+    assert get_user("arn:aws:iam::${aws:PrincipalAccount}:user/${aws:username}")  # variables
+    invoke = policy.reference_action("lambda", "InvokeFunction").takes
+    assert invoke("arn:aws:lambda:eu-west-1:123456789012:function:tinyllama-control:prod")
+    assert not invoke("arn:aws:lambda:eu-west-1:123456789012:layer:tinyllama")
+
+
+def test_not_action_and_not_resource_are_said_to_be_unjudged_not_passed():
+    verdict = policy.judge(
+        document(
+            {"Effect": "Deny", "NotAction": ["iam:*", "s3:GetObjekt"], "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::b/x"},
+            allow("*", "*"),
+        )
+    )
+    assert subjects(verdict) == ["s3:GetObjekt"]  # a typo still names nothing
+    assert [(p.statement, p.subject) for p in verdict.not_judged] == [
+        ("Statement[0]", "NotAction"),
+        ("Statement[1]", "NotResource"),
+        ("Statement[2]", "*"),
+    ]
+
+
+def test_a_statement_or_document_aws_would_refuse_is_named():
+    verdict = policy.judge({"Statement": {"Effect": "Permit", "Action": "s3:GetObject"}})
+    assert subjects(verdict) == ["Effect", "Resource"]
+    with pytest.raises(policy.PolicyError, match="not JSON"):
+        policy.parse('{"Statement": [')
+    with pytest.raises(policy.PolicyError, match="needs a Statement"):
+        policy.judge({"Version": "2012-10-17"})
