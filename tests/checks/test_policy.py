@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tlops.checks import policy
+from tlops.checks import access, policy
 
 ACCOUNT = "arn:aws:ec2:eu-west-1:123456789012:"
 INSTANCE = ACCOUNT + "instance/i-0123456789abcdef0"
@@ -158,3 +158,56 @@ def test_a_statement_or_document_aws_would_refuse_is_named():
         policy.parse('{"Statement": [')
     with pytest.raises(policy.PolicyError, match="needs a Statement"):
         policy.judge({"Version": "2012-10-17"})
+
+
+# --- the project's own policies ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def declared():
+    return access.load()
+
+
+def test_every_policy_the_project_renders_passes(declared):
+    verdicts = policy.judge_rendered()
+    assert set(verdicts) == set(declared)  # every component of access.yml
+    for name, verdict in verdicts.items():
+        assert verdict.problems == (), (name, [str(p) for p in verdict.problems])
+        assert verdict.not_judged == (), name
+
+
+def without(rendered: dict[str, Any], action: str) -> dict[str, Any]:
+    """A copy of a rendered policy whose statements no longer grant `action`."""
+    kept = [s for s in rendered["Statement"] if action not in s["Action"]]
+    return {**rendered, "Statement": kept}
+
+
+def test_a_vpc_function_without_its_network_interface_statements_is_refused(declared):
+    """Lambda creates, describes and deletes the network interfaces of a function in a VPC
+    with the function's role (AWSLambdaVPCAccessExecutionRole; Lambda's "Giving Lambda
+    functions access to resources in an Amazon VPC")."""
+    name = next(n for n, c in declared.items() if c["runs_in"] == "lambda-vpc")
+    rendered = access.render_policy(declared[name], policy.EXAMPLE_CONTEXT)
+    for action in ("ec2:CreateNetworkInterface", "ec2:DescribeSubnets"):
+        verdict = policy.judge_own(name, declared[name], without(rendered, action))
+        assert (name, action) in [(p.statement, p.subject) for p in verdict.problems]
+        assert all("AWSLambdaVPCAccessExecutionRole" in p.reason for p in verdict.problems)
+
+
+def test_every_lambda_needs_its_log_stream_and_traces_and_an_instance_neither(declared):
+    name = next(n for n, c in declared.items() if c["runs_in"] == "lambda")
+    rendered = access.render_policy(declared[name], policy.EXAMPLE_CONTEXT)
+    for action in ("logs:PutLogEvents", "xray:PutTraceSegments"):
+        verdict = policy.judge_own(name, declared[name], without(rendered, action))
+        assert (name, action) in [(p.statement, p.subject) for p in verdict.problems], action
+    assert policy.NEEDS["instance"] == ()
+
+
+def test_the_projects_statements_pair_every_action_with_every_resource():
+    """The reference asks a statement's actions and resources to be compatible: held for
+    the project's own policies, where it caught DeleteNetworkInterface, which takes only a
+    network-interface, granted on subnets and security groups too."""
+    eni, subnet = ACCOUNT + "network-interface/*", ACCOUNT + "subnet/*"
+    mixed = allow(["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface"], [eni, subnet])
+    assert policy.judge(document(mixed)).problems == ()  # fine for AWS ...
+    found = policy.incompatible_pairs(document(mixed))
+    assert [p.subject for p in found] == [subnet]  # ... not for a policy of ours
+    assert found[0].reason.startswith("ec2:DeleteNetworkInterface never takes it")

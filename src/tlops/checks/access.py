@@ -49,15 +49,15 @@ _LAMBDA_STATEMENTS = (
         "resources": ["*"],  # X-Ray has no resource-level permissions
     },
 )
+# The EC2 actions of AWSLambdaVPCAccessExecutionRole, ec2:DescribeSubnets among them:
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaVPCAccessExecutionRole.html
+# each on the resources the Service Authorization Reference says it takes (only
+# CreateNetworkInterface takes subnets and security groups; Describe* only "*"), so that every
+# action of a statement takes every resource of it (tlops.checks.policy.judge_own).
 _VPC_STATEMENTS = (
     {
-        "sid": "NetworkInterfacesInTheAccount",
-        "actions": [
-            "ec2:CreateNetworkInterface",
-            "ec2:DeleteNetworkInterface",
-            "ec2:AssignPrivateIpAddresses",
-            "ec2:UnassignPrivateIpAddresses",
-        ],
+        "sid": "MakeNetworkInterfaces",
+        "actions": ["ec2:CreateNetworkInterface"],
         # Lambda names no interface before it makes one: scoped to this account and region.
         "resources": [
             "arn:aws:ec2:{region}:{account}:network-interface/*",
@@ -66,8 +66,17 @@ _VPC_STATEMENTS = (
         ],
     },
     {
-        "sid": "SeeNetworkInterfaces",
-        "actions": ["ec2:DescribeNetworkInterfaces"],
+        "sid": "ManageNetworkInterfaces",
+        "actions": [
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        ],
+        "resources": ["arn:aws:ec2:{region}:{account}:network-interface/*"],
+    },
+    {
+        "sid": "SeeNetworkInterfacesAndSubnets",
+        "actions": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
         "resources": ["*"],  # Describe* calls have no resource-level permissions
     },
 )
