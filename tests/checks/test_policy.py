@@ -4,6 +4,7 @@ is asserted, not from the code."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -211,3 +212,36 @@ def test_the_projects_statements_pair_every_action_with_every_resource():
     found = policy.incompatible_pairs(document(mixed))
     assert [p.subject for p in found] == [subnet]  # ... not for a policy of ours
     assert found[0].reason.startswith("ec2:DeleteNetworkInterface never takes it")
+
+
+# --- tlops check policy -----------------------------------------------------------------
+def test_the_command_names_each_problem_and_exits_1(tmp_path, capsys):
+    from tlops.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(document(allow("ec2:DescribeInstances", "*", Sid="Look", Condition=TAGGED)))
+    )
+    assert main(["check", "policy", str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{bad}: Look: aws:ResourceTag/Project: ec2:DescribeInstances ")
+    assert out[-1] == "1 statement, 1 problem"
+
+
+def test_the_command_refuses_a_file_that_is_not_json(tmp_path, capsys):
+    from tlops.cli import main
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"Statement": [')
+    assert main(["check", "policy", str(broken)]) == 6
+    assert capsys.readouterr().err.startswith(f"tlops: {broken}: not JSON: ")
+
+
+def test_the_command_passes_a_good_file_and_everything_access_yml_renders(tmp_path, capsys):
+    from tlops.cli import main
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(document(allow("s3:GetObject", "arn:aws:s3:::b/*"))))
+    assert main(["check", "policy", str(good), "--rendered"]) == 0
+    statements = 1 + sum(v.statements for v in policy.judge_rendered().values())
+    assert capsys.readouterr().out == f"{statements} statements, no problems\n"

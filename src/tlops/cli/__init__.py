@@ -31,6 +31,7 @@ _COMMANDS = {
     "job": ("tlops.cli.jobs", "cmd_job"),
     "stop": ("tlops.cli.jobs", "cmd_stop"),
     "completion": ("tlops.cli.completion", "cmd_completion"),
+    "check": ("tlops.cli.check", "cmd_check"),
 }
 
 
@@ -180,6 +181,26 @@ def _add_local(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    """check policy: IAM policies judged against AWS's own reference, offline (tlops.cli.check)."""
+    check = sub.add_parser("check", help="judge IAM policies against AWS's reference, offline")
+    what = check.add_subparsers(dest="check_what", required=True, help="what to judge")
+    policy = what.add_parser(
+        "policy",
+        help="IAM policy documents: unknown actions, resources and condition keys AWS ignores",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  tlops check policy policy.json   # exit 1 and one line per problem, 0 when none\n"
+        "  tlops check policy --rendered    # every policy access.yml renders, and its needs",
+    )
+    policy.add_argument("files", nargs="*", metavar="FILE", help="a policy document (JSON)")
+    policy.add_argument(
+        "--rendered",
+        action="store_true",
+        help="also every policy access.yml renders, with what each component's place needs",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tlops.cli.examples import TOP
     from tlops.cli.exits import epilog
@@ -279,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="bake the node image first (bake_ami.yml, a podman container; minutes)",
     )
+    _add_check(sub)
     from tlops.cli import examples
 
     examples.attach(sub)
