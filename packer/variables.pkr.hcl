@@ -87,8 +87,8 @@ variable "ssh_source_cidrs" {
 # and recorded in the image's tags: what a tag says is what the roles were told to install.
 variable "cuda_driver_version" {
   type        = string
-  default     = "570.195.03-1"
-  description = "NVIDIA driver package version the cuda role installs (with gpu = true)."
+  default     = "580.95.05-1"
+  description = "The cuda-drivers-580 version the cuda role installs on Ubuntu 22.04 (with gpu = true); the role checks it against NVIDIA's repository first."
 }
 
 variable "cuda_runtime_package" {

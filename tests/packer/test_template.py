@@ -114,7 +114,7 @@ def test_the_image_is_tagged_with_what_it_holds():
     tags = console("local.image_tags")
     assert tags["Project"] == "tinyllama" and tags["Role"] == "gpu"
     assert tags["Gpu"] == "nvidia" and tags["Cuda"] == "cuda-cudart-12-8=12.8.90-1"
-    assert tags["NvidiaDriver"] == "570.195.03-1"
+    assert tags["NvidiaDriver"] == "580.95.05-1"
     assert tags["Vllm"] == "vllm==0.32.0"
     assert tags["Model"].startswith("TinyLlama/TinyLlama-1.1B-Chat-v1.0@")
     assert tags["Name"].startswith("tinyllama-gpu-") and tags["Name"].endswith(tags["BuiltAt"])
