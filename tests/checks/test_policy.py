@@ -5,9 +5,12 @@ is asserted, not from the code."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
+import yaml
 
 from tlops.checks import access, policy
 
@@ -245,3 +248,46 @@ def test_the_command_passes_a_good_file_and_everything_access_yml_renders(tmp_pa
     assert main(["check", "policy", str(good), "--rendered"]) == 0
     statements = 1 + sum(v.statements for v in policy.judge_rendered().values())
     assert capsys.readouterr().out == f"{statements} statements, no problems\n"
+
+
+# --- the policies written by hand -------------------------------------------------------
+ROLES = Path(access.DECLARATION).parent / "roles"
+
+
+def viewer_policy() -> dict[str, Any]:
+    """The observability role's viewer policy, rendered with plausible values."""
+    templates = jinja2.FileSystemLoader(ROLES / "observability" / "templates")
+    env = jinja2.Environment(loader=templates, undefined=jinja2.StrictUndefined)
+    text = env.get_template("viewer_policy.json.j2").render(
+        aws_account_id="123456789012",
+        aws_region="eu-west-1",
+        project_tag="tinyllama",
+        observability_dashboard_name="TinyLlama-Overview",
+        _observability_log_groups={
+            "access": "/tinyllama/http-api-access",
+            "router": "/aws/lambda/tinyllama-router",
+        },
+    )
+    return json.loads(text)
+
+
+def scheduler_policy() -> dict[str, Any]:
+    """The scheduler's inline policy of the control role (schedule.yml), rendered."""
+    tasks = yaml.safe_load((ROLES / "control" / "tasks" / "schedule.yml").read_text())
+    [task] = [t for t in tasks if "amazon.aws.iam_policy" in t]
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["to_json"] = json.dumps
+    function = "arn:aws:lambda:eu-west-1:123456789012:function:"
+    text = env.from_string(task["amazon.aws.iam_policy"]["policy_json"]).render(
+        _control_alias_arn=function + "tinyllama-control:prod",
+        _control_queue_health_arn=function + "tinyllama-queue-health:prod",
+    )
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("render", [viewer_policy, scheduler_policy])
+def test_the_policies_written_by_hand_pass_as_the_rendered_ones_do(render):
+    written = render()
+    verdict = policy.judge(written) + policy.incompatible_pairs(written)
+    assert verdict.problems == (), [str(p) for p in verdict.problems]
+    assert verdict.statements == len(written["Statement"])
