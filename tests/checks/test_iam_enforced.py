@@ -542,8 +542,9 @@ COST_TOPIC = f"{PROJECT}-cost-daily"
 
 def run_killer(enforcing: Enforcing, role: boto3.Session, node: str, _host: NodeHost) -> None:
     """What the budget killer does with AWS after a believed breach: re-read the budget's
-    limit, mark the stack killed in the control bucket, stop the tagged node, release the
-    project's address, delete the tagged queue (each arranged fresh by the admin)."""
+    limit, mark the stack killed in the control bucket, stop the tagged node, terminate a
+    bake's leftover instance, release the project's address, delete the tagged queue (each
+    arranged fresh by the admin)."""
     ec2, cache = enforcing.client("ec2"), enforcing.client("elasticache")
     budgets = enforcing.client("budgets")
     if not budgets.describe_budgets(AccountId=ACCOUNT).get("Budgets"):
@@ -556,6 +557,12 @@ def run_killer(enforcing: Enforcing, role: boto3.Session, node: str, _host: Node
     address = ec2.allocate_address(
         Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": tags}]
     )["AllocationId"]
+    amis = json.loads(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
+    bake = ec2.run_instances(  # what a bake Packer could not clean up leaves running
+        ImageId=amis[0]["ami_id"], InstanceType="g4dn.xlarge", MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [*tags, {"Key": "Role", "Value": "bake"}]}],
+    )["Instances"][0]["InstanceId"]  # fmt: skip
     listed = [g["ReplicationGroupId"] for g in queue.ours(cache, QUEUE_PREFIX, {})]
     queue_id = queue.next_id(listed, QUEUE_PREFIX)  # a deleted one stays `deleting`
     cache.create_replication_group(
@@ -576,7 +583,9 @@ def run_killer(enforcing: Enforcing, role: boto3.Session, node: str, _host: Node
         raise killer.KillIncomplete(f"{report.failed} {unread}")
     # A set: eip_watch's run may have left another tagged address, released as well.
     kinds = sorted({a.kind for a in report.actions})
-    assert kinds == ["delete-queue", "mark-killed", "release-address", "stop-instance"]
+    assert kinds == ["delete-queue", "mark-killed", "release-address", "stop-instance",
+                     "terminate-bake"]  # fmt: skip
+    assert bake in {a.resource for a in report.actions if a.kind == "terminate-bake"}
     assert queue_id in {a.resource for a in report.actions if a.kind == "delete-queue"}
     assert address not in {a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]}
     assert admin_bucket(enforcing).get_json(control.KILLED_KEY)["why"]

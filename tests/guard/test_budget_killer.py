@@ -1,7 +1,8 @@
 """The budget killer against a moto server: it leaves its mark in the control bucket first,
-then stops the tagged node, releases the project's Elastic IPs and deletes every tagged
-group of the queue's prefix, leaves every untagged look-alike alone, and a repeated, late,
-stale, foreign or malformed notification changes nothing. With its mark there, control
+then stops the tagged node, terminates what a bake left running, releases the project's
+Elastic IPs and deletes every tagged group of the queue's prefix, leaves every untagged
+look-alike alone, and a repeated, late, stale, foreign or malformed notification changes
+nothing. With its mark there, control
 restarts nothing: a wake or a resize asked during the kill is refused."""
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pytest
 
 from tests.control.test_control import s3_event
 from tests.doubles.ec2 import tagged_instance
+from tlops.checkout import ROOT
+from tlops.checks import access
 from tlops.common import aws
 from tlops.common.control_bucket import ControlBucket
 from tlops.contract import control
@@ -37,6 +40,7 @@ TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:tinyllama-budget-kill"
 CONFIG = KillerConfig(project="tinyllama", budget_name=BUDGET, account=ACCOUNT, region=REGION,
                       queue_prefix=PREFIX, control_bucket=BUCKET)  # fmt: skip
 QUEUE_TAGS = {"Project": "tinyllama", "Role": "queue"}
+BAKE_TAGS = {"Project": "tinyllama", "Role": "bake", "Name": "tinyllama-gpu-20261207-build"}
 NOW = datetime.now(UTC)
 
 
@@ -94,6 +98,11 @@ def account(bucket):
     theirs = tagged_instance(tags={"Project": "someone-else", "Role": "gpu"})
     builder = tagged_instance(tags={"Project": "tinyllama", "Role": "builder"})
     ec2.start_instances(InstanceIds=[theirs, builder])
+    # what a bake Packer could not clean up leaves: its build instance, running; a stopped
+    # one bills its volume; someone else's bake is not ours
+    bake = tagged_instance(tags=BAKE_TAGS, stopped=False)
+    stopped_bake = tagged_instance(tags=BAKE_TAGS)
+    their_bake = tagged_instance(tags={**BAKE_TAGS, "Project": "someone-else"}, stopped=False)
 
     def address(**pairs: str) -> str:
         allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
@@ -114,7 +123,8 @@ def account(bucket):
     queue("other-queue-1", **QUEUE_TAGS)  # tagged as ours, another prefix
     queue("other-queue-2")
     return {"node": node, "theirs": theirs, "builder": builder, "ours": ours, "loose": loose,
-            "untagged": untagged, "foreign": foreign}  # fmt: skip
+            "untagged": untagged, "foreign": foreign, "bake": bake,
+            "stopped_bake": stopped_bake, "their_bake": their_bake}  # fmt: skip
 
 
 def addresses() -> set[str]:
@@ -139,6 +149,8 @@ def test_a_breach_stops_everything_that_costs_and_nothing_else(account, bucket, 
     assert done == {
         ("mark-killed", BUCKET),
         ("stop-instance", account["node"]),
+        ("terminate-bake", account["bake"]),
+        ("terminate-bake", account["stopped_bake"]),
         ("release-address", account["ours"]),
         ("release-address", account["loose"]),
         ("delete-queue", "tinyllama-queue-1"),
@@ -147,6 +159,9 @@ def test_a_breach_stops_everything_that_costs_and_nothing_else(account, bucket, 
     assert report.actions[0].kind == "mark-killed"  # before anything is stopped
     assert state(account["node"]) in ("stopping", "stopped")
     assert state(account["theirs"]) == state(account["builder"]) == "running"
+    gone = {"shutting-down", "terminated"}
+    assert {state(account["bake"]), state(account["stopped_bake"])} <= gone
+    assert state(account["their_bake"]) == "running"
     assert addresses() == {account["untagged"], account["foreign"]}
     assert queue_statuses() == {"tinyllama-queue-1": "deleting", "tinyllama-queue-2": "deleting",
                                 **LOOK_ALIKES}  # fmt: skip
@@ -156,9 +171,9 @@ def test_a_breach_stops_everything_that_costs_and_nothing_else(account, bucket, 
 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     logged = [line for line in lines if line.get("message", "").startswith("budget killer ")]
-    assert len(logged) == 6 and all(line["why"] and line["resource"] for line in logged)
+    assert len(logged) == 8 and all(line["why"] and line["resource"] for line in logged)
     (metric,) = [line for line in lines if "BudgetStops" in line]
-    assert metric["BudgetStops"] == 5 and metric["_aws"]["CloudWatchMetrics"][0]["Namespace"]
+    assert metric["BudgetStops"] == 7 and metric["_aws"]["CloudWatchMetrics"][0]["Namespace"]
 
     again = run(event())  # SNS delivers at least once; Lambda retries
     assert again.acted and again.actions == [] and not again.changed
@@ -175,7 +190,7 @@ def test_the_mark_is_written_before_anything_is_stopped(account, bucket):
 
     def client(service: str) -> Any:
         made = aws.client(service)  # cached: the hooks come off again below
-        for operation in ("PutObject", "StopInstances", "ReleaseAddress",
+        for operation in ("PutObject", "StopInstances", "TerminateInstances", "ReleaseAddress",
                           "DeleteReplicationGroup"):  # fmt: skip
             made.meta.events.register(f"before-call.*.{operation}", seen)
             hooked.append((made, f"before-call.*.{operation}"))
@@ -187,7 +202,8 @@ def test_the_mark_is_written_before_anything_is_stopped(account, bucket):
         for made, name in hooked:
             made.meta.events.unregister(name, seen)
     assert calls[0] == "PutObject"
-    assert calls[1:] == ["StopInstances (marked)", "ReleaseAddress (marked)",
+    assert calls[1:] == ["StopInstances (marked)", "TerminateInstances (marked)",
+                         "ReleaseAddress (marked)",
                          "ReleaseAddress (marked)", "DeleteReplicationGroup (marked)",
                          "DeleteReplicationGroup (marked)"]  # fmt: skip
 
@@ -258,7 +274,7 @@ def test_notifications_it_must_not_believe_change_nothing(account, bucket, make,
     report = run(make())
     assert not report.acted and report.actions == []
     assert any(why in reason for reason in report.reasons), report.reasons
-    assert state(account["node"]) == "running"
+    assert state(account["node"]) == state(account["bake"]) == "running"
     assert account["ours"] in addresses()
     assert queue_statuses()["tinyllama-queue-2"] == "available"
     assert bucket.get_json(control.KILLED_KEY) is None  # wakes stay allowed
@@ -286,7 +302,8 @@ def test_untagged_queues_of_the_prefix_are_left_alone(bucket):
 
 def test_without_a_control_bucket_or_a_prefix_it_only_stops_and_releases(account):
     report = run(event(), dataclasses.replace(CONFIG, control_bucket="", queue_prefix=""))
-    assert {a.kind for a in report.actions} == {"stop-instance", "release-address"}
+    assert {a.kind for a in report.actions} == {"stop-instance", "terminate-bake",
+                                                "release-address"}  # fmt: skip
     assert queue_statuses()["tinyllama-queue-2"] == "available"
 
 
@@ -301,7 +318,33 @@ def test_the_lambda_entry_point_reads_its_configuration(account, monkeypatch):
         monkeypatch.setenv(name, value)  # fmt: skip
     assert KillerConfig.from_env() == CONFIG
     result = killer.lambda_handler(event())
-    assert result["acted"] and result["changed"] and len(result["actions"]) == 6
+    assert result["acted"] and result["changed"] and len(result["actions"]) == 8
     monkeypatch.delenv("TL_BUDGET_NAME")
     with pytest.raises(RuntimeError, match="TL_BUDGET_NAME"):
         killer.lambda_handler(event())
+
+
+def test_the_bake_role_is_the_one_packer_tags_its_build_instance_with():
+    """The killer finds a bake's leftovers by the Role tag Packer gives the build instance."""
+    source = (ROOT / "packer" / "source.pkr.hcl").read_text()
+    run_tags = source[source.index("run_tags = {") : source.index("}", source.index("run_tags"))]
+    assert f'Role    = "{killer.BAKE_ROLE}"' in run_tags
+
+
+def test_its_policy_terminates_only_the_projects_bake_instances():
+    """access.yml's statement for it: TerminateInstances on an instance tagged Project and
+    Role=bake, never the node, an untagged one or someone else's."""
+    context = {"region": REGION, "account": ACCOUNT, "project": "tinyllama",
+               "control_bucket": BUCKET, "queue_prefix": PREFIX, "budget_name": BUDGET,
+               "function_name": "tinyllama-budget-killer"}  # fmt: skip
+    policy = access.render_policy(access.load()["budget_killer"], context)
+    instance = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0"
+
+    def terminates(**tags: str) -> bool:
+        keys = {f"aws:ResourceTag/{key}": value for key, value in tags.items()}
+        return access.allows(policy, "ec2:TerminateInstances", instance, keys)
+
+    assert terminates(Project="tinyllama", Role="bake")
+    assert not terminates(Project="tinyllama", Role="gpu")
+    assert not terminates(Project="someone-else", Role="bake")
+    assert not terminates(Role="bake") and not terminates()

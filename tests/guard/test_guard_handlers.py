@@ -82,6 +82,7 @@ def test_a_failed_action_fails_the_invocation_so_lambda_retries(killer_env, monk
     instance = {"InstanceId": "i-0123456789abcdef0", "State": {"Name": "running", "Code": 16}}
     stub.add_response("describe_instances", {"Reservations": [{"Instances": [instance]}]})
     stub.add_client_error("stop_instances", "UnauthorizedOperation", "not allowed")
+    stub.add_response("describe_instances", {"Reservations": []})  # no bake left running
     stub.add_response("describe_addresses", {"Addresses": []})
     stub.activate()
     real = killer._client

@@ -7,8 +7,10 @@ Subscribed to the budget's kill topic. For a notification it believes, it
    (control refuses them) until deploy.yml runs again: a request that comes after the
    kill, or a wake under way, restarts nothing behind it;
 2. stops the running instances tagged `Project=<project>`, `Role=gpu` (the node);
-3. releases the Elastic IPs tagged `Project=<project>` (disassociating them first);
-4. deletes the queue's replication groups (`<prefix>-<n>`) that carry `Project` and
+3. terminates the instances tagged `Project=<project>`, `Role=bake` (a bake's build
+   instance that Packer could not clean up: see `terminate_bakes` for why not a stop);
+4. releases the Elastic IPs tagged `Project=<project>` (disassociating them first);
+5. deletes the queue's replication groups (`<prefix>-<n>`) that carry `Project` and
    `Role=queue`;
 
 and emits `BudgetStops` (the number of things it stopped or deleted). Every action, and
@@ -35,13 +37,16 @@ from tlops.common.pages import TooManyPages, all_items
 from tlops.common.settings_table import number, setting
 from tlops.common.telemetry import Telemetry
 from tlops.contract import names
-from tlops.contract.states import NODE_UP_STATES
+from tlops.contract.states import NODE_LIVE_STATES, NODE_UP_STATES
 from tlops.guard import notification
 from tlops.guard.notification import Delivery
 
 telemetry = Telemetry("budget_killer")
 
 NODE_ROLE = names.NODE_ROLE
+# The Role tag of a bake's build instance (packer/source.pkr.hcl's run_tags; a test holds
+# the two equal).
+BAKE_ROLE = "bake"
 _CENT = 0.005
 
 
@@ -77,6 +82,7 @@ class Step(enum.StrEnum):
 
     MARK_KILLED = "mark-killed"  # killed.json: control refuses every wake from now on
     STOP_INSTANCE = "stop-instance"
+    TERMINATE_BAKE = "terminate-bake"
     RELEASE_ADDRESS = "release-address"
     DELETE_QUEUE = "delete-queue"
 
@@ -166,15 +172,22 @@ def judge(
     return None, note
 
 
-# --- what to stop --------------------------------------------------------------------------
-def stop_nodes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
-    live = {"Name": "instance-state-name", "Values": list(NODE_UP_STATES)}
+# --- what to stop ---------------------------------------------------------------------------
+def tagged_instances(
+    ec2: Any, config: KillerConfig, role: str, states: tuple[str, ...]
+) -> list[str]:
+    """The ids of the instances tagged Project=<project> and Role=<role> in one of `states`."""
+    in_state = {"Name": "instance-state-name", "Values": list(states)}
     reservations = all_items(
         ec2.describe_instances,
         "Reservations",
-        Filters=[*names.tag_filters(config.project, NODE_ROLE), live],
+        Filters=[*names.tag_filters(config.project, role), in_state],
     )
-    ids = sorted(i["InstanceId"] for r in reservations for i in r["Instances"])
+    return sorted(i["InstanceId"] for r in reservations for i in r["Instances"])
+
+
+def stop_nodes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
+    ids = tagged_instances(ec2, config, NODE_ROLE, NODE_UP_STATES)
     if not ids:
         return []
     because = f"tagged Project={config.project}, Role={NODE_ROLE} and running; {why}"
@@ -183,6 +196,27 @@ def stop_nodes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
     except _errors() as exc:
         return [Action(Step.STOP_INSTANCE, i, Result.FAILED, because, str(exc)) for i in ids]
     return [Action(Step.STOP_INSTANCE, i, Result.DONE, because) for i in ids]
+
+
+def terminate_bakes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
+    """Terminate, not stop, what a bake left (running or stopped): a build instance holds
+    nothing to keep. Packer makes the image only from a build that passed its validation,
+    and a stopped bake never resumes (Packer's run and its SSH session are gone), whereas a
+    stopped instance would go on billing its root volume, invisible to everything else.
+    Terminated, the volume goes with it (delete_on_termination in packer/source.pkr.hcl).
+    The node, by contrast, is the deployment's: it is only stopped."""
+    ids = tagged_instances(ec2, config, BAKE_ROLE, NODE_LIVE_STATES)
+    if not ids:
+        return []
+    because = (
+        f"tagged Project={config.project}, Role={BAKE_ROLE}: a bake's build instance, "
+        f"which holds nothing to keep; {why}"
+    )
+    try:
+        ec2.terminate_instances(InstanceIds=ids)
+    except _errors() as exc:
+        return [Action(Step.TERMINATE_BAKE, i, Result.FAILED, because, str(exc)) for i in ids]
+    return [Action(Step.TERMINATE_BAKE, i, Result.DONE, because) for i in ids]
 
 
 def release_addresses(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
@@ -278,6 +312,7 @@ def handle(event: Any, config: KillerConfig, client: Any, now: datetime | None =
     steps = (
         (Step.MARK_KILLED, lambda: mark_killed(client("s3"), config, why)),
         (Step.STOP_INSTANCE, lambda: stop_nodes(ec2, config, why)),
+        (Step.TERMINATE_BAKE, lambda: terminate_bakes(ec2, config, why)),
         (Step.RELEASE_ADDRESS, lambda: release_addresses(ec2, config, why)),
         (Step.DELETE_QUEUE, lambda: delete_queue(client("elasticache"), config, why)),
     )
