@@ -415,17 +415,10 @@ class _Named:
     pattern: str
     actions: tuple[ReferenceAction, ...]
 
-    @property
-    def is_wildcard(self) -> bool:
-        return any(c in self.pattern for c in "*?")
-
 
 def _unknown_action(label: str, pattern: str) -> Problem:
-    what = (
-        "no action of the reference matches it"
-        if "*" in pattern or "?" in pattern
-        else ("the Service Authorization Reference lists no such action")
-    )
+    wildcard = any(c in pattern for c in "*?")
+    what = "no action of the reference matches it" if wildcard else "no such action"
     return Problem(label, pattern, f"{what}: AWS ignores it ({ACTIONS_TABLE})")
 
 
@@ -554,12 +547,11 @@ def _grants(statements: list[Mapping[str, Any]], action: ReferenceAction) -> lis
 
 
 def _names(pattern: str, action: ReferenceAction) -> bool:
-    service, _, name = str(pattern).partition(":")
     if pattern == "*":
         return True
-    return _glob(service).fullmatch(action.name.partition(":")[0]) is not None and (
-        _glob(name).fullmatch(action.name.partition(":")[2]) is not None
-    )
+    service, _, name = pattern.partition(":")
+    their_service, _, their_name = action.name.partition(":")
+    return bool(_glob(service).fullmatch(their_service) and _glob(name).fullmatch(their_name))
 
 
 def _missing_required(statements: list[Mapping[str, Any]]) -> list[Problem]:
@@ -675,16 +667,16 @@ def _unmet(component: str, runs_in: str, policy: Mapping[str, Any]) -> list[Prob
     for need in NEEDS[runs_in]:
         for name in need.actions:
             action = reference_action(*name.split(":"))
-            if not any(r == "*" or action.takes(r) for g in _grants(statements, action) for r in g):
+            if not any(action.takes(r) for g in _grants(statements, action) for r in g):
                 reason = f"a {runs_in} component needs it for {need.what} ({need.source})"
                 found.append(Problem(component, name, reason))
     return found
 
 
 def incompatible_pairs(policy: Mapping[str, Any]) -> list[Problem]:
-    """Every named action of a statement takes every one of its resources (ACTIONS_TABLE:
-    "All actions and resources in a statement must be compatible"): held for the project's
-    own policies, where a statement is written for exactly the requests it allows."""
+    """The resources of a statement that one of its actions never takes (ACTIONS_TABLE asks
+    a statement's actions and resources to be compatible): held for the project's own
+    policies, where a statement is written for exactly the requests it allows."""
     found = []
     for index, statement in enumerate(_statements(policy)):
         resources = _listed(statement.get("Resource"))
