@@ -32,6 +32,8 @@ ABSENT = {
     "tl_http_api": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
     # reads only: on an empty stand-in the report is empty
     "tl_idle_cost": {"project": "tl-payload"},
+    # reads only: on the stand-in it finds no EC2 quota and says so
+    "tl_gpu_quota": {"launch": ["g4dn.xlarge"], "project": "tl-payload"},
     "tl_lambda": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
     # builds the wrapper tests' template, which makes nothing (the null builder, no machine)
     "tl_packer": {"template_dir": str(REPO / "tests/tooling/fixtures/tiny")},
