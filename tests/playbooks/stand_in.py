@@ -391,9 +391,10 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert_guard_rails(account)
 
 
+# AWS's managed policy AWSLambdaVPCAccessExecutionRole (AWS Managed Policy Reference)
 LAMBDA_VPC_ACCESS = {"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
-                     "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
-                     "ec2:UnassignPrivateIpAddresses"}  # fmt: skip
+                     "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
+                     "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}  # fmt: skip
 ACCOUNT_ID = "123456789012"
 TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:"
 ALIAS = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:"
