@@ -188,10 +188,6 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     policy = what.add_parser(
         "policy",
         help="IAM policy documents: unknown actions, resources and condition keys AWS ignores",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-        "  tlops check policy policy.json   # exit 1 and one line per problem, 0 when none\n"
-        "  tlops check policy --rendered    # every policy access.yml renders, and its needs",
     )
     policy.add_argument("files", nargs="*", metavar="FILE", help="a policy document (JSON)")
     policy.add_argument(

@@ -78,6 +78,11 @@ EXAMPLES: dict[str, list[str]] = {
         "tlops ops budget-breach --env prod --drill   # AWS runs the real killer",
     ],
     "ops cost-mail": ["tlops ops cost-mail --env prod --profile ops --dry-run"],
+    "check": ["tlops check policy policy.json   # exit 1 and one line per problem, 0 when none"],
+    "check policy": [
+        "tlops check policy policy.json   # exit 1 and one line per problem, 0 when none",
+        "tlops check policy --rendered    # every policy access.yml renders, and its needs",
+    ],
     "ops sleep": [
         "tlops ops sleep --env local    # napping: the node stops, the queue stays",
         "tlops ops sleep --env local --deep   # asleep: the queue is deleted too",
