@@ -145,16 +145,13 @@ def test_a_query_file_without_log_groups_or_with_unknown_ones_is_refused(tmp_pat
 
 def test_the_definitions_the_role_saves():
     groups = {"access": "/tinyllama/http-api-access", "router": "/aws/lambda/tinyllama-router",
-              "queue_health": "/aws/lambda/tinyllama-queue-health",
-              "watcher": "/tinyllama/node"}  # fmt: skip
+              "queue_health": "/aws/lambda/tinyllama-queue-health"}  # fmt: skip
     saved = {d["name"]: d for d in queries.definitions(queries.QUERIES_DIR, groups, "tinyllama")}
-    assert saved["tinyllama/job_path"]["log_group_names"] == [
-        "/aws/lambda/tinyllama-router",
-        "/tinyllama/node",
-    ]
+    # the watcher's lines stay on the node: on an account the saved job_path reads the router's
+    assert saved["tinyllama/job_path"]["log_group_names"] == ["/aws/lambda/tinyllama-router"]
     assert saved["tinyllama/api_5xx_by_route"]["query_string"].startswith("filter status >= 500")
-    with pytest.raises(queries.QueryFileError, match="no log group name given for 'watcher'"):
-        queries.definitions(queries.QUERIES_DIR, {**groups, "watcher": ""}, "tinyllama")
+    with pytest.raises(queries.QueryFileError, match="no log group name given for 'router'"):
+        queries.definitions(queries.QUERIES_DIR, {**groups, "router": ""}, "tinyllama")
 
 
 # --- over the local stack's log files ---------------------------------------------------

@@ -24,6 +24,10 @@ from tlops import checkout
 
 QUERIES_DIR = checkout.ROOT / "observability" / "queries"
 LOG_GROUPS = ("access", "router", "queue_health", "watcher")
+# Logs that exist on the local stack only: the node's programs write theirs to files on the
+# node (supervisord's, rotated), and nothing ships them to CloudWatch Logs
+# (docs/decisions.md, "The node's logs stay on the node"). A saved definition leaves them out.
+NODE_ONLY = ("watcher",)
 _HEADER = re.compile(r"^#\s*(title|logGroups|params)\s*:\s*(.*)$")
 _PARAM = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -94,17 +98,21 @@ def load(directory: Path = QUERIES_DIR) -> dict[str, Query]:
 def definitions(
     directory: Path | str, log_groups: Mapping[str, str], prefix: str
 ) -> list[dict[str, object]]:
-    """What the role saves: name `<prefix>/<query>`, the text, the log groups' real names."""
+    """What the role saves: name `<prefix>/<query>`, the text, the log groups' real names.
+    The node's own logs are not in CloudWatch: a query over them alone is not saved."""
     out = []
     for query in load(Path(directory)).values():
-        missing = [g for g in query.log_groups if not log_groups.get(g)]
+        shipped = [g for g in query.log_groups if g not in NODE_ONLY]
+        if not shipped:
+            continue
+        missing = [g for g in shipped if not log_groups.get(g)]
         if missing:
             raise QueryFileError(f"{query.name}: no log group name given for {missing[0]!r}")
         out.append(
             {
                 "name": f"{prefix}/{query.name}",
                 "query_string": query.text,
-                "log_group_names": sorted(log_groups[g] for g in query.log_groups),
+                "log_group_names": sorted(log_groups[g] for g in shipped),
             }
         )
     return out
