@@ -288,7 +288,8 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert data["MetadataOptions"]["HttpTokens"] == "required"
     (root,) = data["BlockDeviceMappings"]
     assert root["Ebs"] == {
-        "VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True
+        "VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True,
+        "KmsKeyId": "alias/aws/ebs",  # the AWS managed key, never the account's default
     }  # fmt: skip
     (instance,) = account.instances({"Name": "tag:Project", "Values": ["tinyllama"]})
     assert instance["State"]["Name"] == "stopped"
