@@ -3,8 +3,15 @@
 locals {
   # Canonical's account: the only owner whose Ubuntu images the bake starts from.
   canonical_owner = "099720109477"
-  build_time      = formatdate("YYYYMMDD-hhmmss", timestamp())
-  ami_name        = "${var.ami_name_prefix}-${local.build_time}"
+  # The key of the build instance's root volume, so of the image's snapshot: the AWS managed
+  # alias/aws/ebs, never the account's default EBS key, which may be a customer managed key
+  # the operator (and the node's starter, the control function) holds no rights on
+  # (https://docs.aws.amazon.com/ebs/latest/userguide/ebs-encryption-requirements.html). The
+  # gpu_node role's launch template names the same key (_gpu_node_ebs_kms_key).
+  ebs_kms_key = "alias/aws/ebs"
+
+  build_time = formatdate("YYYYMMDD-hhmmss", timestamp())
+  ami_name   = "${var.ami_name_prefix}-${local.build_time}"
 
   repo_root     = var.repo_root != "" ? var.repo_root : "${path.root}/.."
   node_playbook = var.node_playbook != "" ? var.node_playbook : "${local.repo_root}/playbooks/node.yml"

@@ -32,7 +32,10 @@ source "amazon-ebs" "gpu" {
     http_put_response_hop_limit = 1
   }
 
-  # The root volume the image keeps: encrypted gp3 at its baseline (3000 IOPS, 125 MiB/s).
+  # The root volume the image keeps: gp3 at its baseline (3000 IOPS, 125 MiB/s), encrypted
+  # with alias/aws/ebs (locals.pkr.hcl). The image's snapshot is this volume's, with its key:
+  # no encrypt_boot, which would copy the image once more to encrypt it with the same key
+  # (https://developer.hashicorp.com/packer/integrations/hashicorp/amazon/latest/components/builder/ebs).
   launch_block_device_mappings {
     device_name           = "/dev/sda1"
     volume_size           = var.root_volume_gib
@@ -40,6 +43,7 @@ source "amazon-ebs" "gpu" {
     iops                  = 3000
     throughput            = 125
     encrypted             = true
+    kms_key_id            = local.ebs_kms_key
     delete_on_termination = true
   }
 

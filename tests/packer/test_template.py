@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tlops.tooling import packer
 
@@ -159,3 +160,22 @@ def test_the_node_playbook_is_the_repositorys_unless_told_otherwise():
     # the folder above the template (wherever packer reads it from) is the repository
     assert console("local.node_playbook").endswith("/packer/../playbooks/node.yml")
     assert console("local.node_playbook", node_playbook="/x/y.yml") == "/x/y.yml"
+
+
+def block(text: str, header: str) -> str:
+    """The body of the first `header { ... }` block of an HCL file (no nested braces in it)."""
+    match = re.search(rf"^\s*{re.escape(header)}\s*\{{(?P<body>[^{{}}]*)\}}", text, re.MULTILINE)
+    assert match, f"no {header} block"
+    return match["body"]
+
+
+def test_the_image_is_encrypted_with_the_aws_managed_key_the_node_launches_with():
+    # Not the account's default EBS key, which may be customer managed: the snapshot and the
+    # node's volume (the launch template's key) are alias/aws/ebs, which EC2 may always use.
+    assert console("local.ebs_kms_key") == "alias/aws/ebs"
+    root = block((TEMPLATE / "source.pkr.hcl").read_text(), "launch_block_device_mappings")
+    settings = dict(re.findall(r"^\s*(\w+)\s*=\s*(.+?)\s*$", root, re.MULTILINE))
+    assert settings["encrypted"] == "true"
+    assert settings["kms_key_id"] == "local.ebs_kms_key"
+    node = yaml.safe_load((TEMPLATE.parent / "roles/gpu_node/vars/main.yml").read_text())
+    assert node["_gpu_node_ebs_kms_key"] == console("local.ebs_kms_key")
