@@ -117,9 +117,10 @@ def test_verify_yml_proves_every_path_and_call_and_prints_them(stack):
         f"router may s3:PutObject on {CONTROL_BUCKET_ARN}/requests/example: allowed",
         f"router may s3:GetObject on {CONTROL_BUCKET_ARN}/state.json: allowed",
         f"router may s3:PutObject on {CONTROL_BUCKET_ARN}/held/example: allowed",
-        "gpu_node → service:ec2: ok: subnet",
+        # The stand-in answers no associatePublicIpAddress: the gap is named in the proof.
+        "gpu_node → service:ec2: ok: the stand-in does not answer associatePublicIpAddress",
         "gpu_node → service:s3: ok: gateway endpoint",
-        "gpu_node → service:ssm: ok: subnet",
+        "gpu_node → service:ssm: ok: the stand-in does not answer associatePublicIpAddress",
         "gpu_node may ssm:GetParameter on arn:aws:ssm:eu-west-1:123456789012:"
         "parameter/tl-fif/node_settings: allowed",
         f"gpu_node may s3:DeleteObject on {CONTROL_BUCKET_ARN}/held/example: allowed",
@@ -177,7 +178,7 @@ def test_every_verdict_is_ok_and_the_policies_are_access_ymls(stack):
 # actions a role in the VPC may hold (AWSLambdaVPCAccessExecutionRole's, narrowed).
 LAMBDA_VPC_ACTIONS = {
     "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
-    "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+    "ec2:DescribeSubnets", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
 }  # fmt: skip
 
 
@@ -240,7 +241,9 @@ def test_an_ec2_endpoint_with_private_dns_captures_the_nodes_ec2_path(stack):
     assert admitted.status == "ok"
     assert admitted.detail.startswith(f"interface endpoint {endpoint} (private DNS)")
     # Gone again: the node's path is its public address, as deployed.
-    assert stack.verify()["gpu_node"]["service:ec2"].detail.startswith("subnet ")
+    assert stack.verify()["gpu_node"]["service:ec2"].detail.startswith(
+        "the stand-in does not answer associatePublicIpAddress"
+    )
 
 
 def test_the_queue_is_found_by_its_tags_through_a_sleep_and_a_wake(stack):
@@ -304,6 +307,9 @@ def test_defect_3_a_node_without_public_address_or_endpoint_route_is_caught(stac
     for target in ("service:s3", "service:ec2", "service:monitoring"):
         assert node[target].status == "missing", node[target]
         assert "no public address" in node[target].detail
+    # On an account the interface's associatePublicIpAddress decides; the stand-in answers
+    # none and the launch template names no interface, so the subnet's default is read: said.
+    assert "names no interface: judged by subnet" in node["service:ec2"].detail
     assert "is not on the subnet's route table" in node["service:s3"].detail
     assert node["redis"].status == "ok"
 
@@ -385,3 +391,74 @@ def test_a_function_declared_outside_any_vpc_put_in_one_is_caught(stack, compone
         )
     assert {p.status for p in proofs.values()} == {"missing"}
     assert "runs in a VPC" in proofs["service:ec2"].detail
+
+
+def test_an_s3_endpoint_policy_for_another_bucket_is_caught(stack):
+    """An endpoint policy that allows another bucket only: the router's and the node's S3
+    calls are refused at the endpoint, whose route captures S3 (no public path instead)."""
+    ec2 = stack.client("ec2")
+    [s3] = ec2.describe_vpc_endpoints(
+        Filters=[{"Name": "service-name", "Values": [f"com.amazonaws.{REGION}.s3"]}]
+    )["VpcEndpoints"]
+    other = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+             "Action": "s3:*", "Resource": "arn:aws:s3:::someone-else/*"}]}  # fmt: skip
+    ec2.modify_vpc_endpoint(VpcEndpointId=s3["VpcEndpointId"], PolicyDocument=json.dumps(other))
+    try:
+        verified = stack.verify()
+    finally:
+        ec2.modify_vpc_endpoint(
+            VpcEndpointId=s3["VpcEndpointId"], PolicyDocument=s3["PolicyDocument"]
+        )
+    replies = f"arn:aws:s3:::{DEPLOYMENT.reply_bucket}/example"
+    for component in ("router", "gpu_node"):
+        proof = verified[component]["service:s3"]
+        assert proof.status == "missing", proof
+        assert f"gateway endpoint {s3['VpcEndpointId']}'s policy does not allow" in proof.detail
+    assert f"does not allow s3:GetObject on {replies}" in verified["router"]["service:s3"].detail
+    assert stack.verify()["router"]["service:s3"].status == "ok"
+
+
+def test_a_network_acl_without_rules_for_the_answers_is_caught(stack):
+    """A network ACL on the private subnet that lets only HTTPS out and only 6379 in, as if
+    ACLs were stateful: the router's S3 answers cannot come back in, nor can the queue's
+    answers go out to the node's subnet; the router's own Redis connections stay within its
+    subnet, where no ACL is crossed."""
+    ec2 = stack.client("ec2")
+    private = ec2.describe_subnets(
+        Filters=[{"Name": "tag:Name", "Values": [f"{PROJECT}-private"]}]
+    )["Subnets"][0]
+    [current] = ec2.describe_network_acls(
+        Filters=[{"Name": "association.subnet-id", "Values": [private["SubnetId"]]}]
+    )["NetworkAcls"]
+    [association] = [a for a in current["Associations"] if a["SubnetId"] == private["SubnetId"]]
+    custom = ec2.create_network_acl(VpcId=private["VpcId"])["NetworkAcl"]["NetworkAclId"]
+    allow = {"NetworkAclId": custom, "RuleNumber": 100, "RuleAction": "allow"}
+    ec2.create_network_acl_entry(
+        **allow,
+        Protocol="6",
+        Egress=True,
+        CidrBlock="0.0.0.0/0",
+        PortRange={"From": 443, "To": 443},
+    )
+    ec2.create_network_acl_entry(
+        **allow, Protocol="6", Egress=False, CidrBlock="10.20.0.0/22",
+        PortRange={"From": 6379, "To": 6379},
+    )  # fmt: skip
+    replaced = ec2.replace_network_acl_association(
+        AssociationId=association["NetworkAclAssociationId"], NetworkAclId=custom
+    )["NewAssociationId"]
+    try:
+        verified = stack.verify()
+    finally:
+        ec2.replace_network_acl_association(
+            AssociationId=replaced, NetworkAclId=current["NetworkAclId"]
+        )
+        ec2.delete_network_acl(NetworkAclId=custom)
+    s3 = verified["router"]["service:s3"]
+    assert s3.status == "missing", s3
+    assert f"network ACL {custom} of {private['SubnetId']} lets no TCP answers in" in s3.detail
+    node_redis = verified["gpu_node"]["redis"]
+    assert node_redis.status == "missing", node_redis
+    assert "lets no TCP answers out to 10.20.0.0/24" in node_redis.detail
+    assert verified["router"]["redis"].status == "ok"  # within one subnet: no ACL crossed
+    assert stack.verify()["router"]["service:s3"].status == "ok"

@@ -73,8 +73,11 @@ def find_node(ec2: Any, project: str) -> dict[str, Any] | None:
     return sorted(instances, key=lambda i: i["InstanceId"])[0] if instances else None
 
 
-def queue_groups(elasticache: Any, queue_id: str, network: paths.Network | None, project: str):
-    """The queue's security groups; None when no queue is deployed."""
+def find_queue(
+    elasticache: Any, queue_id: str, network: paths.Network | None, deployment: Deployment
+) -> paths.Queue | None:
+    """The queue's security groups and subnets (its members' cache subnet group); None when
+    no queue is deployed."""
     if not queue_id:
         return None
     try:
@@ -83,22 +86,38 @@ def queue_groups(elasticache: Any, queue_id: str, network: paths.Network | None,
         return None
     if not found.get("ReplicationGroups"):
         return None
-    members = found["ReplicationGroups"][0].get("MemberClusters") or []
-    ids: list[str] = []
-    for member in members:
+    group_ids: list[str] = []
+    subnet_groups: set[str] = set()
+    for member in found["ReplicationGroups"][0].get("MemberClusters") or []:
         try:
             cluster = elasticache.describe_cache_clusters(CacheClusterId=member)["CacheClusters"][0]
         except ClientError:
             continue
-        ids += [g["SecurityGroupId"] for g in cluster.get("SecurityGroups", [])]
-    if ids or network is None:
-        return ids
-    # The stand-in reports no member clusters: the network role's queue group, by name.
-    return [
-        group_id
-        for group_id, group in network.groups.items()
-        if group.get("GroupName") == f"{project}-redis"
-    ]
+        group_ids += [g["SecurityGroupId"] for g in cluster.get("SecurityGroups", [])]
+        if cluster.get("CacheSubnetGroupName"):
+            subnet_groups.add(cluster["CacheSubnetGroupName"])
+    if not group_ids and network is not None:
+        # The stand-in knows no member cluster: the network role's queue group, by name, and
+        # the queue role's subnet group, named as its id prefix.
+        group_ids = [
+            group_id
+            for group_id, group in network.groups.items()
+            if group.get("GroupName") == f"{deployment.project}-redis"
+        ]
+        subnet_groups = {deployment.queue_prefix} if deployment.queue_prefix else set()
+    return paths.Queue(tuple(group_ids), _subnets_of(elasticache, subnet_groups))
+
+
+def _subnets_of(elasticache: Any, subnet_groups: set[str]) -> tuple[str, ...]:
+    subnets: list[str] = []
+    for name in sorted(subnet_groups):
+        try:
+            found = elasticache.describe_cache_subnet_groups(CacheSubnetGroupName=name)
+        except ClientError:  # gone: the queue's side of its paths is then not proven
+            continue
+        for group in found.get("CacheSubnetGroups", []):
+            subnets += [s["SubnetIdentifier"] for s in group.get("Subnets", [])]
+    return tuple(dict.fromkeys(subnets))
 
 
 def current_queue_id(elasticache: Any, deployment: Deployment) -> str:
@@ -185,30 +204,43 @@ def verify(
         role_name, own = _placement(name, component, deployment, ec2, lam)
         placement, network = network_of(own[0])
         extra_context = own[1]
-        redis = queue_groups(client("elasticache"), queue_id, network, deployment.project)
+        queue = find_queue(client("elasticache"), queue_id, network, deployment)
+        requests, rendered, unjudged = _declared(component, {**context, **extra_context})
         proofs = paths.prove(
             name,
             component,
             placement,
             network,
             region=deployment.region,
-            redis_groups=redis,
+            queue=queue,
+            requests=requests,
             fill=lambda text: access.fill(text, context),
         )
-        full_context = {**context, **extra_context}
         calls, drift = [], ""
         if role_name:
             deployed = inline_policy(iam, role_name)
-            try:
-                calls = [
-                    Call(name, action, resource, access.allows(deployed, action, resource, keys))
-                    for action, resource, keys in access.declared_requests(component, full_context)
-                ]
-                drift = _drift(deployed, access.render_policy(component, full_context))
-            except access.AccessError as exc:  # a name the deployment was not told
-                drift = f"its policy cannot be judged: {exc}"
+            calls = [
+                Call(name, action, resource, access.allows(deployed, action, resource, keys))
+                for action, resource, keys in requests
+            ]
+            drift = unjudged or _drift(deployed, rendered)
         verdicts.append(Verdict(name, proofs, calls, drift))
     return verdicts
+
+
+def _declared(
+    component: Mapping[str, Any], context: Mapping[str, Any]
+) -> tuple[list[paths.Request], dict[str, Any], str]:
+    """(the calls the component makes, the policy access.yml renders for its role, "") in
+    this deployment, or nothing and why its policy cannot be judged."""
+    try:
+        return (
+            access.declared_requests(component, context),
+            access.render_policy(component, context),
+            "",
+        )
+    except access.AccessError as exc:  # a name the deployment was not told
+        return [], {}, f"its policy cannot be judged: {exc}"
 
 
 def _placement(name, component, deployment, ec2, lam):
@@ -218,7 +250,8 @@ def _placement(name, component, deployment, ec2, lam):
         if node is None:
             return "", (paths.Placement("instance", problem="no GPU node is deployed"), {})
         subnet = ec2.describe_subnets(SubnetIds=[node["SubnetId"]])["Subnets"][0]
-        placement = paths.instance_placement(subnet, node)
+        address = paths.next_public_address(ec2, node, subnet)
+        placement = paths.instance_placement(node, address)
         return deployment.node_role, (placement, {"instance_id": node["InstanceId"]})
     function = deployment.functions.get(component.get("function", name), "")
     placement = paths.lambda_placement(lam, function, component["runs_in"])
