@@ -8,17 +8,20 @@ DOCUMENTATION = r"""
 module: tl_verify
 short_description: Prove each component's network paths and IAM calls from what is deployed
 description:
-  - Reads the deployed VPC (subnets, route tables, internet and NAT gateways, VPC endpoints,
-    security groups), where each compute component runs (a Lambda function's VPC
-    configuration; the GPU node's subnet and groups, and the address a start gives it) and
-    the policy each component's role holds, then judges them against C(access.yml), the
-    one declaration of what each component must reach and call.
-  - A target is proven only by a gateway endpoint on the component's route table; an
-    interface endpoint with private DNS whose group admits 443 from the component's group;
-    a public address with a default route to an internet gateway, or a NAT gateway route;
-    or, for Redis, an ingress rule for 6379 from the component's group. Every declared call
-    is judged against the role's inline policy, and a policy that differs from the one
-    C(access.yml) renders is reported as drift.
+  - Reads the deployed VPC (subnets, route tables, network ACLs, internet and NAT gateways,
+    VPC endpoints and their policies, security groups, prefix lists), where each compute
+    component runs (a Lambda function's VPC configuration; the GPU node's subnet and groups,
+    and the address its next start gives it, from its primary interface) and the policy each
+    component's role holds, then judges them against C(access.yml), the one declaration of
+    what each component must reach and call.
+  - A target is proven only by a gateway endpoint whose route carries the service's prefix
+    list and whose policy allows the component's calls; an interface endpoint with private
+    DNS whose group admits 443 from the component's group; a public address with a default
+    route to an internet gateway, or a NAT gateway route; or, for Redis, an ingress rule for
+    6379 from the component's group. On every path the component's group must let the
+    traffic out and each network ACL it crosses let it through and its answers back. Every
+    declared call is judged against the role's inline policy, and a policy that differs from
+    the one C(access.yml) renders is reported as drift.
   - It exists because the local stand-in enforces neither network paths nor IAM, and no
     module of C(amazon.aws) or C(community.aws) proves either. It changes nothing.
   - The judging is C(tlops.checks) (the same code the tests run), so the module needs the
