@@ -890,9 +890,9 @@ def _policy_refuses(endpoint: Mapping[str, Any], calls: Sequence[Request]) -> st
     policies": a call passes only if it allows it too; without one, "we attach the default
     endpoint policy", full access
     (https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-access.html). Judged
-    with access.allows on the statements it reads (for every principal, Action and Resource,
-    no Condition): another Allow does not count, and another Deny that could touch a call
-    leaves the path unproven."""
+    with access.allows on the statements it reads (for every principal, with Action and
+    Resource, no Condition): an Allow with anything else does not count, and a Deny with
+    anything else that could touch a call leaves the path unproven."""
     document = endpoint.get("PolicyDocument")
     if not document or not calls:
         return None
