@@ -94,7 +94,16 @@ def play(
         "project_tag": "tinyllama",
         "aws_region": REGION,
         "aws_account_id": "123456789012",
-        **({"aws_endpoint_url": endpoint} if endpoint else {}),
+        # what the cloud playbooks' lookups and the roles' own modules connect with
+        **(
+            {
+                "aws_endpoint_url": endpoint,
+                "aws_access_key": connection["access_key"],
+                "aws_secret_key": connection["secret_key"],
+            }
+            if endpoint
+            else {}
+        ),
         **(variables or {}),
     }
     command = [

@@ -34,8 +34,6 @@ NODE_VARS = {
     "gpu_node_redis_url": "redis://10.20.1.10:6379/0",
     "gpu_node_wait_timeout": 60,
     "gpu_node_launch_retry_delay_s": 0,
-    "aws_access_key": "standin-key-id",
-    "aws_secret_key": "standin-secret",
 }
 
 
