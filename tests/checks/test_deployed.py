@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from tlops.checks import deployed
+from tlops.checks import deployed, on_account
 from tlops.cli import playbooks
 from tlops.contract.control import Action, Request
 from tlops.control.actions import Control
@@ -172,6 +172,35 @@ def test_every_verdict_is_ok_and_the_policies_are_access_ymls(stack):
     assert {c.action.split(":")[0] for c in by_name["control"].calls} == {
         "ec2", "elasticache", "s3"
     }  # fmt: skip
+
+
+def test_a_call_iams_simulator_denies_fails_the_verdict_and_names_the_decision(stack):
+    """On an account the simulator's word counts beside ours: one implicitDeny (what AWS
+    answers when no statement allows, API_EvaluationResult) makes the component not ok."""
+    asked = []
+
+    def simulator(role, requests):
+        asked.append(role)
+        return [
+            on_account.Simulated(action, resource, "implicitDeny" if i == 0 else "allowed", ())
+            for i, (action, resource, _) in enumerate(requests)
+        ]
+
+    verdicts = {v.component: v for v in deployed.verify(stack.client, DEPLOYMENT,
+                                                         simulator=simulator)}  # fmt: skip
+    assert f"{PROJECT}-gpu" in asked and f"{PROJECT}-control" in asked
+    assert not verdicts["control"].ok
+    assert verdicts["control"].simulated[0].line("control").endswith(": implicitDeny")
+
+
+def test_verify_on_the_stand_in_says_it_asked_neither_simulator_nor_analyzer(stack):
+    done = stack.playbook(
+        "verify.yml", enable_redis="true", verify_on_account="yes", verify_reachability="yes"
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    out = " ".join((done.stdout + done.stderr).split())
+    assert "no IAM policy simulator" in out and "no role's calls were put to it" in out
+    assert "no Reachability Analyzer" in out and "no path was traced" in out
 
 
 # What Lambda itself calls for a function in a VPC (its network interfaces): the only EC2

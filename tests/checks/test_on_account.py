@@ -238,3 +238,40 @@ def test_an_analysis_that_outlasts_the_timeout_is_reported_unfinished_and_still_
     cleaned(stubber)
     found = analyze(client, timeout=6.0, delay=5.0)
     assert found.reachable is None and "still running after 6 s" in found.line()
+
+
+# --- the paths put to Reachability Analyzer ----------------------------------------------
+NODE = {"InstanceId": "i-0node", "VpcId": "vpc-1"}
+
+
+def test_the_node_and_the_router_paths_are_found_by_what_aws_names_them(ec2):
+    client, stubber = ec2
+    stubber.add_response(
+        "describe_internet_gateways",
+        {"InternetGateways": [{"InternetGatewayId": "igw-1"}]},
+        {"Filters": [{"Name": "attachment.vpc-id", "Values": ["vpc-1"]}]},
+    )
+    stubber.add_response(
+        "describe_network_interfaces",
+        {"NetworkInterfaces": [{"NetworkInterfaceId": "eni-router"}]},
+        {"Filters": [{"Name": "description", "Values": ["AWS Lambda VPC ENI-tl-router*"]}]},
+    )
+    stubber.add_response(
+        "describe_network_interfaces",
+        {"NetworkInterfaces": [{"NetworkInterfaceId": "eni-queue"}]},
+        {"Filters": [{"Name": "description", "Values": ["ElastiCache tl-queue-3-*"]}]},
+    )
+    found = on_account.traces(client, NODE, "tl-router", "tl-queue-3")
+    assert [(t.source, t.destination, t.port) for t in found] == [
+        ("i-0node", "igw-1", 443),
+        ("eni-router", "eni-queue", 6379),
+    ]
+
+
+def test_without_a_queue_the_router_path_is_not_traced_and_says_why(ec2):
+    client, stubber = ec2
+    stubber.add_response("describe_internet_gateways", {"InternetGateways": []})
+    found = on_account.traces(client, NODE, "tl-router", "")
+    assert [t.problem for t in found] == ["vpc-1 has no gateway", "no router or no queue"]
+    untraced = on_account.PathAnalysis.untraced(found[1].what, found[1].problem)
+    assert untraced.line() == "the router's way to the queue: not traced: no router or no queue"

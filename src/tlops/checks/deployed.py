@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tlops.checks import access, paths
+from tlops.checks import access, on_account, paths
 from tlops.contract import names
 from tlops.contract.states import NODE_LIVE_STATES as NODE_STATES
 
@@ -37,11 +37,16 @@ class Verdict(NamedTuple):
     proofs: list[paths.Proof]
     calls: list[Call]
     drift: str  # "" when the deployed policy is the one access.yml renders
+    # IAM's own verdicts on the same calls, when an account's simulator was asked
+    simulated: tuple[on_account.Simulated, ...] = ()
 
     @property
     def ok(self) -> bool:
         return (
-            all(p.ok for p in self.proofs) and all(c.allowed for c in self.calls) and not self.drift
+            all(p.ok for p in self.proofs)
+            and all(c.allowed for c in self.calls)
+            and all(s.allowed for s in self.simulated)
+            and not self.drift
         )
 
 
@@ -165,8 +170,12 @@ def verify(
     client: Callable[[str], Any],
     deployment: Deployment,
     components: Mapping[str, Any] | None = None,
+    *,
+    simulator: on_account.Simulator | None = None,
 ) -> list[Verdict]:
-    """One Verdict per component; `client(service)` makes a boto3 client."""
+    """One Verdict per component; `client(service)` makes a boto3 client. With a
+    `simulator` (on an account: `on_account.role_simulator`), each role's declared calls
+    are also put to IAM's policy simulator."""
     components = access.load() if components is None else components
     ec2, lam, iam = client("ec2"), client("lambda"), client("iam")
     networks: dict[str, paths.Network] = {}
@@ -216,7 +225,7 @@ def verify(
             requests=requests,
             fill=lambda text: access.fill(text, context),
         )
-        calls, drift = [], ""
+        calls, drift, simulated = [], "", ()
         if role_name:
             deployed = inline_policy(iam, role_name)
             calls = [
@@ -224,7 +233,9 @@ def verify(
                 for action, resource, keys in requests
             ]
             drift = unjudged or _drift(deployed, rendered)
-        verdicts.append(Verdict(name, proofs, calls, drift))
+            if simulator is not None and requests:
+                simulated = tuple(simulator(role_name, requests))
+        verdicts.append(Verdict(name, proofs, calls, drift, simulated))
     return verdicts
 
 

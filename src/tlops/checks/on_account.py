@@ -26,6 +26,10 @@ from typing import Any, NamedTuple
 
 # SimulatePrincipalPolicy's EvalDecision values (API_EvaluationResult, IAM API reference).
 ALLOWED = "allowed"
+# Reachability Analyzer's verdicts on the project's two paths that matter most: the node's
+# way out (its public address and the internet gateway: S3, the APIs, the model's download)
+# and the router's way to the queue. One billed analysis each.
+HTTPS, REDIS = 443, 6379
 
 
 class Simulated(NamedTuple):
@@ -52,6 +56,20 @@ def _context_entries(keys: Mapping[str, str]) -> list[dict[str, Any]]:
         {"ContextKeyName": key, "ContextKeyValues": [value], "ContextKeyType": "string"}
         for key, value in sorted(keys.items())
     ]
+
+
+# (role name, its declared requests) → IAM's verdicts: what tlops.checks.deployed asks.
+Simulator = Callable[[str, list[tuple[str, str, dict[str, str]]]], list["Simulated"]]
+
+
+def role_simulator(iam: Any) -> Simulator:
+    """A Simulator that asks IAM about the role by name (its ARN looked up with GetRole)."""
+
+    def ask(role_name: str, requests: list[tuple[str, str, dict[str, str]]]) -> list[Simulated]:
+        arn = iam.get_role(RoleName=role_name)["Role"]["Arn"]
+        return simulate(iam, arn, requests)
+
+    return ask
 
 
 def simulate(
@@ -91,15 +109,23 @@ class PathAnalysis(NamedTuple):
     source: str
     destination: str
     port: int
-    reachable: bool | None  # None: the analysis did not finish in time
+    reachable: bool | None  # None: the analysis did not finish, or none was made
     explanation: str
+    what: str = ""  # which of the project's paths it is
+
+    @classmethod
+    def untraced(cls, what: str, why: str) -> PathAnalysis:
+        return cls("", "", 0, None, why, what)
 
     def line(self) -> str:
+        named = f"{self.what}: " if self.what else ""
+        if not self.source:
+            return f"{named}not traced: {self.explanation}"
         if self.reachable is None:
             verdict = f"not finished: {self.explanation}"
         else:
             verdict = "reachable" if self.reachable else f"NOT reachable: {self.explanation}"
-        return f"{self.source} → {self.destination} tcp/{self.port}: {verdict}"
+        return f"{named}{self.source} → {self.destination} tcp/{self.port}: {verdict}"
 
 
 def _explain(analysis: Mapping[str, Any]) -> str:
@@ -121,6 +147,7 @@ def analyze_path(
     port: int,
     *,
     tags: Mapping[str, str],
+    what: str = "",
     timeout: float = 300.0,
     delay: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
@@ -154,16 +181,64 @@ def analyze_path(
             if found["Status"] == "succeeded":
                 reachable = bool(found.get("NetworkPathFound"))
                 explanation = "" if reachable else _explain(found)
-                return PathAnalysis(source, destination, port, reachable, explanation)
+                return PathAnalysis(source, destination, port, reachable, explanation, what)
             if found["Status"] == "failed":
-                return PathAnalysis(source, destination, port, None, _explain(found))
+                return PathAnalysis(source, destination, port, None, _explain(found), what)
             if waited + delay > timeout:
-                return PathAnalysis(
-                    source, destination, port, None, f"still running after {timeout:g} s"
-                )
+                running = f"still running after {timeout:g} s"
+                return PathAnalysis(source, destination, port, None, running, what)
             sleep(delay)
             waited += delay
     finally:  # nothing of it is left behind: the analysis, then its path
         if analysis_id:
             ec2.delete_network_insights_analysis(NetworkInsightsAnalysisId=analysis_id)
         ec2.delete_network_insights_path(NetworkInsightsPathId=path_id)
+
+
+class Trace(NamedTuple):
+    """A path to put to Reachability Analyzer, or why it cannot be (`problem`)."""
+
+    what: str
+    source: str = ""
+    destination: str = ""
+    port: int = 0
+    problem: str = ""
+
+
+def _interfaces(ec2: Any, description: str) -> list[dict[str, Any]]:
+    found = ec2.describe_network_interfaces(
+        Filters=[{"Name": "description", "Values": [description]}]
+    )["NetworkInterfaces"]
+    return sorted(found, key=lambda i: i["NetworkInterfaceId"])
+
+
+def traces(ec2: Any, node: Mapping[str, Any] | None, router: str, queue_id: str) -> list[Trace]:
+    """The node's path to its VPC's internet gateway (443) and the router's to the queue
+    (6379), as Reachability Analyzer takes them: an instance or network interface as source,
+    an internet gateway or network interface as destination (API_CreateNetworkInsightsPath).
+    Lambda names the interfaces it makes for a function "AWS Lambda VPC ENI-<function>..."
+    and ElastiCache its nodes' "ElastiCache <cluster id>" (their Description)."""
+    out = []
+    if node is None:
+        out.append(Trace("the node's way out", problem="no GPU node is deployed"))
+    else:
+        gateways = ec2.describe_internet_gateways(
+            Filters=[{"Name": "attachment.vpc-id", "Values": [node["VpcId"]]}]
+        )["InternetGateways"]
+        if gateways:
+            gateway = gateways[0]["InternetGatewayId"]
+            out.append(Trace("the node's way out", node["InstanceId"], gateway, HTTPS))
+        else:
+            out.append(Trace("the node's way out", problem=f"{node['VpcId']} has no gateway"))
+    if not (router and queue_id):
+        out.append(Trace("the router's way to the queue", problem="no router or no queue"))
+        return out
+    sources = _interfaces(ec2, f"AWS Lambda VPC ENI-{router}*")
+    targets = _interfaces(ec2, f"ElastiCache {queue_id}-*")
+    if sources and targets:
+        source, target = sources[0]["NetworkInterfaceId"], targets[0]["NetworkInterfaceId"]
+        out.append(Trace("the router's way to the queue", source, target, REDIS))
+    else:
+        missing = "the router's network interface" if not sources else "the queue's"
+        out.append(Trace("the router's way to the queue", problem=f"{missing} is not found"))
+    return out

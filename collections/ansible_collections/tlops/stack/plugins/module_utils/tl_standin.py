@@ -183,6 +183,24 @@ GAPS = {
             "not read, so nothing says the account may launch the node; on AWS it is read"
         ),
     ),
+    "iam-no-policy-simulator": Gap(
+        calls=("iam:SimulatePrincipalPolicy",),
+        refused=unsupported,
+        says=(
+            "the endpoint has no IAM policy simulator (the local stand-in moto 5.2.5 lacks "
+            "SimulatePrincipalPolicy): no role's calls were put to it; the project's own "
+            "evaluator judged them, and on an account the simulator is asked"
+        ),
+    ),
+    "ec2-no-reachability-analyzer": Gap(
+        calls=("ec2:CreateNetworkInsightsPath",),
+        refused=unsupported,
+        says=(
+            "the endpoint has no Reachability Analyzer (the local stand-in moto 5.2.5 lacks "
+            "CreateNetworkInsightsPath): no path was traced; the project's path checker "
+            "judged them, and on an account the analyzer is asked"
+        ),
+    ),
     "elasticache-deletes-never-finish": Gap(
         calls=("elasticache:DescribeReplicationGroups",),
         refused=None,  # a deleted group stays `deleting` there: only a bounded wait ends

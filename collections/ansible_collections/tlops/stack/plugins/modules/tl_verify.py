@@ -84,6 +84,23 @@ options:
     description: Fail when a path is missing, a call is denied or a policy drifted.
     type: bool
     default: true
+  simulate:
+    description:
+      - Also put every declared call of every role to IAM's policy simulator
+        (SimulatePrincipalPolicy, free), with the tags and condition keys the request would
+        carry: AWS's own verdict, over every policy the role holds (managed ones and
+        permission boundaries too). An account only; the stand-in lacks the simulator and
+        says so.
+    type: bool
+    default: false
+  reachability:
+    description:
+      - Also ask VPC Reachability Analyzer to trace the node's way out (its instance to the
+        internet gateway, 443) and the router's way to the queue (6379). Each analysis is
+        billed (about USD 0.10): two per run. The paths are deleted afterwards. An account
+        only; the stand-in lacks it and says so.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -116,11 +133,21 @@ components:
           or the missing link).
       type: list
       elements: dict
+    simulated:
+      description: With O(simulate), per declared call IAM's C(decision) and C(missing_keys).
+      type: list
+      elements: dict
     calls:
       description: Per declared call, C(action), C(resource) and C(allowed).
       type: list
       elements: dict
     drift: {description: How the role's policy differs from access.yml's, or empty., type: str}
+traced:
+  description: With O(reachability), each path's C(source), C(destination), C(port) and
+    C(reachable) (null when the analysis did not finish), and C(explanation).
+  type: list
+  elements: dict
+  returned: when reachability
 lines:
   description: The same as one readable line per target and per call.
   type: list
@@ -128,6 +155,7 @@ lines:
   returned: always
 """
 
+from ansible_collections.tlops.stack.plugins.module_utils import tl_standin as gaps
 from ansible_collections.tlops.stack.plugins.module_utils.tl_aws import (
     AnsibleAWSModule,
     Failure,
@@ -135,9 +163,9 @@ from ansible_collections.tlops.stack.plugins.module_utils.tl_aws import (
 )
 
 try:
-    from tlops.checks import access, deployed
+    from tlops.checks import access, deployed, on_account
 except ImportError:  # reported in verify(): not the project's interpreter
-    access = deployed = None
+    access = deployed = on_account = None
 
 
 def report(verdicts):
@@ -146,8 +174,10 @@ def report(verdicts):
     for verdict in verdicts:
         lines += [proof.line() for proof in verdict.proofs]
         lines += [call.line() for call in verdict.calls]
+        lines += [asked.line(verdict.component) for asked in verdict.simulated]
         problems += [proof.line() for proof in verdict.proofs if not proof.ok]
         problems += [call.line() for call in verdict.calls if not call.allowed]
+        problems += [a.line(verdict.component) for a in verdict.simulated if not a.allowed]
         if verdict.drift:
             lines.append(f"{verdict.component}: {verdict.drift}")
             problems.append(lines[-1])
@@ -157,6 +187,7 @@ def report(verdicts):
                 "ok": verdict.ok,
                 "paths": [proof._asdict() for proof in verdict.proofs],
                 "calls": [call._asdict() for call in verdict.calls],
+                "simulated": [asked._asdict() for asked in verdict.simulated],
                 "drift": verdict.drift,
             }
         )
@@ -190,13 +221,70 @@ def verify(module):
         cost_topic=params["cost_topic"],
         node_settings_parameter=params["node_settings_parameter"],
     )
-    verdicts = deployed.verify(module.client, target, {name: declared[name] for name in wanted})
+    simulator = simulated_by_iam(module) if params["simulate"] else None
+    verdicts = deployed.verify(
+        module.client, target, {name: declared[name] for name in wanted}, simulator=simulator
+    )
     components, lines, problems = report(verdicts)
+    extra = {}
+    if params["reachability"]:
+        traced = trace(module, target)
+        extra["traced"] = [t._asdict() for t in traced]
+        lines += [t.line() for t in traced]
+        problems += [t.line() for t in traced if t.reachable is False]
     if problems and params["fail_on_missing"]:
         module.fail_json(
-            msg="not proven: " + "; ".join(problems), components=components, lines=lines
+            msg="not proven: " + "; ".join(problems), components=components, lines=lines, **extra
         )
-    return {"changed": False, "components": components, "lines": lines}
+    return {"changed": False, "components": components, "lines": lines, **extra}
+
+
+def simulated_by_iam(module):
+    """The simulator deployed.verify asks; where the endpoint has none, it warns once and
+    every role goes unasked."""
+    ask = on_account.role_simulator(module.client("iam"))
+    lacking = []
+
+    def simulator(role_name, requests):
+        if lacking:
+            return []
+        answer = gaps.optional(ask, "iam-no-policy-simulator", role_name, requests)
+        if answer is gaps.LACKING:
+            lacking.append(role_name)
+            gaps.warn(module.warn, "iam-no-policy-simulator")
+            return []
+        return answer
+
+    return simulator
+
+
+def trace(module, target):
+    """Reachability Analyzer's answers on the node's and the router's paths; a path that
+    cannot be put (nothing deployed) is a line that says why, not a failure."""
+    ec2 = module.client("ec2")
+    node = deployed.find_node(ec2, target.project)
+    queue_id = target.queue_id or deployed.current_queue_id(module.client("elasticache"), target)
+    router = target.functions.get("router", "")
+    analyses = []
+    for path in on_account.traces(ec2, node, router, queue_id):
+        if path.problem:
+            analyses.append(on_account.PathAnalysis.untraced(path.what, path.problem))
+            continue
+        found = gaps.optional(
+            on_account.analyze_path,
+            "ec2-no-reachability-analyzer",
+            ec2,
+            path.source,
+            path.destination,
+            path.port,
+            tags={"Project": target.project},
+            what=path.what,
+        )
+        if found is gaps.LACKING:
+            gaps.warn(module.warn, "ec2-no-reachability-analyzer")
+            return analyses
+        analyses.append(found)
+    return analyses
 
 
 def main():
@@ -213,6 +301,8 @@ def main():
         node_settings_parameter=dict(type="str", default=""),
         components=dict(type="list", elements="str"),
         fail_on_missing=dict(type="bool", default=True),
+        simulate=dict(type="bool", default=False),
+        reachability=dict(type="bool", default=False),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     run(module, lambda: verify(module))
