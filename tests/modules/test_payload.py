@@ -35,6 +35,8 @@ ABSENT = {
     # reads only: on the stand-in it finds no EC2 quota and says so
     "tl_gpu_quota": {"launch": ["g4dn.xlarge"], "project": "tl-payload"},
     "tl_lambda": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
+    # reads only: no such group, so no interface in it
+    "tl_lambda_enis": {"security_group_ids": ["sg-0123456789abcdef0"], "wait_timeout": 0},
     # builds the wrapper tests' template, which makes nothing (the null builder, no machine)
     "tl_packer": {"template_dir": str(REPO / "tests/tooling/fixtures/tiny")},
     "tl_metric_alarm": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
@@ -50,6 +52,8 @@ ABSENT = {
     },
     # changes nothing anyway: on an empty stand-in every component is reported not deployed
     "tl_verify": {"project": "tl-payload", "reply_bucket": "tl-payload", "fail_on_missing": False},
+    # no such VPC on an empty stand-in: nothing to delete
+    "tl_vpc_delete": {"vpc_ids": ["vpc-0123456789abcdef0"], "tags": {"Project": "tinyllama"}},
 }
 
 
