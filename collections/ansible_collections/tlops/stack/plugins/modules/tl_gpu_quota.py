@@ -10,7 +10,7 @@ module: tl_gpu_quota
 short_description: Check the account's vCPU quota for G instances before launching one
 description:
   - Reads the region's quota "Running On-Demand G and VT instances" (Service Quotas, service
-    C(ec2), quota code C(L-DB2E81BA)): the applied value (GetServiceQuota), else AWS's
+    C(ec2), quota code C(L-DB2E81BA)), the applied value (GetServiceQuota), else AWS's
     default (GetAWSDefaultServiceQuota). On-Demand quotas count vCPUs of running instances,
     per family group (U(https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html)).
   - Fails, naming the command that requests more, when the quota is smaller than the vCPUs of
@@ -33,8 +33,8 @@ options:
     required: true
   beside_project_node:
     description:
-      - Also count the project's GPU node (C(Project=<project>), C(Role=gpu), not terminated):
-        a bake runs while the node may wake.
+      - Also count the project's GPU node (C(Project=<project>), C(Role=gpu), not terminated),
+        since a bake runs while the node may wake.
     type: bool
     default: false
   quota_code:

@@ -88,7 +88,7 @@ options:
     description:
       - Also put every declared call of every role to IAM's policy simulator
         (SimulatePrincipalPolicy, free), with the tags and condition keys the request would
-        carry: AWS's own verdict, over every policy the role holds (managed ones and
+        carry, for AWS's own verdict over every policy the role holds (managed ones and
         permission boundaries too). An account only; the stand-in lacks the simulator and
         says so.
     type: bool
@@ -97,7 +97,7 @@ options:
     description:
       - Also ask VPC Reachability Analyzer to trace the node's way out (its instance to the
         internet gateway, 443) and the router's way to the queue (6379). Each analysis is
-        billed (about USD 0.10): two per run. The paths are deleted afterwards. An account
+        billed (about USD 0.10), two per run. The paths are deleted afterwards. An account
         only; the stand-in lacks it and says so.
     type: bool
     default: false
