@@ -40,6 +40,8 @@ ABSENT = {
     # builds the wrapper tests' template, which makes nothing (the null builder, no machine)
     "tl_packer": {"template_dir": str(REPO / "tests/tooling/fixtures/tiny")},
     "tl_metric_alarm": {"name": "tl-payload", "state": "absent", "tags": {"Project": "tinyllama"}},
+    # reads only: every zone of the stand-in offers it
+    "tl_offering_zones": {"instance_type": "g4dn.xlarge"},
     "tl_query_definition": {
         "name": "tinyllama/tl-payload",
         "state": "absent",

@@ -74,7 +74,7 @@ def play(
     """Run `tasks` on localhost; `variables` become extra vars (the highest precedence)."""
     connection = {
         "endpoint_url": endpoint,
-        "region": REGION,
+        "region": "{{ aws_region }}",  # as the cloud playbooks' module_defaults have it
         "access_key": "standin-key-id",
         "secret_key": "standin-secret",
     }
