@@ -43,6 +43,7 @@ def test_deploy_then_deploy_and_plan_again_change_nothing(moto_server: str, tmp_
     assert {
         "network : Create the VPC",
         "storage : Show that the plan would create the buckets",
+        "observability : Show that the plan would create the alert topic",
     } <= set(changed_tasks(empty_plan))
     assert not account.tagged("vpcs") and not account.instances(
         {"Name": "tag:Project", "Values": ["tinyllama"]}
