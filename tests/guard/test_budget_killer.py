@@ -21,7 +21,7 @@ from tlops.checkout import ROOT
 from tlops.checks import access
 from tlops.common import aws
 from tlops.common.control_bucket import ControlBucket
-from tlops.contract import control
+from tlops.contract import control, names
 from tlops.contract.control import Action
 from tlops.control.actions import Control
 from tlops.control.config import ControlConfig
@@ -328,7 +328,7 @@ def test_the_bake_role_is_the_one_packer_tags_its_build_instance_with():
     """The killer finds a bake's leftovers by the Role tag Packer gives the build instance."""
     source = (ROOT / "packer" / "source.pkr.hcl").read_text()
     run_tags = source[source.index("run_tags = {") : source.index("}", source.index("run_tags"))]
-    assert f'Role    = "{killer.BAKE_ROLE}"' in run_tags
+    assert f'Role    = "{names.BAKE_ROLE}"' in run_tags
 
 
 def test_its_policy_terminates_only_the_projects_bake_instances():

@@ -246,6 +246,7 @@ def test_access_yml_names_the_project_namespace_and_the_node_role():
                   for line in text.splitlines() if "cloudwatch:namespace:" in line}  # fmt: skip
     assert namespaces == {names.METRIC_NAMESPACE}
     assert f"Role: {names.NODE_ROLE}}}" in text
+    assert f"Role: {names.BAKE_ROLE}}}" in text  # the killer's leave to terminate a bake
 
 
 def test_no_role_or_playbook_spells_a_generated_name_again():

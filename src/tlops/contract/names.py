@@ -18,10 +18,11 @@ from tlops.contract.states import NODE_LIVE_STATES
 PROJECT = "tinyllama"
 PROJECT_TAG = "Project"
 ROLE_TAG = "Role"
-# The Role tag of the GPU node (EC2 instance, its volumes and image) and of the queue's
-# ElastiCache groups.
+# The Role tag of the GPU node (EC2 instance, its volumes and image), of the queue's
+# ElastiCache groups, and of a bake's build instance and its volume (Packer's run tags).
 NODE_ROLE = "gpu"
 QUEUE_ROLE = "queue"
+BAKE_ROLE = "bake"
 
 # The CloudWatch namespace of every metric the project sends (EMF lines and
 # PutMetricData). It is the design documents' short name for the project ("tl-fif" in
@@ -58,6 +59,7 @@ def for_yaml() -> dict[str, Any]:
         "role_tag": ROLE_TAG,
         "node_role": NODE_ROLE,
         "queue_role": QUEUE_ROLE,
+        "bake_role": BAKE_ROLE,
         "metric_namespace": METRIC_NAMESPACE,
         "latest_image_parameter": LATEST_IMAGE_PARAMETER,
         "node_settings_parameter": NODE_SETTINGS_PARAMETER,

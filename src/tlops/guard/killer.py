@@ -44,9 +44,6 @@ from tlops.guard.notification import Delivery
 telemetry = Telemetry("budget_killer")
 
 NODE_ROLE = names.NODE_ROLE
-# The Role tag of a bake's build instance (packer/source.pkr.hcl's run_tags; a test holds
-# the two equal).
-BAKE_ROLE = "bake"
 _CENT = 0.005
 
 
@@ -205,11 +202,11 @@ def terminate_bakes(ec2: Any, config: KillerConfig, why: str) -> list[Action]:
     stopped instance would go on billing its root volume, invisible to everything else.
     Terminated, the volume goes with it (delete_on_termination in packer/source.pkr.hcl).
     The node, by contrast, is the deployment's: it is only stopped."""
-    ids = tagged_instances(ec2, config, BAKE_ROLE, NODE_LIVE_STATES)
+    ids = tagged_instances(ec2, config, names.BAKE_ROLE, NODE_LIVE_STATES)
     if not ids:
         return []
     because = (
-        f"tagged Project={config.project}, Role={BAKE_ROLE}: a bake's build instance, "
+        f"tagged Project={config.project}, Role={names.BAKE_ROLE}: a bake's build instance, "
         f"which holds nothing to keep; {why}"
     )
     try:
