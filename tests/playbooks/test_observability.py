@@ -70,6 +70,7 @@ CONTEXT = {
     "aws_region": "eu-west-1",
     "aws_account_id": "123456789012",
     "router_api_id": "a1b2c3d4e5",
+    "ansible_check_mode": False,  # a deploy, not a plan
 }
 
 
