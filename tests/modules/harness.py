@@ -41,6 +41,11 @@ def code(name: str) -> ModuleType:
     return importlib.import_module(f"{PACKAGE}.module_utils.{name}")
 
 
+def filter_function(plugin: str, name: str):
+    """A filter of the collection, as Ansible finds it: `filter_function("tlops_cidrs", ...)`."""
+    return getattr(importlib.import_module(f"{PACKAGE}.filter.{plugin}"), name)
+
+
 def load(name: str) -> ModuleType:
     return importlib.import_module(f"{PACKAGE}.modules.{name}")
 
@@ -92,4 +97,12 @@ def run_module(
     return result
 
 
-__all__ = ["ModuleFailed", "code", "load", "module_names", "run_module", "warned"]
+__all__ = [
+    "ModuleFailed",
+    "code",
+    "filter_function",
+    "load",
+    "module_names",
+    "run_module",
+    "warned",
+]
