@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tlops.checks import paths
-from tlops.checks.paths import Network, NextAddress, Placement, Queue
+from tlops.checks import paths, vpc
+from tlops.checks.vpc import Network, NextAddress, Placement, Queue
 
 REGION = "eu-west-1"
 VPC = "vpc-1"
@@ -139,7 +139,7 @@ def network(**changes) -> Network:
 
 
 ROUTER = Placement("lambda-vpc", (PRIVATE,), (ROUTER_SG,), False, "a Lambda in a VPC never has one")
-NODE = paths.instance_placement(
+NODE = vpc.instance_placement(
     {"SubnetId": PUBLIC, "SecurityGroups": [{"GroupId": NODE_SG}]},
     NextAddress(True, "its primary interface eni-1 asks for a public address on every start"),
 )
@@ -621,17 +621,17 @@ def test_a_stopped_nodes_next_address_is_its_interfaces_not_its_subnets_default(
     (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeNetworkInterfaceAttribute.html);
     the subnet's MapPublicIpOnLaunch only decides a launch that names no interface."""
     public_subnet = network().subnets[PUBLIC]  # MapPublicIpOnLaunch: true
-    address = paths.next_public_address(AccountEc2(False), STOPPED_NODE, public_subnet)
+    address = vpc.next_public_address(AccountEc2(False), STOPPED_NODE, public_subnet)
     assert address == NextAddress(
         False,
         "its primary interface eni-1 asks for no public address on every start "
         "(associatePublicIpAddress)",
     )
-    node = proofs(NODE_NEEDS, paths.instance_placement(STOPPED_NODE, address), network())
+    node = proofs(NODE_NEEDS, vpc.instance_placement(STOPPED_NODE, address), network())
     assert node["service:ec2"].status == "missing"
     assert "but no public address: its primary interface eni-1" in node["service:ec2"].detail
     private_subnet = network().subnets[PRIVATE]  # MapPublicIpOnLaunch: false
-    assert paths.next_public_address(AccountEc2(True), STOPPED_NODE, private_subnet).public
+    assert vpc.next_public_address(AccountEc2(True), STOPPED_NODE, private_subnet).public
 
 
 @pytest.fixture
@@ -677,13 +677,13 @@ def test_in_the_stand_in_the_launch_template_says_what_a_start_asks_for(ec2):
     (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-instance-addressing.html)."""
     node, subnet = launch(ec2, template_interface={"AssociatePublicIpAddress": False},
                           map_public=True)  # fmt: skip
-    address = paths.next_public_address(ec2, node, subnet)
+    address = vpc.next_public_address(ec2, node, subnet)
     assert not address.public
     assert address.reason.startswith("the stand-in does not answer associatePublicIpAddress; ")
     assert "asks for no public address on its primary interface" in address.reason
     # A template that names no interface leaves it to the subnet, as a launch would; said so.
     node, subnet = launch(ec2, template_interface=None, map_public=True)
-    address = paths.next_public_address(ec2, node, subnet)
+    address = vpc.next_public_address(ec2, node, subnet)
     assert address.public
     assert "names no interface: judged by subnet" in address.reason
 
@@ -695,14 +695,14 @@ def test_a_node_with_two_interfaces_gets_no_new_address_and_an_elastic_ip_stays(
     (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-instance-addressing.html)."""
     node, subnet = launch(ec2, template_interface={"AssociatePublicIpAddress": True},
                           map_public=True, interfaces=2)  # fmt: skip
-    address = paths.next_public_address(ec2, node, subnet)
+    address = vpc.next_public_address(ec2, node, subnet)
     assert not address.public and "it has 2 network interfaces" in address.reason
     node, subnet = launch(ec2, template_interface={"AssociatePublicIpAddress": False},
                           map_public=False)  # fmt: skip
     allocation = ec2.allocate_address(Domain="vpc")
     primary = node["NetworkInterfaces"][0]["NetworkInterfaceId"]
     ec2.associate_address(AllocationId=allocation["AllocationId"], NetworkInterfaceId=primary)
-    address = paths.next_public_address(ec2, node, subnet)
+    address = vpc.next_public_address(ec2, node, subnet)
     assert address.public
     elastic = allocation["PublicIp"]
     assert address.reason == f"Elastic IP {elastic} stays on its primary interface {primary}"

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tlops.checks import access, on_account, paths
+from tlops.checks import access, on_account, paths, vpc
 from tlops.contract import names
 from tlops.contract.states import NODE_LIVE_STATES as NODE_STATES
 
@@ -205,7 +205,7 @@ def verify(
             problem = f"it runs in {vpc_id}, not in the project's VPC ({theirs})"
             return placement._replace(problem=problem), None
         if vpc_id not in networks:
-            networks[vpc_id] = paths.read_network(ec2, vpc_id)
+            networks[vpc_id] = vpc.read_network(ec2, vpc_id)
         return placement, networks[vpc_id]
 
     verdicts = []
@@ -261,11 +261,11 @@ def _placement(name, component, deployment, ec2, lam):
         if node is None:
             return "", (paths.Placement("instance", problem="no GPU node is deployed"), {})
         subnet = ec2.describe_subnets(SubnetIds=[node["SubnetId"]])["Subnets"][0]
-        address = paths.next_public_address(ec2, node, subnet)
-        placement = paths.instance_placement(node, address)
+        address = vpc.next_public_address(ec2, node, subnet)
+        placement = vpc.instance_placement(node, address)
         return deployment.node_role, (placement, {"instance_id": node["InstanceId"]})
     function = deployment.functions.get(component.get("function", name), "")
-    placement = paths.lambda_placement(lam, function, component["runs_in"])
+    placement = vpc.lambda_placement(lam, function, component["runs_in"])
     role = ""
     if not placement.problem:
         role = lam.get_function_configuration(FunctionName=function)["Role"].rsplit("/", 1)[-1]
