@@ -86,17 +86,19 @@ def test_jobs_run_and_results_land_in_s3(aws_stand_in, redis_client, redis_url, 
     assert all("latency_ms" in r and "completion_tokens" in r for r in logged)
 
 
-def test_refused_prompt_fails_once_with_the_servers_message(
+def test_refused_prompt_fails_once_and_logs_the_servers_message(
     aws_stand_in, redis_client, redis_url, double, watchers
 ):
     make_bucket()
     [job_id] = enqueue(redis_url, 1, prompt=lambda _: "x" * 300)  # over max_prompt_chars
-    watchers(double.url)
+    watcher = watchers(double.url)
     wait_for(lambda: settled(redis_client, [job_id]), "the refused job to settle")
 
     record = redis_client.hgetall(contract.job_key(job_id))
     assert record["status"] == "failed"
-    assert "maximum context length is 200" in record["error"]
+    assert record["error"] == "the inference server refused the prompt"
+    [logged] = [r for r in watcher.logs() if r.get("message") == "job failed"]
+    assert "maximum context length is 200" in logged["detail"]
     assert record["attempts"] == "1"
     assert double.requests == 1  # not retried
     assert result_of(job_id)["status"] == "failed"
@@ -200,7 +202,7 @@ def test_inference_down_for_good_dead_letters_after_the_limit(
     assert set(letters) == set(ids)
     for job_id in ids:
         assert letters[job_id]["deliveries"] == "2"
-        assert "inference server unreachable" in letters[job_id]["reason"]
+        assert letters[job_id]["reason"] == "gave up after 2 deliveries: inference failed"
         record = redis_client.hgetall(contract.job_key(job_id))
         assert (record["status"], record["attempts"]) == ("failed", "2")
         assert record["error"] == letters[job_id]["reason"]
@@ -213,11 +215,12 @@ def test_s3_failing_is_retried_then_dead_lettered_with_the_reason(
 ):
     # no bucket: every write fails the way an unreachable or refusing S3 would
     [job_id] = enqueue(redis_url, 1)
-    watchers(double.url, "--max-deliveries", "2")
+    watcher = watchers(double.url, "--max-deliveries", "2")
     wait_for(lambda: settled(redis_client, [job_id]), "the job to be dead-lettered")
     reason = dead_letters(redis_client)[job_id]["reason"]
-    assert "NoSuchBucket" in reason
-    assert "gave up after 2 deliveries" in reason
+    assert reason == "gave up after 2 deliveries: the result could not be stored"
+    [logged] = [r for r in watcher.logs() if r.get("message") == "job dead"]
+    assert "NoSuchBucket" in logged["detail"]
     assert double.completed >= 2  # inference ran; the write is what failed
 
 

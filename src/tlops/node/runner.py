@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from tlops import contract
 from tlops.contract import JobStatus
+from tlops.contract.failures import FailureReason
 from tlops.contract.records import Field
 from tlops.contract.results import JobResult
 from tlops.node.settings import Settings
@@ -42,11 +43,31 @@ class Job:
 
 
 class Refused(Exception):
-    """The inference server refused this prompt (4xx): running it again cannot help."""
+    """The inference server refused this prompt (4xx): running it again cannot help.
+
+    Each failure class carries the fixed sentence the job's owner reads (`public`); the
+    message, which may quote AWS or the server, goes to the node's log only.
+    """
+
+    public = FailureReason.PROMPT_REFUSED
+
+
+class UnusableRecord(Refused):
+    """The job's record names no place for its result."""
+
+    public = FailureReason.UNUSABLE_RECORD
 
 
 class Transient(Exception):
-    """Inference, S3 or the network failed in a way a later try may not."""
+    """Inference or the network failed in a way a later try may not."""
+
+    public = FailureReason.INFERENCE_FAILED
+
+
+class StoreFailed(Transient):
+    """S3 refused or did not answer: the result is not stored (a later try may store it)."""
+
+    public = FailureReason.NOT_STORED
 
 
 class JobRunner(Protocol):
@@ -178,7 +199,7 @@ class OpenAIRunner:
         uri = job.record.get(Field.REPLY_S3, "")
         location = contract.split_s3_uri(uri)
         if location is None:
-            raise Refused(f"job record has no usable reply_s3: {uri!r}")
+            raise UnusableRecord(f"job record has no usable reply_s3: {uri!r}")
         return location
 
     def _existing(self, bucket: str, key: str) -> JobResult | None:
@@ -189,9 +210,9 @@ class OpenAIRunner:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
-            raise Transient(f"S3 read of s3://{bucket}/{key} failed: {exc}") from exc
+            raise StoreFailed(f"S3 read of s3://{bucket}/{key} failed: {exc}") from exc
         except BotoCoreError as exc:
-            raise Transient(f"S3 unreachable: {exc}") from exc
+            raise StoreFailed(f"S3 unreachable: {exc}") from exc
         return JobResult.model_validate_json(body)
 
     def _put_once(self, bucket: str, key: str, result: JobResult) -> JobResult:
@@ -212,9 +233,9 @@ class OpenAIRunner:
                 existing = self._existing(bucket, key)
                 if existing is not None:
                     return existing
-            raise Transient(f"S3 write of s3://{bucket}/{key} failed: {exc}") from exc
+            raise StoreFailed(f"S3 write of s3://{bucket}/{key} failed: {exc}") from exc
         except BotoCoreError as exc:
-            raise Transient(f"S3 unreachable: {exc}") from exc
+            raise StoreFailed(f"S3 unreachable: {exc}") from exc
         return result
 
     # the job ------------------------------------------------------------------

@@ -47,6 +47,7 @@ from tlops import contract
 from tlops.common.control_bucket import ControlBucket
 from tlops.common.telemetry import Telemetry
 from tlops.contract import JobStatus, records
+from tlops.contract.failures import FailureReason, gave_up
 from tlops.contract.records import Field
 from tlops.contract.results import JobResult
 from tlops.node.activity import Activity, idle_of
@@ -116,7 +117,8 @@ class _Outcome:
     kind: Ending
     job: Job
     result: JobResult | None = None
-    reason: str = ""
+    reason: str = ""  # recorded on the job: one of FailureReason's fixed sentences
+    detail: str = ""  # what actually failed, AWS's words included: the log's only
 
 
 class Watcher:
@@ -347,7 +349,7 @@ class Watcher:
             attempts = int(record.get(Field.ATTEMPTS) or 0)
             job = Job(entry_id, job_id, sub, record, attempts + 1, started)
             if attempts >= self.settings.max_deliveries:
-                reason = record.get(Field.ERROR) or "watcher lost the job on every delivery"
+                reason = record.get(Field.ERROR) or FailureReason.LOST
                 to_run.append(dataclasses.replace(job, delivery=attempts, dead_reason=reason))
                 continue
             to_run.append(job)  # the script marked it running
@@ -367,7 +369,8 @@ class Watcher:
                 self._outcomes.put(self._run(job))
             except Exception as exc:  # a job must never kill its worker thread
                 self.log.log("ERROR", "job crashed", job_id=job.job_id, error=repr(exc))
-                self._outcomes.put(_Outcome(Ending.PENDING, job, reason=f"watcher error: {exc!r}"))
+                self._outcomes.put(_Outcome(Ending.PENDING, job, reason=FailureReason.WATCHER_ERROR,
+                                            detail=repr(exc)))  # fmt: skip
 
     def _run(self, job: Job) -> _Outcome:
         if job.dead_reason:
@@ -382,25 +385,25 @@ class Watcher:
             try:
                 return _Outcome(Ending.DONE, job, result=self.runner.run(job))
             except Refused as exc:
-                return self._give_up(job, str(exc), Ending.FAILED)
+                return self._give_up(job, exc.public, Ending.FAILED, detail=str(exc))
             except Transient as exc:
-                reason = str(exc)
+                reason, detail = exc.public, str(exc)
                 delay = backoff.next()
                 if self.stop_event.is_set() or time.monotonic() + delay >= window_end:
                     break
-                self.log.log("WARNING", "job will be retried", job_id=job.job_id, error=reason)
+                self.log.log("WARNING", "job will be retried", job_id=job.job_id, error=reason,
+                             detail=detail)  # fmt: skip
                 self.stop_event.wait(delay)
         if job.delivery >= self.settings.max_deliveries:
-            why = f"gave up after {job.delivery} deliveries: {reason}"
-            return self._give_up(job, why, Ending.DEAD)
-        return _Outcome(Ending.PENDING, job, reason=reason)
+            return self._give_up(job, gave_up(reason, job.delivery), Ending.DEAD, detail=detail)
+        return _Outcome(Ending.PENDING, job, reason=reason, detail=detail)
 
-    def _give_up(self, job: Job, reason: str, kind: Ending) -> _Outcome:
+    def _give_up(self, job: Job, reason: str, kind: Ending, *, detail: str = "") -> _Outcome:
         stored = self.runner.store_failure(job, failed_result(job, reason))
         if stored is not None and stored.status is JobStatus.DONE:
             # An earlier delivery stored its result and died before saying so: it stands.
             return _Outcome(Ending.DONE, job, result=stored)
-        return _Outcome(kind, job, result=stored, reason=reason)
+        return _Outcome(kind, job, result=stored, reason=reason, detail=detail)
 
     # finishing -----------------------------------------------------------------------
     def _finisher(self) -> None:
@@ -492,6 +495,8 @@ class Watcher:
             }
         if outcome.reason:
             fields["error"] = outcome.reason
+        if outcome.detail:
+            fields["detail"] = outcome.detail
         level = "INFO" if outcome.kind is Ending.DONE else "WARNING"
         self.log.log(level, f"job {outcome.kind}", **fields)
 
