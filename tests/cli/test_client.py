@@ -16,7 +16,7 @@ class Scripted(Api):
 
     def __init__(self, answers: list[Reply], tokens: TokenSource, **kwargs: Any):
         self.slept: list[float] = []
-        super().__init__("http://api.invalid", tokens, sleep=self.slept.append, **kwargs)
+        super().__init__("https://api.invalid", tokens, sleep=self.slept.append, **kwargs)
         self.answers = list(answers)
         self.sent: list[tuple[str, str, str]] = []
 

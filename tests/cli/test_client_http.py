@@ -1,5 +1,6 @@
-"""The CLI's API client over real HTTP: the token never follows a redirect, and results are
-read only from https URLs (or loopback http, the stand-in's)."""
+"""The CLI's API client over real HTTP: the token goes only over https or to loopback, never
+follows a redirect, and results are read only from https URLs (or loopback http, the
+stand-in's)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from tlops.cli import client
+from tlops.cli import client, main
 from tlops.cli.client import Api, ApiError, TokenSource
+from tlops.cli.exits import ExitCode
+from tlops.cli.session import CliError
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +132,60 @@ def test_result_urls_that_are_not_https_are_refused(url):
 )
 def test_https_and_loopback_result_urls_pass_the_check(url):
     client.check_result_url(url)
+
+
+# --- the token goes over https, or to loopback only --------------------------------------
+PLAIN_HTTP_ELSEWHERE = [
+    "http://abc123.execute-api.eu-west-1.amazonaws.com",
+    "http://10.0.0.5:8080",
+    "http://[2001:db8::1]:8080",
+    "http://127.0.0.1.example.com",  # a name that starts like loopback is a name
+    "HTTP://api.example.com/",
+    "ftp://127.0.0.1",
+]
+
+
+@pytest.mark.parametrize("url", PLAIN_HTTP_ELSEWHERE)
+def test_the_token_is_not_sent_over_plain_http_to_a_host_that_is_not_loopback(url):
+    fetched: list[str] = []
+
+    def fetch() -> str:
+        fetched.append("login")
+        return "secret-token"
+
+    with pytest.raises(CliError) as refused:
+        Api(url, TokenSource(fetch=fetch)).submit({"prompt": "hello"})
+    message = str(refused.value)
+    assert url in message
+    assert "https" in message and "loopback" in message
+    assert fetched == []  # not even a login was started for it
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8787", "http://127.8.9.10:8787", "http://localhost:8787",
+     "http://[::1]:8787", "https://abc123.execute-api.eu-west-1.amazonaws.com"],
+)  # fmt: skip
+def test_https_and_loopback_api_urls_may_carry_the_token(url):
+    """The local stack's gateway listens on loopback over plain http."""
+    client.check_api_url(url)
+
+
+def test_a_loopback_api_over_http_gets_the_token():
+    server = Recorder(status=202, body={"status": "queued", "id": "j"})
+    try:
+        port = server.server.server_address[1]
+        api = Api(f"http://localhost:{port}", TokenSource(token="secret-token"))
+        assert api.submit({"prompt": "hello"}) == {"status": "queued", "id": "j"}
+        assert server.seen[0]["authorization"] == "Bearer secret-token"
+    finally:
+        server.close()
+
+
+def test_the_cli_refuses_a_plain_http_api_with_a_setup_error(capsys):
+    url = "http://api.example.com"
+    code = main(["infer", "hello", "--api-url", url, "--token", "secret-token"])
+    assert code == ExitCode.SETUP
+    err = capsys.readouterr().err
+    assert f"refusing to send the token to {url}" in err
+    assert "Traceback" not in err

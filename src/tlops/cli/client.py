@@ -7,9 +7,11 @@ hosted-UI login, or the local stand-in's users); an answer of 401/403
 Rate limiting (429) is waited out for up to `max_rate_waits` times, honouring
 `Retry-After`.
 
-The token goes to the configured API only: an API call that is redirected is
-refused, not followed (urllib would send the token along to wherever the
-redirect points). Result URLs must be https, or http on loopback (the stand-in).
+The token goes to the configured API only, and only over https or to a loopback
+address (the local stack's gateway): plain http anywhere else would carry it
+readable by every hop. An API call that is redirected is refused, not followed
+(urllib would send the token along to wherever the redirect points). Result URLs
+must be https, or http on loopback (the stand-in).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from tlops.cli.session import CliError
 from tlops.contract import ErrorCode, JobStatus
 
 FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.EXPIRED})
@@ -98,6 +101,20 @@ def check_result_url(url: str) -> None:
     raise ApiError(0, f"refusing to read the result from {url!r}: not an https URL")
 
 
+def check_api_url(url: str) -> None:
+    """Raise CliError unless the bearer token may go to `url`: https, or http to a loopback
+    address (127.0.0.0/8, ::1, localhost: the local stack's gateway)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+        return
+    raise CliError(
+        f"refusing to send the token to {url}: it is not an https URL, and plain http to "
+        "a host that is not loopback lets anyone on the way read the token. Use the API's "
+        "https URL (--api-url, TL_API_URL or --env NAME; an HTTP API's invoke URL is "
+        "https), or a loopback address (http://127.0.0.1:PORT) for the local stack"
+    )
+
+
 @dataclasses.dataclass
 class Reply:
     status: int
@@ -115,6 +132,7 @@ class Api:
         max_rate_waits: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ):
+        check_api_url(base_url)
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.timeout = timeout
