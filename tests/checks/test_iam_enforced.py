@@ -550,7 +550,8 @@ def run_killer(enforcing: Enforcing, role: boto3.Session, node: str, _host: Node
     if not budgets.describe_budgets(AccountId=ACCOUNT).get("Budgets"):
         budgets.create_budget(AccountId=ACCOUNT, Budget={
             "BudgetName": BUDGET, "BudgetLimit": {"Amount": "20", "Unit": "USD"},
-            "TimeUnit": "MONTHLY", "BudgetType": "COST"})  # fmt: skip
+            "TimeUnit": "MONTHLY", "BudgetType": "COST",  # spent past the kill line:
+            "CalculatedSpend": {"ActualSpend": {"Amount": "21.5", "Unit": "USD"}}})  # fmt: skip
     enforcing.client("s3").delete_object(Bucket=CONTROL_BUCKET, Key=control.KILLED_KEY)
     ec2.start_instances(InstanceIds=[node])
     tags = [{"Key": "Project", "Value": PROJECT}]

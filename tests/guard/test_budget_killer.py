@@ -1,9 +1,9 @@
 """The budget killer against a moto server: it leaves its mark in the control bucket first,
 then stops the tagged node, terminates what a bake left running, releases the project's
 Elastic IPs and deletes every tagged group of the queue's prefix, leaves every untagged
-look-alike alone, and a repeated, late, stale, foreign or malformed notification changes
-nothing. With its mark there, control
-restarts nothing: a wake or a resize asked during the kill is refused."""
+look-alike alone, and a repeated, late, stale, forged, foreign or malformed notification
+changes nothing: it acts on the spend AWS Budgets reports, not on the message's. With its
+mark there, control restarts nothing: a wake or a resize asked during the kill is refused."""
 
 from __future__ import annotations
 
@@ -65,12 +65,21 @@ def state(instance_id: str) -> str:
     return found["Reservations"][0]["Instances"][0]["State"]["Name"]
 
 
-def budget(amount: str = "20") -> None:
+def budget(amount: str = "20", spent: str = "21.2") -> None:
+    """The budget, with the actual spend AWS Budgets would report for it (the stand-in keeps
+    what it is given: it accrues no spend of its own)."""
     aws.client("budgets").create_budget(
         AccountId=ACCOUNT,
         Budget={"BudgetName": BUDGET, "BudgetLimit": {"Amount": amount, "Unit": "USD"},
-                "TimeUnit": "MONTHLY", "BudgetType": "COST"},
+                "TimeUnit": "MONTHLY", "BudgetType": "COST",
+                "CalculatedSpend": {"ActualSpend": {"Amount": spent, "Unit": "USD"}}},
     )  # fmt: skip
+
+
+def rebudget(amount: str = "20", spent: str = "21.2") -> None:
+    """The budget as it is now (the stand-in cannot update one: it is made again)."""
+    aws.client("budgets").delete_budget(AccountId=ACCOUNT, BudgetName=BUDGET)
+    budget(amount, spent)
 
 
 def queue(group_id: str, **pairs: str) -> None:
@@ -263,8 +272,6 @@ def test_a_budget_killer_during_a_wake_restarts_nothing(account, bucket):
         (lambda: event(budget_name="someone-elses-budget"), "a notification for budget"),
         (lambda: event(alert_type="FORECASTED"), "only actual spend stops anything"),
         (lambda: event(when=NOW.replace(day=1) - timedelta(days=1)), "period that has ended"),
-        (lambda: event(limit=10.0, spend=10.6), "stale notification"),
-        (lambda: event(threshold_percent=75, spend=15.5), "under the kill line"),
         (lambda: {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "{}"}}]},
          "names no budget"),
         (lambda: {"hello": "world"}, "not an SNS event"),
@@ -284,9 +291,46 @@ def test_a_raised_limit_makes_an_earlier_notification_stale(account):
     aws.client("budgets").delete_budget(AccountId=ACCOUNT, BudgetName=BUDGET)
     report = run(event())
     assert not report.acted and "no longer exists" in report.reasons[0]
-    budget("40")
-    assert not run(event()).acted  # sent for 20, the limit is 40 now
-    assert run(event(limit=40.0, spend=42.5)).changed
+    budget("40", spent="21.2")
+    assert not run(event()).acted  # sent for 20; 21.20 is under 105 % of 40
+    rebudget("40", spent="42.5")
+    assert run(event()).changed  # the message is the old one; the spend is past the line now
+
+
+def untouched(account: dict[str, str], bucket: ControlBucket) -> None:
+    assert state(account["node"]) == state(account["bake"]) == "running"
+    assert account["ours"] in addresses()
+    assert queue_statuses()["tinyllama-queue-2"] == "available"
+    assert bucket.get_json(control.KILLED_KEY) is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"spend": 22.0},  # past the line by its own account: 110 %
+        {"spend": 20.0, "threshold_percent": 100},  # a 100 % alert wired to the kill topic
+        {"spend": 1000.0, "limit": 20.0},
+    ],
+)
+def test_a_message_past_the_line_while_the_budget_is_under_it_changes_nothing(
+    account, bucket, capsys, message
+):
+    rebudget("20", spent="20.0")  # 100 %: under the kill line of 105 % (21.00)
+    report = run(event(**message))
+    assert not report.acted and report.actions == []
+    [reason] = report.reasons
+    assert "actual spend is 20.00, under the kill line 21.00" in reason
+    untouched(account, bucket)
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert any("stale or forged" in line.get("message", "") for line in logged)
+
+
+def test_at_the_kill_line_it_acts_whatever_the_message_says(account, bucket):
+    rebudget("20", spent="21.0")  # 105 % of 20, exactly
+    report = run(event(spend=15.5, threshold_percent=75))  # a lower alert, late: spend is past
+    assert report.acted and report.changed
+    assert "actual spend 21.00 of 20.00" in report.reasons[0]
+    assert state(account["node"]) in ("stopping", "stopped")
 
 
 def test_untagged_queues_of_the_prefix_are_left_alone(bucket):

@@ -25,11 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 
 
-def budget(amount: str = "20") -> None:
+def budget(amount: str = "20", spent: str = "21.2") -> None:
+    """The budget, with the actual spend AWS Budgets would report (past the kill line)."""
     aws.client("budgets").create_budget(
         AccountId=ACCOUNT,
         Budget={"BudgetName": "tinyllama-monthly", "BudgetType": "COST", "TimeUnit": "MONTHLY",
-                "BudgetLimit": {"Amount": amount, "Unit": "USD"}},
+                "BudgetLimit": {"Amount": amount, "Unit": "USD"},
+                "CalculatedSpend": {"ActualSpend": {"Amount": spent, "Unit": "USD"}}},
     )  # fmt: skip
 
 

@@ -3,8 +3,13 @@ fires by itself (on the stand-in no budget evaluates, no schedule runs, no Lambd
 
 `budget-breach --percent 106` publishes to the kill topic the message the budget would send
 at that spend and, on the stand-in, runs the deployed budget_killer's code on it here, with
-that function's own environment, as the local gateway does for the router. On an account
-it only publishes (`--drill`): AWS then runs the real killer, which stops everything.
+that function's own environment, as the local gateway does for the router. The killer
+believes the budget's own spend, not the message: the stand-in's budget spends nothing, so
+there the drill lends it the spend it simulates. On an account it only publishes
+(`--drill`, and only where the caller's own IAM policy allows sns:Publish: the topic's
+policy grants it to AWS Budgets alone): AWS then runs the real killer, which stops
+everything only if the account's actual spend is past the kill line, and otherwise logs the
+message as stale or forged.
 
 `cost-mail --dry-run` prints the mail the daily cost summary would send; without
 `--dry-run` it publishes it to the cost topic.
@@ -99,8 +104,9 @@ def budget_breach(args: argparse.Namespace) -> int:
     if not target.stand_in and not args.drill:
         raise CliError(
             f"this is a real account, {target.describe()}: publishing the breach makes AWS "
-            "run the budget killer, which stops the node and deletes the queue. Pass --drill "
-            "to do that on purpose (or --env local for the stand-in)."
+            "run the budget killer, which stops the node and deletes the queue if the actual "
+            "spend is past the kill line. Pass --drill to do that on purpose (or --env local "
+            "for the stand-in)."
         )
     function = f"{target.project}-budget-killer"
     env = deployed_environment(target, function)
@@ -149,14 +155,33 @@ def budget_breach(args: argparse.Namespace) -> int:
     event = notification.sns_event(
         topic_arn=topic, message_id=message_id, message=message, when=now
     )
+
+    def client(service: str):
+        made = target.client(service)
+        return _LentSpend(made, spend, unit) if service == "budgets" else made
+
     with as_lambda(target, env), logs_to_stderr(killer):
-        report = killer.handle(event, config, target.client, now)
+        report = killer.handle(event, config, client, now)
     out |= {"ran": "here, with the deployed function's environment", **report.as_dict()}
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:
         _say(out, report, config.kill_percent, function)
     return 1 if report.failed else 0
+
+
+class _LentSpend:
+    """The stand-in's budgets client, answering DescribeBudget with the drill's spend as the
+    budget's actual spend: the stand-in accrues none, and the killer believes only that."""
+
+    def __init__(self, budgets, spend: float, unit: str):
+        self._budgets, self._spend, self._unit = budgets, spend, unit
+
+    def describe_budget(self, **request):
+        answer = self._budgets.describe_budget(**request)
+        spent = {"Amount": f"{self._spend:.2f}", "Unit": self._unit}
+        answer["Budget"]["CalculatedSpend"] = {"ActualSpend": spent}
+        return answer
 
 
 def _say(out: dict, report, kill_percent: float, function: str) -> None:

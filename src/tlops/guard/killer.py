@@ -16,11 +16,12 @@ Subscribed to the budget's kill topic. For a notification it believes, it
 and emits `BudgetStops` (the number of things it stopped or deleted). Every action, and
 every notification it ignores, is logged with what and why.
 
-Whom it believes (each rule makes a repeated, late or out-of-order delivery harmless):
-the notification must be for the configured budget, about ACTUAL spend, sent in the
-current budget period (the calendar month, UTC), for the budget's limit as it is now (a
-message sent before the limit was raised is stale), and report spend at or above the kill
-line. A repeated delivery finds everything already stopped and changes nothing.
+Whom it believes (each rule makes a repeated, late, out-of-order or forged delivery
+harmless): the notification must be for the configured budget, about ACTUAL spend and sent
+in the current budget period (the calendar month, UTC); then the amount is not the
+message's but the budget's own, re-read from AWS Budgets (its actual spend against its
+limit as they are now): the killer acts only when that spend is at or above the kill line.
+A repeated delivery finds everything already stopped and changes nothing.
 """
 
 from __future__ import annotations
@@ -130,6 +131,26 @@ def _errors():
 
 
 # --- whom to believe ---------------------------------------------------------------------
+class BudgetNow(NamedTuple):
+    limit: float
+    actual: float  # CalculatedSpend.ActualSpend: what AWS Budgets counts as spent this period
+
+
+def read_budget(budgets: Any, config: KillerConfig) -> BudgetNow:
+    """The budget's limit and actual spend as AWS Budgets has them now. DescribeBudget is
+    allowed by budgets:ViewBudget on the budget (the Service Authorization Reference for AWS
+    Budget Service: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsbudgetservice.html),
+    and its answer carries `CalculatedSpend.ActualSpend` (the Budgets API reference:
+    https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_CalculatedSpend.html).
+    Raises KeyError or ValueError when the answer lacks either."""
+    budget = budgets.describe_budget(AccountId=config.account, BudgetName=config.budget_name)
+    budget = budget["Budget"]
+    return BudgetNow(
+        limit=float(budget["BudgetLimit"]["Amount"]),
+        actual=float(budget["CalculatedSpend"]["ActualSpend"]["Amount"]),
+    )
+
+
 def judge(
     delivery: Delivery, config: KillerConfig, budgets: Any, now: datetime
 ) -> tuple[str | None, str]:
@@ -141,30 +162,40 @@ def judge(
         return f"a {alert.alert_type} alert: only actual spend stops anything", ""
     if (delivery.sent_at.year, delivery.sent_at.month) != (now.year, now.month):
         return f"sent {delivery.sent_at:%Y-%m-%d}, in a budget period that has ended", ""
-    note = "the budget's limit re-read"
     try:
-        budget = budgets.describe_budget(AccountId=config.account, BudgetName=config.budget_name)
-        limit = float(budget["Budget"]["BudgetLimit"]["Amount"])
+        budget = read_budget(budgets, config)
     except _errors() as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
         if code == "NotFoundException":
             return f"budget {config.budget_name!r} no longer exists", ""
-        # Refusing to act would leave the spend running: the message decides.
-        note = f"the budget could not be re-read ({exc}); the message decides"
-        limit = alert.budgeted
-    if limit is not None and alert.budgeted is not None and abs(alert.budgeted - limit) > _CENT:
+        return _judge_by_the_message(alert, config, f"the budget could not be re-read ({exc})")
+    except (KeyError, TypeError, ValueError) as exc:
+        return _judge_by_the_message(alert, config, f"the budget's answer lacks {exc}")
+    kill_line = budget.limit * config.kill_percent / 100
+    said = f"{alert.amount:.2f}" if alert.amount is not None else "no amount"
+    if budget.actual < kill_line - _CENT:
         return (
-            f"sent for a limit of {alert.budgeted:.2f}; the budget's limit is {limit:.2f} now "
-            "(changed since: a stale notification)"
+            f"the budget's actual spend is {budget.actual:.2f}, under the kill line "
+            f"{kill_line:.2f} ({config.kill_percent:g} % of {budget.limit:.2f}); the message "
+            f"said {said}: a stale or forged notification"
         ), ""
-    if limit is None:
+    return None, f"the budget re-read: actual spend {budget.actual:.2f} of {budget.limit:.2f}"
+
+
+def _judge_by_the_message(
+    alert: notification.BudgetAlert, config: KillerConfig, why: str
+) -> tuple[str | None, str]:
+    """When AWS Budgets cannot say, the message decides: refusing to act would leave the
+    spend running, and a forger would need to make the killer's own read fail as well."""
+    note = f"{why}; the message decides"
+    if alert.budgeted is None:
         return None, note
-    kill_line = limit * config.kill_percent / 100
+    kill_line = alert.budgeted * config.kill_percent / 100
     reported = alert.amount if alert.amount is not None else alert.threshold
     if reported is not None and reported < kill_line - _CENT:
         return (
-            f"it reports {reported:.2f}, under the kill line {kill_line:.2f} "
-            f"({config.kill_percent:g} % of {limit:.2f}): not a kill notification"
+            f"{why}; it reports {reported:.2f}, under the kill line {kill_line:.2f} "
+            f"({config.kill_percent:g} % of {alert.budgeted:.2f}): not a kill notification"
         ), ""
     return None, note
 
@@ -282,6 +313,7 @@ def handle(event: Any, config: KillerConfig, client: Any, now: datetime | None =
     found, problems = notification.deliveries(event)
     reasons = [f"ignored: {problem}" for problem in problems]
     believed: Delivery | None = None
+    believed_note = ""
     budgets = client("budgets") if found else None
     for delivery in found:
         refused, note = judge(delivery, config, budgets, now)
@@ -292,17 +324,15 @@ def handle(event: Any, config: KillerConfig, client: Any, now: datetime | None =
         )
         reasons.append(reason)
         if refused is None and believed is None:
-            believed = delivery
+            believed, believed_note = delivery, note
     for reason in reasons:
         telemetry.log("WARNING" if reason.startswith("believed") else "INFO", reason)
     if believed is None:
         return Report(False, reasons, [])
 
-    alert = believed.alert
-    spend = f"{alert.amount:.2f}" if alert.amount is not None else "?"
     why = (
-        f"budget {alert.budget_name} reports actual spend {spend}, past the kill line "
-        f"({config.kill_percent:g} %), notification {believed.message_id}"
+        f"budget {believed.alert.budget_name} is past the kill line ({config.kill_percent:g} %): "
+        f"{believed_note}, notification {believed.message_id}"
     )
     ec2 = client("ec2")
     actions: list[Action] = []
