@@ -11,7 +11,11 @@ MAKEFLAGS += --no-builtin-rules
 # --- settings (override on the command line: `make setup PYTHON312=...`) -------
 VENV           ?= .venv
 LOCK           ?= requirements/lock.txt
-UV_VERSION     ?= 0.13.8
+# uv itself, pinned with its hashes: every other install goes through it.
+UV_LOCK        := requirements/uv.txt
+UV_VERSION     := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(UV_LOCK))
+# The GPU image's vLLM set (roles/vllm installs it with --require-hashes at bake time).
+NODE_GPU_LOCK  ?= requirements/vllm-gpu.txt
 PYTHON_VERSION ?= 3.12.1
 PYENV_ROOT     ?= $(HOME)/.pyenv
 # The interpreter the venv is made from: pyenv's 3.12 when present, else the
@@ -70,14 +74,17 @@ $(BIN)/python:
 	$(PYTHON312) -c 'import sys; assert sys.version_info[:2] == (3, 12), sys.version'
 	$(PYTHON312) -m venv $(VENV)
 
-$(UV_STAMP): | $(BIN)/python
-	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+$(UV_STAMP): $(UV_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(UV_LOCK)
 	rm -f $(VENV)/.uv-*
 	touch $@
 
+# Every package of the lock is checked against its hashes (pip's hash-checking mode, which uv
+# follows); the project itself comes from this checkout, built by the lock's setuptools
+# (no build isolation, which would fetch an unchecked one).
 $(INSTALL_STAMP): $(LOCK) pyproject.toml | $(UV_STAMP)
-	$(UV) pip install --quiet --python $(BIN)/python -r $(LOCK)
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $@
 
 VLLM_STAMP := $(VLLM_VENV)/.installed
@@ -103,10 +110,20 @@ $(VLLM_STAMP): $(VLLM_REQS) $(VLLM_EXCLUDES) | $(UV_STAMP)
 	$(VLLM_VENV)/bin/python -c 'import torch, vllm; assert "+cpu" in torch.__version__'
 	touch $@
 
-lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt from pyproject.toml
+# Each lock carries the hashes of every file the index serves for each pin. The GPU set is
+# compiled for the image (Ubuntu 22.04: glibc 2.35, Python 3.11, x86_64), wheels only, so
+# nothing is built from source on the node. The local CPU set (requirements/vllm.txt) has
+# none: its torch comes from a machine's wheel folder, not from the index.
+lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt, uv.txt and vllm-gpu.txt (with hashes)
 	$(BIN)/uv pip compile pyproject.toml --extra control --extra dev \
-	  --python-version 3.12 --python-platform linux \
+	  --python-version 3.12 --python-platform linux --generate-hashes \
 	  --custom-compile-command "make lock" -o $(LOCK)
+	$(BIN)/uv pip compile requirements/uv.in --universal --generate-hashes \
+	  --custom-compile-command "make lock" -o $(UV_LOCK)
+	$(BIN)/uv pip compile requirements/vllm-gpu.in \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
+	  --only-binary :all: --generate-hashes \
+	  --custom-compile-command "make lock" -o $(NODE_GPU_LOCK)
 
 routes: setup ## Regenerate src/tlops/edge/routes.py from openapi.yaml (the route table)
 	$(BIN)/python -m tlops.tooling.routes --write
