@@ -23,7 +23,12 @@ source "amazon-ebs" "gpu" {
   ssh_username    = "ubuntu"
   ssh_timeout     = "10m"
 
-  temporary_security_group_source_cidrs = var.ssh_source_cidrs
+  # SSH to the build instance from the ranges the operator named, else from this machine's
+  # public address only: with neither, the plugin would open port 22 to 0.0.0.0/0
+  # (https://developer.hashicorp.com/packer/integrations/hashicorp/amazon/latest/components/builder/ebs,
+  # temporary_security_group_source_cidrs and temporary_security_group_source_public_ip).
+  temporary_security_group_source_cidrs     = var.ssh_source_cidrs
+  temporary_security_group_source_public_ip = length(var.ssh_source_cidrs) == 0
 
   # The build instance answers IMDSv2 only, like the node it becomes (gpu_node's template).
   metadata_options {

@@ -73,13 +73,21 @@ variable "subnet_id" {
   description = "Subnet of the build instance; empty: the region's default VPC. It needs a route to the internet (packages, the model)."
 }
 
+# Who reaches the build instance's SSH port. Empty (the default): this machine's own public
+# address as a /32 (the amazon plugin's temporary_security_group_source_public_ip), never the
+# whole internet, which the plugin opens when it is given no range at all. The ranges an
+# operator lists instead are parsed like the node's ingress (roles/network): IPv4 networks as
+# written, no host bits, /16 or narrower.
 variable "ssh_source_cidrs" {
   type        = list(string)
-  default     = ["0.0.0.0/0"]
-  description = "Who may reach the build instance's SSH port (a temporary security group, key authentication only); narrow it to the operator's address."
+  default     = []
+  description = "Who may reach the build instance's SSH port (a temporary security group, key authentication only); empty: this machine's public address, as AWS sees it."
   validation {
-    condition     = length(var.ssh_source_cidrs) > 0
-    error_message = "The ssh_source_cidrs must name at least one CIDR, such as 203.0.113.7/32."
+    condition = length([
+      for cidr in var.ssh_source_cidrs : cidr
+      if length(split(".", cidr)) == 4 && try("${cidrhost(cidr, 0)}/${parseint(split("/", cidr)[1], 10)}" == cidr && parseint(split("/", cidr)[1], 10) >= 16, false)
+    ]) == length(var.ssh_source_cidrs)
+    error_message = "The ssh_source_cidrs must be IPv4 networks written without host bits, each /16 or narrower, such as 203.0.113.7/32; leave it empty for this machine's public address."
   }
 }
 

@@ -98,7 +98,15 @@ def test_the_template_validates_as_the_local_bake_sets_it():
         ("root_volume_gib", 30.5),
         ("vllm_package", "vllm-rocm"),
         ("vllm_version", "latest"),
-        ("ssh_source_cidrs", []),
+        # the whole internet, written four ways, and a range too wide or not as it means
+        ("ssh_source_cidrs", ["0.0.0.0/0"]),
+        ("ssh_source_cidrs", ["203.0.113.7/0"]),
+        ("ssh_source_cidrs", ["0.0.0.0/00"]),
+        ("ssh_source_cidrs", ["0.0.0.0/1", "128.0.0.0/1"]),
+        ("ssh_source_cidrs", ["10.0.0.0/8"]),
+        ("ssh_source_cidrs", ["203.0.113.7/24"]),
+        ("ssh_source_cidrs", ["2001:db8::/64"]),
+        ("ssh_source_cidrs", ["203.0.113.7"]),
         ("project_tag", "tiny llama"),
         ("local_ssh_port", 70000),
         ("validate_timeout_s", 1),
@@ -109,6 +117,31 @@ def test_a_bad_value_is_refused_naming_the_variable(name: str, value: Any):
     with pytest.raises(packer.PackerError) as refused:
         packer.validate(TEMPLATE, variables={name: value})
     assert f"The {name} must" in "\n".join(refused.value.tail)
+
+
+def ssh_settings(**variables: Any) -> dict[str, Any]:
+    """amazon-ebs' temporary security group settings, each expression as the template writes
+    it, evaluated with these variables."""
+    text = (TEMPLATE / "source.pkr.hcl").read_text()
+    found = re.findall(r"^\s*(temporary_security_group_source_\w+)\s*=\s*(.+?)\s*$", text, re.M)
+    return {name: console(expression, **variables) for name, expression in found}
+
+
+def test_by_default_the_bake_opens_ssh_to_this_machine_only():
+    # The amazon plugin opens port 22 to 0.0.0.0/0 when it is given neither a range nor
+    # temporary_security_group_source_public_ip (its builder docs, amazon-ebs).
+    assert ssh_settings() == {
+        "temporary_security_group_source_cidrs": [],
+        "temporary_security_group_source_public_ip": True,
+    }
+
+
+def test_an_operator_can_name_the_ranges_instead():
+    assert ssh_settings(ssh_source_cidrs=["203.0.113.7/32", "198.51.100.0/24"]) == {
+        "temporary_security_group_source_cidrs": ["203.0.113.7/32", "198.51.100.0/24"],
+        "temporary_security_group_source_public_ip": False,
+    }
+    packer.validate(TEMPLATE, variables={"ssh_source_cidrs": ["10.20.0.0/16"]})
 
 
 def test_the_image_is_tagged_with_what_it_holds():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -123,11 +124,29 @@ def test_an_old_packer_gets_a_copy_without_what_it_predates(tmp_path):
     assert not (staged / packer.PLUGINS_FILE).exists()
     assert "metadata_options" not in (staged / "source.pkr.hcl").read_text()
     assert "metadata_options" in (REPO_PACKER / "source.pkr.hcl").read_text()
+    setting = re.compile(r"^\s*temporary_security_group_source_public_ip\s*=", re.MULTILINE)
+    assert setting.search((REPO_PACKER / "source.pkr.hcl").read_text())
+    assert not setting.search((staged / "source.pkr.hcl").read_text())
     # everything else is the same, and the repository beside it is reachable
     kept = {p.name for p in REPO_PACKER.rglob("*") if p.name != packer.PLUGINS_FILE}
     assert {p.name for p in staged.rglob("*")} == kept
     assert (staged / "build.pkr.hcl").read_text() == (REPO_PACKER / "build.pkr.hcl").read_text()
     assert (staged / ".." / "ansible.cfg").resolve() == REPO_PACKER.parent / "ansible.cfg"
+
+
+@pytest.mark.parametrize(
+    "only", [(), ("node.amazon-ebs.gpu",), ("node.null.local", "gpu"), ("node.*",)]
+)
+def test_an_old_packer_never_builds_the_aws_image(only):
+    # its copy has lost IMDSv2 and the SSH restriction: the instance would be open to all
+    with pytest.raises(packer.PackerError, match="cannot build amazon-ebs safely"):
+        packer.check_buildable(REPO_PACKER, (1, 6, 6), only)
+
+
+def test_an_old_packer_still_builds_the_local_bake_and_templates_without_amazon():
+    packer.check_buildable(REPO_PACKER, (1, 6, 6), ["node.null.local"])
+    packer.check_buildable(TINY, (1, 6, 6), [])
+    packer.check_buildable(REPO_PACKER, (1, 11, 2), [])
 
 
 def test_a_recent_packer_reads_the_template_where_it_is(tmp_path):

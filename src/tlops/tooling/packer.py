@@ -23,8 +23,11 @@ What this module adds over a bare `subprocess.run`:
   older build's entry can never be mistaken for this one's;
 - **Packer 1.6.6** (Debian's, the only one installable here): `stage` gives it a copy of the
   template without what it predates (the `packer {}` block of `plugins.pkr.hcl`, the
-  `metadata_options` block of amazon-ebs), next to links to everything else the template's
-  folder sits beside, so `${path.root}/..` still finds the repository.
+  `metadata_options` block and `temporary_security_group_source_public_ip` of amazon-ebs),
+  next to links to everything else the template's folder sits beside, so `${path.root}/..`
+  still finds the repository. Such a copy is fine to validate and to build the local bake
+  from, never to build amazon-ebs from: that instance would answer IMDSv1 and open SSH to
+  the whole internet, so `build` refuses it.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _DECLARED = re.compile(r'^\s*variable\s+"([^"]+)"', re.MULTILINE)
 # A metadata_options block (comments just above it included): 1.6.6's amazon-ebs lacks it.
 _METADATA_BLOCK = re.compile(r"\n(?:[ \t]*#[^\n]*\n)*[ \t]*metadata_options\s*\{[^{}]*\}\n")
+# The amazon plugin's "SSH from this machine's address only" (plugin releases; 1.6.6 lacks it).
+_PUBLIC_IP_SETTING = re.compile(r"^[ \t]*temporary_security_group_source_public_ip\s*=.*\n", re.M)
+_AMAZON_SOURCE = re.compile(r'^\s*source\s+"amazon-ebs"\s+"([^"]+)"', re.MULTILINE)
 
 LineSink = Callable[[str], None]
 
@@ -146,15 +152,17 @@ def declared_variables(template_dir: Path) -> set[str]:
 
 def stage(template_dir: Path, packer_version: tuple[int, int, int], into: Path) -> Path:
     """The template as this packer can read it: itself from 1.7 on; for an older one, a copy
-    under `into` without the `packer {}` block's file and amazon-ebs' metadata_options, beside
-    links to everything else the template's parent holds (so `${path.root}/..` resolves)."""
+    under `into` without the `packer {}` block's file and amazon-ebs' metadata_options and
+    source_public_ip, beside links to everything else the template's parent holds (so
+    `${path.root}/..` resolves)."""
     template_dir = Path(template_dir).resolve()
     if packer_version >= FIRST_WITH_PLUGINS:
         return template_dir
     staged = Path(into) / template_dir.name
     shutil.copytree(template_dir, staged, ignore=shutil.ignore_patterns(PLUGINS_FILE))
     for path in staged.glob("*.pkr.hcl"):
-        path.write_text(_METADATA_BLOCK.sub("\n", path.read_text()))
+        text = _METADATA_BLOCK.sub("\n", path.read_text())
+        path.write_text(_PUBLIC_IP_SETTING.sub("", text))
     for sibling in template_dir.parent.iterdir():
         if sibling.name != template_dir.name:
             (Path(into) / sibling.name).symlink_to(sibling)
@@ -169,6 +177,36 @@ def variable_env(variables: Mapping[str, Any]) -> dict[str, str]:
         text = value if isinstance(value, str) else json.dumps(value)
         env[f"PKR_VAR_{name}"] = text
     return env
+
+
+def check_buildable(
+    template_dir: Path, packer_version: tuple[int, int, int], only: Sequence[str]
+) -> None:
+    """Refuse to build amazon-ebs with a packer older than the plugins: its staged copy has
+    lost IMDSv2 and the SSH restriction, and the builder opens port 22 to 0.0.0.0/0 when it
+    is given no range. An `only` entry that could name an amazon-ebs source (by its type, its
+    name or a glob) counts as building it; no `only` builds every source."""
+    if packer_version >= FIRST_WITH_PLUGINS:
+        return
+    amazon_names = {
+        name
+        for path in Path(template_dir).glob("*.pkr.hcl")
+        for name in _AMAZON_SOURCE.findall(path.read_text())
+    }
+    if not amazon_names:
+        return
+    if only and not any(
+        "amazon-ebs" in entry
+        or any(glob in entry for glob in "*?[")
+        or entry.rsplit(".", 1)[-1] in amazon_names
+        for entry in only
+    ):
+        return
+    raise PackerError(
+        f"Packer {'.'.join(map(str, packer_version))} cannot build amazon-ebs safely (no "
+        "IMDSv2, SSH open to the internet): use Packer >= 1.7 with `packer init packer/`, "
+        "or build only the local bake (only=node.null.local)"
+    )
 
 
 def _check_declared(template_dir: Path, variables: Mapping[str, Any]) -> None:
@@ -322,7 +360,9 @@ def build(
     with tempfile.TemporaryDirectory(prefix="tlops-packer-") as scratch:
         manifest = Path(scratch) / "manifest.json"
         path = find(binary)
-        staged = stage(template_dir, version(path), Path(scratch) / "template")
+        packer_version = version(path)
+        check_buildable(template_dir, packer_version, only)
+        staged = stage(template_dir, packer_version, Path(scratch) / "template")
         argv = [path, "build", "-color=false", "-on-error=cleanup"]
         argv += [f"-only={','.join(only)}"] if only else []
         tail = run(
