@@ -76,6 +76,7 @@ BUCKET = f"{PROJECT}-replies-{ACCOUNT}"
 CONTROL_BUCKET = f"{PROJECT}-control-{ACCOUNT}"
 QUEUE_PREFIX = f"{PROJECT}-queue"
 NODE_SETTINGS = "/tl-fif/node_settings"
+NODE_KEY = "/tl-fif/node_inference_key"
 # The free requests moto allows before it enforces: the three that make the admin below.
 FREE_REQUESTS = 3
 
@@ -224,9 +225,11 @@ def node_id(enforcing) -> str:
 
 @pytest.fixture(scope="module")
 def node_settings(enforcing, redis_server) -> str:
-    """What deploy.yml writes for the node to read at boot."""
+    """What deploy.yml writes for the node to read at boot, and the key it makes once."""
     value = json.dumps({"project": PROJECT, "redis_url": redis_server.url})
     enforcing.client("ssm").put_parameter(Name=NODE_SETTINGS, Value=value, Type="String")
+    key = "k" * 48
+    enforcing.client("ssm").put_parameter(Name=NODE_KEY, Value=key, Type="SecureString")
     return NODE_SETTINGS
 
 
@@ -249,6 +252,7 @@ def context(**extra: str) -> dict[str, str]:
         "control_bucket": CONTROL_BUCKET,
         "queue_prefix": QUEUE_PREFIX,
         "node_settings_parameter": NODE_SETTINGS.lstrip("/"),
+        "node_inference_key_parameter": NODE_KEY.lstrip("/"),
         **extra,
     }
 
@@ -336,7 +340,7 @@ def run_router(enforcing: Enforcing, role: boto3.Session, node: str, host: NodeH
     # POST /resize and GET /resize/{operationId}: the record in Redis, the steps control's
     resizer = Resizer(RespClient(host.redis_url, timeout=2), link)
     event = http_event("POST", "/resize", body=json.dumps({"action": "stop"}))
-    operation = resizer.submit(event, "admin", "rid").body["operationId"]
+    operation = resizer.submit(event, "admin", "rid", limit=lambda: None).body["operationId"]
     assert requests_under(enforcing, f"requests/resize/{operation}-")
     admin_bucket(enforcing).put_json(control.resize_result_key(operation), {
         "status": "done", "phase": "done", "steps": [], "node_state": "stopped",
@@ -360,6 +364,14 @@ def run_node(enforcing: Enforcing, role: boto3.Session, node: str, host: NodeHos
         client=lambda service, _: enforcing.client(service, role),
     )
     assert deployment.parse(text)[0]["TL_PROJECT"] == PROJECT
+    key = deployment.read_parameter(
+        NODE_KEY,
+        REGION,
+        timeout_s=1,
+        client=lambda service, _: enforcing.client(service, role),
+        secure=True,
+    )
+    assert deployment.check_key(key, NODE_KEY)
     s3 = enforcing.client("s3", role)
 
     logs, bucket = Logs(), ControlBucket(s3, CONTROL_BUCKET)
@@ -694,8 +706,6 @@ def test_defect_3_with_put_object_alone_the_node_cannot_adopt_a_stored_result(
     """The node's policy before the fix allowed s3:PutObject only: the second delivery's
     conditional write is refused and reading the stored result back is denied."""
     policy = policy_of("gpu_node", context(instance_id=node_id))
-    for statement in policy["Statement"]:
-        if statement["Sid"] == "WriteAndReadBackReplies":
-            statement["Action"] = ["s3:PutObject"]
+    policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] != "ReadBackReplies"]
     with pytest.raises(Transient, match="AccessDenied"):
         run_node(enforcing, enforcing.assume(policy), node_id, host)

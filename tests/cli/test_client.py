@@ -72,6 +72,8 @@ def test_429_is_waited_out_as_retry_after_says_then_given_up():
         (reply(400, {"error": "invalid_request", "field": "idle", "message": "must be 1-30"}),
          "the request was refused: idle: must be 1-30"),
         (reply(403, {"error": "invalid_token"}), "log in again"),
+        (reply(403, {"error": "mfa_required", "message": "admin routes need a sign-in with MFA"}),
+         "admin routes need a sign-in with a second factor"),
         (reply(503, {"error": "queue_unavailable"}), "the API answered 503 queue_unavailable"),
         (reply(503, {"error": "instance_unavailable", "message": "no capacity"}),
          "instance_unavailable: no capacity"),

@@ -869,27 +869,6 @@ def test_compact_jwks_refuses_more_than_the_variable_can_hold():
         auth.compact_jwks(many)
 
 
-# --- groups --------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (["admins", "users"], {"admins", "users"}),  # the ID token's own claim
-        ("[admins users]", {"admins", "users"}),  # as API Gateway's authorizer flattens it
-        ("[admins]", {"admins"}),
-        ("admins", {"admins"}),
-        ("", set()),
-        (None, set()),
-        (5, set()),
-        ([5, "", "admins"], {"admins"}),
-        ("[not-admins]", {"not-admins"}),
-    ],
-    ids=lambda v: repr(sorted(v)) if isinstance(v, set) else repr(v),  # same in every worker
-)
-def test_groups_of_a_token(value, expected):
-    claims = {} if value is None else {"cognito:groups": value}
-    assert auth.groups(claims) == expected
-
-
 def test_compact_jwks_leaves_out_entries_the_router_could_not_read(keyset):
     good = keyset.jwks()["keys"][0]
     document = {"keys": [good, {**good, "kid": "weak", "n": "AQAB"}]}

@@ -132,12 +132,6 @@ def test_the_sample_events_authorizer_claims_do_not_make_an_admin(router, gpu_no
     assert router.handle(event)["statusCode"] == 403
 
 
-def test_groups_flattened_to_a_string_still_count(router, gpu_node, relay, keyset):
-    relay.observe()
-    assert stop(router, keyset.token(**{"cognito:groups": "[admins]"}))["statusCode"] == 202
-    assert len(relay.requests(Action.STOP)) == 1
-
-
 def test_a_third_stop_in_a_minute_is_429_with_retry_after(
     router, gpu_node, relay, redis_client, keyset
 ):

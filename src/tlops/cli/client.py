@@ -221,6 +221,11 @@ def describe(reply: Reply) -> str:
             f"forbidden (403): {why}. The token is valid but its user is not in that group: "
             "use an admin's token (locally `tlops token --user NAME --group admins`)"
         )
+    if code == ErrorCode.MFA_REQUIRED:
+        return (
+            "MFA required (403): admin routes need a sign-in with a second factor: log in "
+            "again (tlops login) and give your authenticator app's code"
+        )
     if reply.status in (401, 403):
         return "the API refused the token: log in again (tlops login)"
     hint = f": {detail}" if detail and detail != code else ""

@@ -86,6 +86,14 @@ def number(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def switch(text: str) -> bool:
+    """`true` or `false` (any case), as the roles write a yes/no setting."""
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(f"must be true or false, got {text!r}")
+    return lowered == "true"
+
+
 def environment(table: type, what: str, **values: Any) -> dict[str, str]:
     """The environment that configures the program with `values` (by field name); unset
     ones left out, an unknown one refused."""
@@ -118,7 +126,7 @@ def read(
     fields = options(table)
     for field in fields:
         meta = field.metadata
-        given, source = getattr(args, field.name), meta["flag"]
+        given, source = getattr(args, field.name, None), meta["flag"]  # None: no flag
         if given is None and env.get(meta["env"]):
             given, source = env[meta["env"]], meta["env"]
         if given is None:

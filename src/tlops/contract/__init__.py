@@ -124,6 +124,8 @@ class ErrorCode(enum.StrEnum):
     # CORS origin: distinct from invalid_token, so that clients do not renew their token.
     FORBIDDEN = "forbidden"
     RESIZE_IN_PROGRESS = "resize_in_progress"  # 409, another POST /resize has not finished
+    # 403 for an admin whose token's sign-in used no second factor, where admins must use MFA
+    MFA_REQUIRED = "mfa_required"
 
 
 def new_job_id() -> str:

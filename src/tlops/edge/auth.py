@@ -427,17 +427,33 @@ def _is_number(value: Any) -> bool:
 
 
 def groups(claims: dict[str, Any]) -> frozenset[str]:
-    """The Cognito groups a token's `cognito:groups` claim names.
+    """The Cognito groups named by `cognito:groups` in the claims of a token this service
+    verified itself: a JSON list of group names, as Cognito writes it into ID and access
+    tokens:
+    https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-the-id-token.html
 
-    An ID token carries them as a JSON list; API Gateway's authorizer hands every
-    claim on as a string, a list as `[admins users]`, which is read the same way.
+    Anything else names no group: a string, whatever it spells (`"admins"`, `"[admins]"`),
+    is not what Cognito issues. The string form is API Gateway's flattened copy of the
+    claims in `requestContext.authorizer`, which the router never reads: it verifies the
+    token itself. Names are compared whole, so `notadmins` is not `admins`.
     """
     value = claims.get("cognito:groups")
-    if isinstance(value, str):
-        value = value.strip().removeprefix("[").removesuffix("]").split()
     if not isinstance(value, list):
         return frozenset()
     return frozenset(name for name in value if isinstance(name, str) and name)
+
+
+# RFC 8176 §2: "mfa", multiple-factor authentication. Cognito's `amr` claim is a list of
+# such values, e.g. ["pwd", "otp", "mfa"], naming the methods the sign-in completed:
+# https://docs.aws.amazon.com/cognito/latest/developerguide/cognito-user-pools-step-up-authentication.html
+MFA_METHOD = "mfa"
+
+
+def signed_in_with_mfa(claims: dict[str, Any]) -> bool:
+    """Whether a verified token's `amr` claim says its sign-in used a second factor: a JSON
+    list that names `mfa`. Absent, a string or anything else: no (fail closed)."""
+    methods = claims.get("amr")
+    return isinstance(methods, list) and MFA_METHOD in methods
 
 
 def bearer_token(headers: dict[str, str]) -> str | None:

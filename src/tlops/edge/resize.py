@@ -91,7 +91,12 @@ class Resizer:
         self.control = control
         self._clock = clock
 
-    def submit(self, event: dict[str, Any], sub: str, rid: str) -> Answer:
+    def submit(
+        self, event: dict[str, Any], sub: str, rid: str, *, limit: Callable[[], None]
+    ) -> Answer:
+        """Begin an operation. `limit` raises the admin's 429 when their stops and starts are
+        used up: called once the operation holds the lock, before control is asked, so a
+        request refused for its body or for another operation in progress uses none of it."""
         request = lambda_http.parse_json_body(event, spec.parse_resize_request)
         node = self.control.state(fresh=True).get("node") or {}
         if not node.get("instance"):
@@ -135,8 +140,9 @@ class Resizer:
                 message="another resize is in progress: follow it with GET /resize/{operationId}",
             )
         try:
+            limit()
             self._ask(operation_id, 0, goal.state, goal.instance_type, node["instance"])
-        except BucketUnavailable:
+        except (Refusal, BucketUnavailable):
             # Not asked: the operation never began, and must not hold the lock.
             self.redis.run_script(_RELEASE, [contract.RESIZE_LOCK_KEY], [operation_id])
             self.redis.execute("DEL", spec.operation_key(operation_id))

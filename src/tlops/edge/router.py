@@ -273,7 +273,7 @@ class Router:
     def stop_node(self, event: dict[str, Any], rid: str) -> Answer:
         """`POST /stop` (admins only): ask control to stop the node; 202 with its instance."""
         claims = self._authenticate(event)
-        _require_group(claims, contract.ADMINS_GROUP)
+        self._require_admin(claims)
         self._limit_stops(claims["sub"], rid)
         node = self.control.state(fresh=True).get("node") or {}
         if not node.get("instance"):
@@ -299,14 +299,15 @@ class Router:
     def resize_node(self, event: dict[str, Any], rid: str) -> Answer:
         """`POST /resize` (admins only): start, stop or reshape the node (tlops.edge.resize)."""
         claims = self._authenticate(event)
-        _require_group(claims, contract.ADMINS_GROUP)
+        self._require_admin(claims)
         _require_json(event)
-        return self._resizer().submit(event, claims["sub"], rid)
+        sub = claims["sub"]
+        return self._resizer().submit(event, sub, rid, limit=lambda: self._limit_stops(sub, rid))
 
     def get_resize(self, event: dict[str, Any], rid: str) -> Answer:
         """`GET /resize/{operationId}` (admins only): an operation's progress, advanced."""
         claims = self._authenticate(event)
-        _require_group(claims, contract.ADMINS_GROUP)
+        self._require_admin(claims)
         return self._resizer().progress(lambda_http.path_parameter(event, "operationId"), rid)
 
     def _resizer(self):
@@ -360,8 +361,22 @@ class Router:
             headers={"retry-after": str(retry_after_s)},
         )
 
+    def _require_admin(self, claims: dict[str, Any]) -> None:
+        """403 unless the verified token is an admin's (`forbidden`) and, where admins must
+        use MFA, its sign-in used a second factor (`mfa_required`): no `amr` naming `mfa`
+        is refused, whatever else the token says."""
+        _require_group(claims, contract.ADMINS_GROUP)
+        if self.config.admins_require_mfa and not auth.signed_in_with_mfa(claims):
+            raise Refusal(
+                403,
+                ErrorCode.MFA_REQUIRED,
+                message="admin routes need a sign-in with MFA: sign in again with your "
+                "authenticator app's code (tlops login)",
+            )
+
     def _limit_stops(self, sub: str, rid: str) -> None:
-        """At most `stop_limits` stops per user. Without Redis the stop goes ahead: a
+        """At most `stop_limits` stops per user, `POST /stop` and each `POST /resize` (whose
+        operations start and stop the node) together. Without Redis the stop goes ahead: a
         queue outage must not keep a GPU running (and billing) that an admin stops."""
         self._limit("stop", contract.stop_rate_key(sub), self.config.stop_limits, rid)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from tlops import contract
 from tlops.common import settings_table
-from tlops.common.settings_table import number, setting
+from tlops.common.settings_table import number, setting, switch
 from tlops.contract import names
 from tlops.edge import admission
 from tlops.edge.auth import StaticKeys
@@ -73,6 +73,11 @@ class RouterConfig:
         None, "TL_QUEUE_CAP_PER_USER", "open jobs of one user", contract.QUEUE_CAP_PER_USER,
         number(int),
     )  # fmt: skip
+    # The admin routes refuse a token whose sign-in used no second factor (its `amr` claim
+    # names no `mfa`); the auth role turns TOTP on in the pool with the same setting.
+    admins_require_mfa: bool = setting(
+        None, "TL_ADMINS_REQUIRE_MFA", "admin routes need a sign-in with MFA", False, switch
+    )
     # Fixed tunables, not settings.
     node_state_cache_s: float = 10.0
     redis_connect_timeout_s: float = 0.25
