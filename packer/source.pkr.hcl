@@ -27,6 +27,8 @@ source "amazon-ebs" "gpu" {
   # public address only: with neither, the plugin would open port 22 to 0.0.0.0/0
   # (https://developer.hashicorp.com/packer/integrations/hashicorp/amazon/latest/components/builder/ebs,
   # temporary_security_group_source_cidrs and temporary_security_group_source_public_ip).
+  # No port 22 open to 0.0.0.0/0: Security Hub's EC2.13 and the CIS AWS Foundations benchmark
+  # (https://docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-13).
   temporary_security_group_source_cidrs     = var.ssh_source_cidrs
   temporary_security_group_source_public_ip = length(var.ssh_source_cidrs) == 0
 
