@@ -17,6 +17,8 @@ import jinja2
 import pytest
 import yaml
 
+from tests.playbooks.role_play import include, play
+
 REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO / "requirements"
 # The locks the index serves every file of, and who installs each: `make setup` (lock.txt,
@@ -138,3 +140,22 @@ def test_every_workflow_action_is_pinned_by_commit() -> None:
     uses = workflow_uses()
     assert uses
     assert [ref for ref in uses if not COMMIT.match(ref)] == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("version", "refused"), [("0.32.0", False), ("0.33.1", True)])
+def test_the_vllm_role_refuses_a_version_its_lock_does_not_pin(
+    tmp_path: Path, version: str, refused: bool
+) -> None:
+    lock = str(REQUIREMENTS / "vllm-gpu.txt")
+    run = play(
+        tmp_path,
+        [include("vllm", "preflight", vllm_package="vllm", vllm_version=version)],
+        variables={"vllm_requirements_lock": lock, "vllm_api_key": "k" * 32},
+    )
+    (checked,) = run.results("Assert the lock installs the vLLM asked for")
+    assert bool(checked.get("failed")) is refused, run.failure() or run.stdout[-2000:]
+    if refused:
+        assert f"vllm_requirements_lock ({lock}) pins vllm==0.32.0, not vllm==0.33.1" in " ".join(
+            run.failure().split()
+        )
