@@ -22,6 +22,7 @@ CONTEXT = {
     "budget_name": "tinyllama-monthly",
     "cost_topic": "tinyllama-cost-daily",
     "node_settings_parameter": "tl-fif/node_settings",
+    "node_inference_key_parameter": "tl-fif/node_inference_key",
 }
 NODE_TAGS = {"aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "gpu"}
 INSTANCE = "arn:aws:ec2:eu-west-1:123456789012:instance/"
@@ -165,11 +166,35 @@ def test_the_node_may_read_exactly_its_settings_parameter_and_change_nothing_in_
         assert not access.allows(node, action, ssm + "tl-fif/node_settings")
 
 
+def test_the_node_may_read_its_inference_key_and_nothing_of_kms(policies):
+    """The key is a SecureString under aws/ssm, whose key policy grants Decrypt to every
+    principal of the account (ps-restrict-decryption.html): GetParameter on it alone."""
+    node, ssm = policies["gpu_node"], "arn:aws:ssm:eu-west-1:123456789012:parameter/"
+    assert access.allows(node, "ssm:GetParameter", ssm + "tl-fif/node_inference_key")
+    assert not access.allows(node, "ssm:PutParameter", ssm + "tl-fif/node_inference_key")
+    assert not access.allows(node, "ssm:GetParameter", ssm + "tl-fif/node_inference_key2")
+    assert not any(action.startswith("kms:") for s in node["Statement"] for action in s["Action"])
+
+
+def test_item_10_the_node_writes_a_result_only_where_none_is(policies):
+    """PutObject on the reply bucket only with If-None-Match (conditional-writes-enforce.html,
+    example 1): a write without it, which would overwrite a stored result, is refused; reading
+    a result back needs no header."""
+    node, key = policies["gpu_node"], f"arn:aws:s3:::{CONTEXT['reply_bucket']}/alice/job.json"
+    assert access.allows(node, "s3:PutObject", key, {"s3:if-none-match": "*"})
+    assert not access.allows(node, "s3:PutObject", key)
+    assert not access.allows(node, "s3:PutObject", key, {"s3:if-match": '"etag"'})
+    assert access.allows(node, "s3:GetObject", key)
+    [write] = [s for s in node["Statement"] if "s3:PutObject" in s["Action"]
+               and s["Resource"] == [f"arn:aws:s3:::{CONTEXT['reply_bucket']}/*"]]  # fmt: skip
+    assert write["Condition"] == {"Null": {"s3:if-none-match": "false"}}
+
+
 def test_defect_3_the_node_may_read_back_a_result_it_did_not_write(policies):
     # The watcher adopts a stored result when its conditional write is refused: GetObject.
     key = f"arn:aws:s3:::{CONTEXT['reply_bucket']}/alice/job.json"
     assert access.allows(policies["gpu_node"], "s3:GetObject", key)
-    assert access.allows(policies["gpu_node"], "s3:PutObject", key)
+    assert access.allows(policies["gpu_node"], "s3:PutObject", key, {"s3:if-none-match": "*"})
     assert not access.allows(
         policies["gpu_node"], "s3:GetObject", "arn:aws:s3:::other/alice/job.json"
     )

@@ -53,6 +53,7 @@ DEPLOYMENT = deployed.Deployment(
     budget_name=f"{PROJECT}-monthly",
     cost_topic=f"{PROJECT}-cost-daily",
     node_settings_parameter="/tl-fif/node_settings",
+    node_inference_key_parameter="/tl-fif/node_inference_key",
 )  # fmt: skip
 
 
@@ -130,6 +131,8 @@ def test_verify_yml_proves_every_path_and_call_and_prints_them(stack):
         "gpu_node → service:ssm: ok: the stand-in does not answer associatePublicIpAddress",
         "gpu_node may ssm:GetParameter on arn:aws:ssm:eu-west-1:123456789012:"
         "parameter/tl-fif/node_settings: allowed",
+        "gpu_node may ssm:GetParameter on arn:aws:ssm:eu-west-1:123456789012:"
+        "parameter/tl-fif/node_inference_key: allowed",
         f"gpu_node may s3:DeleteObject on {CONTROL_BUCKET_ARN}/held/example: allowed",
         f"gpu_node may s3:PutObject on {CONTROL_BUCKET_ARN}/requests/wake/example: allowed",
         "gpu_node may s3:GetObject",

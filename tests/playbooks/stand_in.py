@@ -22,6 +22,7 @@ PLAYBOOK_BIN = Path(sys.executable).with_name("ansible-playbook")
 REGION = "eu-west-1"
 UBUNTU_AMI = "ami-0a7d2e4f1c3b5a001"  # one of the stand-in's Ubuntu 22.04 images
 NODE_SETTINGS = "/tl-fif/node_settings"  # what the node reads at every boot
+NODE_KEY = "/tl-fif/node_inference_key"  # the key vLLM asks for, read with it
 PROJECT = {"Key": "Project", "Value": "tinyllama"}
 # describe_<kind> call → the key its answer lists the resources under.
 KINDS = {
@@ -280,6 +281,14 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
         "Project": "tinyllama",
         "Role": "gpu",
     }
+    # The inference key: a SecureString made once, tagged like the settings.
+    key = account.ssm.get_parameter(Name=NODE_KEY, WithDecryption=True)["Parameter"]
+    assert key["Type"] == "SecureString" and len(key["Value"]) >= 32
+    tags = account.ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=NODE_KEY)
+    assert {t["Key"]: t["Value"] for t in tags["TagList"]} == {
+        "Project": "tinyllama",
+        "Role": "gpu",
+    }
     (template,) = account.ec2.describe_launch_template_versions(LaunchTemplateName="tinyllama-gpu")[
         "LaunchTemplateVersions"
     ]
@@ -307,7 +316,9 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert statements["StopOnlyItself"]["Resource"] == [
         f"arn:aws:ec2:{REGION}:123456789012:instance/{instance['InstanceId']}"
     ]
-    assert statements["WriteAndReadBackReplies"]["Action"] == ["s3:GetObject", "s3:PutObject"]
+    assert statements["WriteRepliesOnce"]["Action"] == ["s3:PutObject"]
+    assert statements["WriteRepliesOnce"]["Condition"] == {"Null": {"s3:if-none-match": "false"}}
+    assert statements["ReadBackReplies"]["Action"] == ["s3:GetObject"]
     role_tags = account.iam.list_role_tags(RoleName="tinyllama-gpu")["Tags"]
     assert {"Key": "Role", "Value": "gpu"} in role_tags and PROJECT in role_tags
 

@@ -5,8 +5,9 @@ The policies the deploy writes are rendered here (the `tlops_policy` filter call
 `render_policy`), so a policy cannot drift from the declaration. `allows` judges a
 rendered policy the way IAM would for the subset of the policy language the
 declaration uses (Allow statements, `*`/`?` patterns in actions and resources,
-StringEquals and StringLike conditions): it covers what the stand-in's IAM enforcement cannot see
-(resource ARNs of services other than S3, and conditions; docs/local-stack.md).
+StringEquals, StringLike and Null conditions): it covers what the stand-in's IAM
+enforcement cannot see (resource ARNs of services other than S3, and conditions;
+docs/local-stack.md).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ PLACEHOLDERS = (
     "budget_name",
     "cost_topic",  # the name of the daily cost mail's SNS topic
     "node_settings_parameter",  # the node's settings in SSM, its name without the leading /
+    "node_inference_key_parameter",  # the key vLLM asks for (a SecureString), likewise
 )
+# A request header a statement requires (`condition_present`), as a request carries it: the
+# node's conditional PutObject sends If-None-Match: * (the only value PutObject takes).
+_PRESENT_VALUE = "*"
 
 # What Lambda itself does with a function's role: its logs, its traces and, inside a VPC,
 # the network interfaces it attaches the function with (AWSLambdaVPCAccessExecutionRole's).
@@ -152,6 +157,10 @@ def render_policy(component: Mapping[str, Any], context: Mapping[str, Any]) -> d
             out["Condition"] = {"StringEquals": dict(sorted(conditions.items()))}
         if like:
             out.setdefault("Condition", {})["StringLike"] = dict(sorted(like.items()))
+        # "Null": false holds when the request carries the key (IAM, condition operators:
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_Null)
+        if present := statement.get("condition_present"):
+            out.setdefault("Condition", {})["Null"] = dict.fromkeys(sorted(present), "false")
         rendered.append(out)
     return {"Version": "2012-10-17", "Statement": rendered}
 
@@ -181,10 +190,14 @@ def _matches(pattern: str, value: str) -> bool:
 
 def _condition_holds(condition: Mapping[str, Any], request: Mapping[str, str]) -> bool:
     for operator, pairs in condition.items():
-        if operator not in ("StringEquals", "StringLike"):
+        if operator not in ("StringEquals", "StringLike", "Null"):
             return False  # the declaration uses no other operator: refuse what is not judged
         for key, expected in pairs.items():
             value = request.get(key)
+            if operator == "Null":
+                if (value is None) != (str(expected).lower() == "true"):
+                    return False
+                continue
             if value is None:
                 return False  # a key absent from the request fails its condition
             if operator == "StringEquals" and value not in _listed(expected):
@@ -235,6 +248,7 @@ def declared_requests(
             k: fill(str(v), context).replace("*", "example")
             for k, v in (statement.get("condition_like") or {}).items()
         }
+        keys |= dict.fromkeys(statement.get("condition_present") or [], _PRESENT_VALUE)
         for action in statement["actions"]:
             for resource in statement["resources"]:
                 # a pattern stands for any resource it matches: judge one such resource

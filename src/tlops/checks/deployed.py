@@ -65,6 +65,7 @@ class Deployment(NamedTuple):
     budget_name: str = ""  # the guard rails' budget
     cost_topic: str = ""  # the daily cost mail's SNS topic (its name)
     node_settings_parameter: str = ""  # the SSM parameter the node reads at boot (/a/b)
+    node_inference_key_parameter: str = ""  # the SecureString it reads with it, likewise
 
 
 def find_node(ec2: Any, project: str) -> dict[str, Any] | None:
@@ -189,8 +190,9 @@ def verify(
         if getattr(deployment, name):
             context[name] = getattr(deployment, name)
     queue_id = deployment.queue_id or current_queue_id(client("elasticache"), deployment)
-    if deployment.node_settings_parameter:  # an SSM ARN names a parameter without its first /
-        context["node_settings_parameter"] = deployment.node_settings_parameter.lstrip("/")
+    for name in ("node_settings_parameter", "node_inference_key_parameter"):
+        if getattr(deployment, name):  # an SSM ARN names a parameter without its first /
+            context[name] = getattr(deployment, name).lstrip("/")
 
     tagged = ec2.describe_vpcs(Filters=names.tag_filters(deployment.project))
     project_vpcs = {vpc["VpcId"] for vpc in tagged["Vpcs"]}

@@ -537,6 +537,7 @@ EXAMPLE_CONTEXT = {
     "budget_name": f"{names.PROJECT}-monthly",
     "cost_topic": f"{names.PROJECT}-cost-daily",
     "node_settings_parameter": names.NODE_SETTINGS_PARAMETER.lstrip("/"),
+    "node_inference_key_parameter": names.NODE_INFERENCE_KEY_PARAMETER.lstrip("/"),
 }
 
 

@@ -34,6 +34,8 @@ METRIC_NAMESPACE = "TLFIF"
 PARAMETER_PREFIX = "/tl-fif"
 LATEST_IMAGE_PARAMETER = f"{PARAMETER_PREFIX}/latest_ami_id"  # the baked node image
 NODE_SETTINGS_PARAMETER = f"{PARAMETER_PREFIX}/node_settings"  # the node's programs' settings
+# The key vLLM asks of every request (a SecureString, made once by deploy.yml, never rewritten).
+NODE_INFERENCE_KEY_PARAMETER = f"{PARAMETER_PREFIX}/node_inference_key"
 
 # The image the node is baked from: Canonical's Ubuntu 22.04 LTS for x86_64 (AWS, "Find
 # an Ubuntu AMI": Canonical's AWS account id 099720109477 owns its official images).
@@ -63,6 +65,7 @@ def for_yaml() -> dict[str, Any]:
         "metric_namespace": METRIC_NAMESPACE,
         "latest_image_parameter": LATEST_IMAGE_PARAMETER,
         "node_settings_parameter": NODE_SETTINGS_PARAMETER,
+        "node_inference_key_parameter": NODE_INFERENCE_KEY_PARAMETER,
         "ubuntu_owner": UBUNTU_OWNER,
         "ubuntu_image_name": UBUNTU_IMAGE_NAME,
     }

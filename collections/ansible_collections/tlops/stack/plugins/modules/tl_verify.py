@@ -76,6 +76,10 @@ options:
     description: The SSM parameter the GPU node reads its deployment's settings from at boot.
     type: str
     default: ""
+  node_inference_key_parameter:
+    description: The SSM SecureString the GPU node reads the inference key from at boot.
+    type: str
+    default: ""
   components:
     description: The components to judge; default every one C(access.yml) declares.
     type: list
@@ -220,6 +224,7 @@ def verify(module):
         budget_name=params["budget_name"],
         cost_topic=params["cost_topic"],
         node_settings_parameter=params["node_settings_parameter"],
+        node_inference_key_parameter=params["node_inference_key_parameter"],
     )
     simulator = simulated_by_iam(module) if params["simulate"] else None
     verdicts = deployed.verify(
@@ -299,6 +304,7 @@ def main():
         budget_name=dict(type="str", default=""),
         cost_topic=dict(type="str", default=""),
         node_settings_parameter=dict(type="str", default=""),
+        node_inference_key_parameter=dict(type="str", default="", no_log=False),
         components=dict(type="list", elements="str"),
         fail_on_missing=dict(type="bool", default=True),
         simulate=dict(type="bool", default=False),
