@@ -24,13 +24,18 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMETER = "/tl-fif/node_settings"
+KEY_PARAMETER = "/tl-fif/node_inference_key"
+KEY = "k3y-made-by-deploy-yml-0123456789abcdef"
 NODE = "i-0123456789abcdef0"
 GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
 @pytest.fixture
 def ssm(aws_stand_in):
-    return boto3.client("ssm", endpoint_url=aws_stand_in, region_name="eu-west-1")
+    """The stand-in's SSM, with the inference key deploy.yml makes (a SecureString)."""
+    client = boto3.client("ssm", endpoint_url=aws_stand_in, region_name="eu-west-1")
+    put_key(client, KEY)
+    return client
 
 
 @pytest.fixture
@@ -56,11 +61,15 @@ def put(ssm, value: str, kind: str = "String") -> None:
     ssm.put_parameter(Name=PARAMETER, Value=value, Type=kind, Overwrite=True)
 
 
+def put_key(ssm, value: str, kind: str = "SecureString") -> None:
+    ssm.put_parameter(Name=KEY_PARAMETER, Value=value, Type=kind, Overwrite=True)
+
+
 def sourced(env_file: Path) -> dict[str, str]:
     script = f'set -a && . "{env_file}" && env -0'
     out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, check=True, env={})
     pairs = (item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
-    return {k: v for k, v in pairs if k.startswith("TL_")}
+    return {k: v for k, v in pairs if k.startswith(("TL_", "VLLM_"))}
 
 
 def test_the_parameter_becomes_the_environment_file(ssm, imds_double, tmp_path):
@@ -74,6 +83,8 @@ def test_the_parameter_becomes_the_environment_file(ssm, imds_double, tmp_path):
     assert sourced(env_file) == {
         "TL_REDIS_URL": "rediss://queue.example:6379/0",
         "TL_PROJECT": "tinyllama",
+        "VLLM_API_KEY": KEY,
+        "TL_INFERENCE_API_KEY": KEY,
     }
     mode = env_file.stat()
     assert stat.S_IMODE(mode.st_mode) == 0o640 and mode.st_gid == os.getgid()
@@ -119,6 +130,8 @@ def test_the_queue_control_recorded_wins_over_the_parameters(ssm, imds_double, t
         "TL_REDIS_URL": WOKEN_QUEUE,
         "TL_PROJECT": "tinyllama",
         "TL_CONTROL_BUCKET": CONTROL_BUCKET,
+        "VLLM_API_KEY": KEY,
+        "TL_INFERENCE_API_KEY": KEY,
     }
     assert "ignored_keys" not in lines[-1]  # control_bucket is a setting, not a stray key
 
@@ -183,6 +196,55 @@ def test_a_garbled_parameter_leaves_no_file_and_says_why(ssm, imds_double, tmp_p
     assert not env_file.exists()
 
 
+# --- the inference key ---------------------------------------------------------------------
+SETTINGS = '{"redis_url": "redis://q:6379/0", "project": "tinyllama"}'
+
+
+def test_the_key_is_read_decrypted_and_never_logged(ssm, imds_double, tmp_path):
+    put(ssm, SETTINGS)
+    done, _ = read_settings(tmp_path / "deployment.env", imds_double.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sourced(tmp_path / "deployment.env")["VLLM_API_KEY"] == KEY
+    assert KEY not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("stored", "kind", "reason"),
+    [
+        (None, None, f"SSM parameter {KEY_PARAMETER} does not exist in eu-west-1: run deploy.yml"),
+        (KEY, "String", f"{KEY_PARAMETER} is a String, not a SecureString"),
+        ("short", "SecureString", f"{KEY_PARAMETER} must hold 32 to 512 visible ASCII"),
+        ("two words " + "x" * 40, "SecureString", "visible ASCII"),
+    ],
+    ids=["missing", "plain-string", "short", "whitespace"],
+)
+def test_without_a_usable_key_no_program_gets_settings(
+    ssm, imds_double, tmp_path, stored, kind, reason
+):
+    """Fail closed: no file, so vLLM (and every program that needs the deployment) does not
+    start, rather than serve without a key."""
+    put(ssm, SETTINGS)
+    if stored is None:
+        ssm.delete_parameter(Name=KEY_PARAMETER)
+    else:
+        put_key(ssm, stored, kind)
+    env_file = tmp_path / "deployment.env"
+    env_file.write_text(f"VLLM_API_KEY='{KEY}'\n")  # a previous boot's
+    done, lines = read_settings(env_file, imds_double.url)
+    assert done.returncode == 1
+    assert lines[-1]["message"] == "no deployment settings" and reason in lines[-1]["reason"]
+    assert not env_file.exists()
+
+
+def test_the_file_with_the_key_lives_on_a_tmpfs_that_systemd_makes_at_each_start():
+    defaults = yaml.safe_load((ROOT / "roles/supervisor/defaults/main.yml").read_text())
+    written = Path(defaults["supervisor_deployment_env_file"])
+    assert written.parts[1] == "run"  # /run is a tmpfs: RAM, empty at every boot
+    assert str(written.parent) in defaults["supervisor_runtime_directories"]
+    watchdog = yaml.safe_load((ROOT / "roles/idle_watchdog/defaults/main.yml").read_text())
+    assert watchdog["idle_watchdog_deployment_env_file"] == str(written)
+
+
 def test_a_missing_parameter_says_to_deploy(aws_stand_in, imds_double, tmp_path):
     done, lines = read_settings(tmp_path / "deployment.env", imds_double.url)
     assert done.returncode == 1
@@ -217,7 +279,7 @@ def test_an_unreachable_ssm_is_retried_then_given_up(imds_double, tmp_path, monk
 @pytest.mark.parametrize(
     ("flag", "value"),
     [("--parameter", "no-slash"), ("--env-file", "relative.env"), ("--timeout-s", "0"),
-     ("--imds-url", "https://169.254.169.254")],
+     ("--imds-url", "https://169.254.169.254"), ("--key-parameter", "/tl-fif/node_settings")],
 )  # fmt: skip
 def test_a_bad_flag_exits_2_naming_it(tmp_path, flag, value):
     args = {"--env-file": str(tmp_path / "d.env"), flag: value}

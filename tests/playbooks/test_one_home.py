@@ -226,6 +226,12 @@ def spec_default(role: str, name: str):
         ("supervisor argument_specs",
          lambda: spec_default("supervisor", "supervisor_deployment_parameter"),
          names.NODE_SETTINGS_PARAMETER),
+        ("supervisor key default",
+         lambda: role_default("supervisor", "supervisor_deployment_key_parameter"),
+         names.NODE_INFERENCE_KEY_PARAMETER),
+        ("supervisor key argument_specs",
+         lambda: spec_default("supervisor", "supervisor_deployment_key_parameter"),
+         names.NODE_INFERENCE_KEY_PARAMETER),
         ("packer owner", lambda: hcl_value(REPO / "packer" / "locals.pkr.hcl", "canonical_owner"),
          names.UBUNTU_OWNER),
         ("packer Role tag", lambda: hcl_value(REPO / "packer" / "locals.pkr.hcl", "Role"),
@@ -255,7 +261,7 @@ def test_no_role_or_playbook_spells_a_generated_name_again():
     roles (comments and READMEs aside)."""
     node_roles = {"cuda", "idle_watchdog", "nginx_tls", "supervisor", "vllm", "watcher"}
     spelled = (names.METRIC_NAMESPACE, names.UBUNTU_OWNER, names.LATEST_IMAGE_PARAMETER,
-               names.NODE_SETTINGS_PARAMETER)  # fmt: skip
+               names.NODE_SETTINGS_PARAMETER, names.NODE_INFERENCE_KEY_PARAMETER)  # fmt: skip
     found = []
     for path in [*(REPO / "playbooks").rglob("*.yml"), *(REPO / "roles").rglob("*")]:
         if not path.is_file() or path.suffix not in (".yml", ".j2", ".json"):

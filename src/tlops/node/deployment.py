@@ -2,27 +2,32 @@
 
 The image is baked once; the queue's URL and the project exist only once
 deploy.yml ran, and may change with any later deploy. So deploy.yml (the
-gpu_node role) writes them to an SSM String parameter as JSON, and the node
-reads it at every start of its supervisord, before its programs start
+gpu_node role) writes them to an SSM String parameter as JSON, and makes once
+a SecureString parameter holding the key vLLM asks of every request; the node
+reads both at every start of its supervisord, before its programs start
 (`ExecStartPre` of the tlops-supervisor unit):
 
 1. the region: IMDSv2's `placement/region`, else the region baked in
    (`--region` / `TL_AWS_REGION`), said so in the log;
-2. `ssm:GetParameter` on exactly that parameter (the node's policy allows
-   nothing else of SSM), retried until `--timeout-s` while the network or the
-   endpoint is not there yet;
+2. `ssm:GetParameter` on exactly those two parameters (the node's policy
+   allows nothing else of SSM; the key's with decryption), each retried until
+   `--timeout-s` while the network or the endpoint is not there yet;
 3. the JSON checked: an object with `redis_url` (redis:// or rediss://, no
    credentials) and `project`; other keys are left out and named in the log;
+   the key checked: a SecureString of 32 to 512 visible ASCII characters;
 4. the environment file written atomically (a temporary file in the same
    folder, then renamed): owner root (when run as root), group of the
-   programs' user, mode 0640. The programs that need the deployment source it
-   after their own environment file, so its values win.
+   programs' user, mode 0640. It holds the key, so it lives under /run (a
+   tmpfs: RAM, gone at stop), never on the disk. The programs that need the
+   deployment (vLLM included: the key is its VLLM_API_KEY) source it after
+   their own environment file, so its values win.
 
 When any step fails, the log says which and why, the file is removed (a
 program never starts on a previous boot's values, nor on none: its launcher
 refuses to start without the file), and it exits 1. systemd carries on with
-supervisord (the unit's `ExecStartPre=-`), so vLLM and nginx still run and the
-boot's failure is visible; nothing here can stop the instance.
+supervisord (the unit's `ExecStartPre=-`), so nginx still runs and the boot's
+failure is visible; vLLM does not start without its key (fail closed); nothing
+here can stop the instance.
 
 Exit codes: 0 written, 1 not written (the log's `reason`), 2 a bad flag.
 """
@@ -48,7 +53,9 @@ from tlops.contract import names
 from tlops.node import imds
 
 DEFAULT_PARAMETER = names.NODE_SETTINGS_PARAMETER
-DEFAULT_ENV_FILE = "/etc/tlops/deployment.env"
+DEFAULT_KEY_PARAMETER = names.NODE_INFERENCE_KEY_PARAMETER
+# Under /run, a tmpfs: the key in it never reaches the disk, nor the image.
+DEFAULT_ENV_FILE = "/run/tlops/deployment.env"
 FILE_MODE = 0o640
 # key in the parameter → the variable the node's programs read (their settings tables')
 VARIABLES = {"redis_url": "TL_REDIS_URL", "project": "TL_PROJECT"}
@@ -56,6 +63,10 @@ VARIABLES = {"redis_url": "TL_REDIS_URL", "project": "TL_PROJECT"}
 # the current wake (the parameter's redis_url is the queue deploy.yml made) and the jobs
 # held while the stack slept wait.
 OPTIONAL = {"control_bucket": "TL_CONTROL_BUCKET"}
+# The inference key goes to vLLM (VLLM_API_KEY: it then asks `Authorization: Bearer <key>` of
+# every /v1 request) and to its callers on the node (the watcher's and boot reporter's table).
+KEY_VARIABLES = ("VLLM_API_KEY", "TL_INFERENCE_API_KEY")
+_KEY = re.compile(r"[\x21-\x7e]{32,512}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _REDIS_URL = re.compile(r"rediss?://[^/@\s]+(/[0-9]*)?")
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+=@-]{0,127}")
@@ -94,6 +105,16 @@ def parse(text: str, parameter: str = DEFAULT_PARAMETER) -> tuple[dict[str, str]
     variables = {VARIABLES[key]: data[key] for key in VARIABLES}
     variables |= {OPTIONAL[key]: data[key] for key in OPTIONAL if data.get(key)}
     return variables, sorted(set(data) - set(VARIABLES) - set(OPTIONAL))
+
+
+def check_key(value: str, parameter: str) -> str:
+    """The inference key, if usable in an HTTP header and long enough to guess at no cost."""
+    if not _KEY.fullmatch(value):
+        raise SettingsUnavailable(
+            f"{parameter} must hold 32 to 512 visible ASCII characters, got {len(value)} "
+            "characters (run deploy.yml: it makes the key)"
+        )
+    return value
 
 
 def current_queue(variables: dict[str, str], region: str, log: Telemetry) -> dict[str, str]:
@@ -176,8 +197,16 @@ def read_parameter(
     timeout_s: float,
     client: Callable[[str, str], Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    secure: bool = False,
 ) -> str:
-    """The parameter's value; transient failures retried until `timeout_s`."""
+    """The parameter's value (a String; with `secure`, a SecureString, decrypted); transient
+    failures retried until `timeout_s`.
+
+    The key is encrypted with the AWS managed key aws/ssm, whose key policy lets every
+    principal of the account decrypt through SSM: the node's role needs ssm:GetParameter on
+    the parameter and no kms:Decrypt of its own ("Restricting decryption of SecureString
+    parameter values", https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-restrict-decryption.html).
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     def make(service: str, region_name: str) -> Any:
@@ -189,7 +218,7 @@ def read_parameter(
     deadline, wait = time.monotonic() + timeout_s, 1.0
     while True:
         try:
-            found = ssm.get_parameter(Name=parameter, WithDecryption=False)["Parameter"]
+            found = ssm.get_parameter(Name=parameter, WithDecryption=secure)["Parameter"]
             break
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -206,8 +235,9 @@ def read_parameter(
             raise SettingsUnavailable(f"{problem} (gave up after {timeout_s:g} s)")
         sleep(wait)
         wait = min(wait * 2, 10.0)
-    if found.get("Type") != "String":
-        raise SettingsUnavailable(f"{parameter} is a {found.get('Type')}, not a String")
+    expected = "SecureString" if secure else "String"
+    if found.get("Type") != expected:
+        raise SettingsUnavailable(f"{parameter} is a {found.get('Type')}, not a {expected}")
     return str(found.get("Value", ""))
 
 
@@ -217,6 +247,10 @@ def run(args: argparse.Namespace, log: Telemetry, client=None) -> int:
         region = node_region(args.imds_url, args.region, log)
         text = read_parameter(args.parameter, region, timeout_s=args.timeout_s, client=client)
         variables, ignored = parse(text, args.parameter)
+        key = read_parameter(
+            args.key_parameter, region, timeout_s=args.timeout_s, client=client, secure=True
+        )
+        variables |= dict.fromkeys(KEY_VARIABLES, check_key(key, args.key_parameter))
         variables = current_queue(variables, region, log)
         write_atomically(target, render(variables, args.parameter), args.group)
     except (SettingsUnavailable, OSError) as exc:
@@ -249,6 +283,9 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
         description="Read the deployment's settings from SSM into the node's environment file.",
     )
     parser.add_argument("--parameter", default=DEFAULT_PARAMETER, help="the SSM parameter")
+    parser.add_argument(
+        "--key-parameter", default=DEFAULT_KEY_PARAMETER, help="the inference key's parameter"
+    )
     parser.add_argument("--env-file", default=DEFAULT_ENV_FILE, help="the file written")
     parser.add_argument("--group", default="", help="the programs' group (default: unchanged)")
     parser.add_argument("--imds-url", default=imds.DEFAULT_URL, help="IMDSv2, for the region")
@@ -261,6 +298,8 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
     args = parser.parse_args(argv)
     if not _PARAMETER.fullmatch(args.parameter):
         parser.error(f"--parameter must be an SSM path such as {DEFAULT_PARAMETER}")
+    if not _PARAMETER.fullmatch(args.key_parameter) or args.key_parameter == args.parameter:
+        parser.error(f"--key-parameter must be another SSM path, such as {DEFAULT_KEY_PARAMETER}")
     if not Path(args.env_file).is_absolute():
         parser.error("--env-file must be an absolute path")
     try:
