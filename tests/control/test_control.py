@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from tests.doubles.ec2 import tagged_instance
+from tests.doubles.ec2 import pinned_node, tagged_instance
 from tests.lambdas import LambdaContext, load_handler
 from tlops.common import aws
 from tlops.common.control_bucket import ControlBucket
@@ -56,8 +56,9 @@ class Clock:
 def make_control(client: Any = None, spec: QueueSpec | None = SPEC) -> Control:
     clock = Clock()
     return Control(
-        ControlConfig(PROJECT, BUCKET, spec), client=client, clock=clock.time, sleep=clock.sleep
-    )
+        ControlConfig(PROJECT, BUCKET, spec, node_instance_id=pinned_node()),
+        client=client, clock=clock.time, sleep=clock.sleep,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -321,6 +322,7 @@ def test_without_a_queue_spec_a_wake_only_starts_the_node(bucket, node, monkeypa
     monkeypatch.setenv("TL_PROJECT", PROJECT)
     monkeypatch.setenv("TL_CONTROL_BUCKET", BUCKET)
     monkeypatch.delenv("TL_QUEUE_SPEC", raising=False)
+    monkeypatch.setenv("TL_NODE_INSTANCE_ID", node)
     config = ControlConfig.from_env()
     assert config.queue is None and config.queue_prefix == "tinyllama-queue"
     [outcome] = Control(config).handle({"action": "wake"})["outcomes"]
@@ -510,6 +512,7 @@ def test_the_lambda_entry_point_reads_its_configuration(bucket, node, monkeypatc
     monkeypatch.setenv("TL_PROJECT", PROJECT)
     monkeypatch.setenv("TL_CONTROL_BUCKET", BUCKET)
     monkeypatch.setenv("TL_QUEUE_SPEC", SPEC.to_json())
+    monkeypatch.setenv("TL_NODE_INSTANCE_ID", node)
     result = handler.lambda_handler(ec2_event(node, "stopped"), lambda_context)
     assert result["outcomes"][0]["state"] == "asleep"
     assert bucket.state()["node"]["instance"] == node

@@ -6,6 +6,7 @@ bucket's notification would; botocore's Stubber for the states the stand-in neve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -17,7 +18,7 @@ from botocore.stub import Stubber
 
 from tests.conftest import http_event
 from tests.control.test_control import ec2_event, s3_event
-from tests.doubles.ec2 import tagged_instance
+from tests.doubles.ec2 import pinned_node, tagged_instance
 from tests.edge.test_router import body, emf, stdout_records
 from tests.support.router_fixtures import *  # noqa: F403 - the fixtures
 from tests.support.router_fixtures import admin_token
@@ -68,7 +69,9 @@ class Deliveries:
 
 
 def make_control(router_env, client: Any = None, **kwargs: Any) -> Control:
-    config = ControlConfig(PROJECT, router_env["TL_CONTROL_BUCKET"], None)
+    config = ControlConfig(
+        PROJECT, router_env["TL_CONTROL_BUCKET"], None, node_instance_id=pinned_node()
+    )
     return Control(config, client=client, **{"sleep": lambda s: None, **kwargs})
 
 
@@ -82,17 +85,23 @@ def deliver(ctl) -> Deliveries:
     return Deliveries(ctl)
 
 
+def launched(ctl: Control, node: str) -> str:
+    """`node`, made control's as deploy.yml does: control configured with its id."""
+    ctl.config = dataclasses.replace(ctl.config, node_instance_id=node)
+    return node
+
+
 @pytest.fixture
 def running_node(ctl) -> str:
     """The node, running, as control last recorded it (the router reads only that)."""
-    node = tagged_instance(stopped=False)
+    node = launched(ctl, tagged_instance(stopped=False))
     ctl.handle(ec2_event(node, "running"))
     return node
 
 
 @pytest.fixture
 def stopped_node(ctl) -> str:
-    node = tagged_instance()
+    node = launched(ctl, tagged_instance())
     ctl.handle(ec2_event(node, "stopped"))
     return node
 

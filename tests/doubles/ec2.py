@@ -7,6 +7,8 @@ import uuid
 from importlib import resources
 
 from tlops.common import aws
+from tlops.contract import names
+from tlops.contract.states import NODE_LIVE_STATES
 
 NODE_TAGS = {"Project": "tinyllama", "Role": "gpu", "Name": "tinyllama-gpu"}
 
@@ -32,3 +34,17 @@ def tagged_instance(tags: dict[str, str] | None = None, *, stopped: bool = True)
     if stopped:
         ec2.stop_instances(InstanceIds=[instance_id])
     return instance_id
+
+
+def pinned_node() -> str:
+    """The id deploy.yml pins in control's configuration: the one live instance tagged as
+    the node (the gpu_node role refuses a second), the lowest id if a test made more; ""
+    when there is none."""
+    found = aws.client("ec2").describe_instances(
+        Filters=[
+            *names.tag_filters(NODE_TAGS["Project"], NODE_TAGS["Role"]),
+            {"Name": "instance-state-name", "Values": list(NODE_LIVE_STATES)},
+        ]
+    )
+    ids = sorted(i["InstanceId"] for r in found["Reservations"] for i in r["Instances"])
+    return ids[0] if ids else ""

@@ -246,7 +246,8 @@ def test_a_budget_killer_during_a_wake_restarts_nothing(account, bucket):
     before = queue_statuses()
 
     spec = QueueSpec(id_prefix=PREFIX, subnet_group="tinyllama-queue", tags=QUEUE_TAGS)
-    ctl = Control(ControlConfig("tinyllama", BUCKET, spec), sleep=lambda s: None)
+    ctl = Control(ControlConfig("tinyllama", BUCKET, spec, node_instance_id=account["node"]),
+                  sleep=lambda s: None)  # fmt: skip
     outcomes = ctl.handle(s3_event(wake, start, bucket=BUCKET))["outcomes"]
     assert [(o["action"], o["outcome"]) for o in outcomes] == [("wake", "refused"),
                                                                ("resize", "refused")]  # fmt: skip

@@ -21,6 +21,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from tests.doubles.ec2 import pinned_node
 from tlops.common import aws
 from tlops.common.control_bucket import ControlBucket
 from tlops.contract import control as layout
@@ -37,6 +38,7 @@ PROJECT = "tinyllama"
 BUCKET = "control-test"  # conftest.router_env's TL_CONTROL_BUCKET
 QUEUE_SPEC = queue.QueueSpec(id_prefix=f"{PROJECT}-queue", tags=queue.tags_for(PROJECT))
 NODE_TYPE = "g4dn.xlarge"  # what tests.doubles.ec2.tagged_instance runs
+RECORDED_NODE = "i-0123456789abcdef0"  # the node `record` names, and a Stubber's EC2 answers
 
 
 def request_event(key: str) -> dict[str, Any]:
@@ -82,10 +84,12 @@ class ControlRelay:
         """Control as deployed for this stack: `makes_queue`, with the queue spec deploy.yml
         writes (a wake creates the queue when there is none); without it, a deployment whose
         queue is its own Redis (a wake only starts the node). `ec2` replaces its EC2 client
-        (a Stubber's, for the states moto never shows)."""
+        (a Stubber's, for the states moto never shows). The node deploy.yml pins is the
+        stand-in's tagged instance, or with a Stubber's EC2 the one `record` names."""
         config = ControlConfig(
             project=PROJECT, bucket=BUCKET, queue=QUEUE_SPEC if makes_queue else None,
             queue_url=queue_url,
+            node_instance_id=RECORDED_NODE if ec2 is not None else pinned_node(),
         )  # fmt: skip
 
         def client(service: str) -> Any:
@@ -122,7 +126,7 @@ class ControlRelay:
         self,
         node_state: str | None,
         *,
-        instance: str = "i-0123456789abcdef0",
+        instance: str = RECORDED_NODE,
         queue_status: str | None = None,
         queue_url: str = "",
         **changes: Any,

@@ -149,7 +149,12 @@ class Control:
             project=self.config.project,
             prefix=self.config.queue_prefix,
             url=self.config.queue_url,
+            pinned=self.config.node_instance_id,
         )
+
+    def find_node(self) -> gpu_node.Node | None:
+        """The deployment's node: the tagged instance with the id deploy.yml pinned."""
+        return gpu_node.find(self.ec2, self.config.project, self.config.node_instance_id)
 
     def record(self, seen: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
         return state.record(
@@ -198,7 +203,7 @@ class Control:
             raise gpu_node.NodeUnavailable("no GPU node is deployed")
         if node["state"] == "stopping":  # EC2 starts it only once stopped: wait, bounded
             self._wait_node_stopped(min(deadline, self.clock() + NODE_STOP_WAIT_S))
-            found = gpu_node.find(self.ec2, self.config.project)
+            found = self.find_node()
             node = {**node, "state": found.state if found else "gone"}
         if node["state"] != "stopped":
             return False  # running, or on its way (pending)
@@ -260,7 +265,7 @@ class Control:
 
     # --- stop, resize, sleep -----------------------------------------------------------
     def stop(self, request: Request, deadline: float) -> dict[str, Any]:
-        stopped = gpu_node.stop(self.ec2, self.config.project)
+        stopped = gpu_node.stop(self.ec2, self.config.project, self.config.node_instance_id)
         self.record()
         if stopped is None:
             return {"outcome": "no node"}
@@ -295,7 +300,8 @@ class Control:
 
         progress = resize.run(
             self.ec2, self.config.project, str(request.args.get("instance", "")), goal,
-            deadline=deadline, report=report, clock=self.clock, sleep=self.sleep,
+            deadline=deadline, report=report, pinned=self.config.node_instance_id,
+            clock=self.clock, sleep=self.sleep,
         )  # fmt: skip
         self.record()
         return {"outcome": progress["status"], "operation": operation}
@@ -304,7 +310,7 @@ class Control:
         """Stop the node when asked (`stop_node`); `deep`: delete the queue, once the node is
         stopped. Never deletes the queue under a node that runs."""
         if request.args.get("stop_node"):
-            gpu_node.stop(self.ec2, self.config.project)
+            gpu_node.stop(self.ec2, self.config.project, self.config.node_instance_id)
             self._wait_node_stopped(min(deadline, self.clock() + NODE_STOP_WAIT_S))
         seen = self.look()
         if not request.args.get("deep"):
@@ -326,7 +332,7 @@ class Control:
 
     def _wait_node_stopped(self, until: float) -> None:
         while self.clock() < until:
-            found = gpu_node.find(self.ec2, self.config.project)
+            found = self.find_node()
             if found is None or found.state == "stopped":
                 return
             self.sleep(min(5.0, max(0.0, until - self.clock())))

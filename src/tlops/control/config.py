@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 
 from tlops.common import settings_table
@@ -15,6 +16,17 @@ from tlops.control.queue import QueueSpec
 QUEUE_WAIT_S = 780.0
 # Continuations of one wake: with QUEUE_WAIT_S each, about an hour and a half of waiting.
 WAKE_CONTINUATIONS = 6
+
+
+# An instance id: i- and 8 or 17 hexadecimal characters
+# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/resource-ids.html).
+_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+
+
+def _instance_id(text: str) -> str:
+    if not _INSTANCE_ID.fullmatch(text):
+        raise ValueError(f"is not an EC2 instance id (i- and 8 or 17 hex digits): {text!r}")
+    return text
 
 
 def _queue_spec(text: str) -> QueueSpec:
@@ -40,6 +52,12 @@ class ControlConfig:
         None, "TL_QUEUE_WAIT_S", "seconds one invocation waits for a queue", QUEUE_WAIT_S,
         number(float),
     )  # fmt: skip
+    # The deployment's node, as the gpu_node role launched it (deploy.yml writes it again
+    # when it replaces the node): the only instance control starts, stops or resizes. Another
+    # instance tagged like it is refused; unset, control acts on no instance at all.
+    node_instance_id: str = setting(
+        None, "TL_NODE_INSTANCE_ID", "the node's instance id; unset: no node", "", _instance_id
+    )
 
     @property
     def queue_prefix(self) -> str:

@@ -1,9 +1,12 @@
 """The GPU node as EC2 sees it: find it by tags, start it, stop it.
 
 The node is the one EC2 instance tagged `Project=<project>` and `Role=gpu`
-(the Ansible `gpu_node` role creates it, stopped). Every function takes the
-EC2 client to use, from the factory in `tlops.common.aws`, so the same code
-talks to AWS or the stand-in, with whatever timeouts its caller can afford.
+(the Ansible `gpu_node` role creates it, stopped). Tags anyone may copy: what
+acts on the node (control) also names it by the id deploy.yml pinned (`pinned`),
+and an instance tagged like it with another id is never the node, only logged.
+Every function takes the EC2 client to use, from the factory in
+`tlops.common.aws`, so the same code talks to AWS or the stand-in, with
+whatever timeouts its caller can afford.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from tlops.common.telemetry import Telemetry
 from tlops.contract import names
 from tlops.contract.states import NODE_DOWN_STATES
 from tlops.contract.states import NODE_LIVE_STATES as LIVE_STATES
 
 NODE_ROLE = names.NODE_ROLE
+telemetry = Telemetry("control")
 
 
 class NodeUnavailable(Exception):
@@ -37,14 +42,12 @@ class Node(NamedTuple):
     instance_type: str = ""  # as DescribeInstances says; "" where a call does not tell
 
 
-class BootDecision(NamedTuple):
-    state: str  # "running", "starting"
-    started: bool  # this call issued StartInstances
-    node: Node
-
-
-def find(ec2: Any, project: str) -> Node | None:
+def find(ec2: Any, project: str, pinned: str | None = None) -> Node | None:
     """The tagged GPU node, or None. Terminated and shutting-down instances do not count.
+
+    `pinned`: the deployment's node id (control's configuration): only the tagged instance
+    with that id is the node, every other one tagged like it is refused and logged, and ""
+    (no id pinned) finds none. None: the first tagged instance, for tools that only look.
 
     One DescribeInstances call, not a paginator: there is one node, and a bounded
     caller must know how many calls it makes.
@@ -65,37 +68,26 @@ def find(ec2: Any, project: str) -> Node | None:
     instances = [
         instance for reservation in answer["Reservations"] for instance in reservation["Instances"]
     ]
-    if not instances:
-        return None
     instances.sort(key=lambda i: i["InstanceId"])  # several tagged nodes: pick one, stably
-    first = instances[0]
-    return Node(first["InstanceId"], first["State"]["Name"], first.get("InstanceType", ""))
+    found = [
+        Node(i["InstanceId"], i["State"]["Name"], i.get("InstanceType", "")) for i in instances
+    ]
+    if pinned is None:
+        return found[0] if found else None
+    for stranger in (node for node in found if node.instance_id != pinned):
+        telemetry.log(
+            "WARNING", "instance refused: tagged like the node, but not the deployment's node",
+            instance=stranger.instance_id, pinned=pinned or "none",
+            reason="control acts only on the instance deploy.yml launched (TL_NODE_INSTANCE_ID)"
+            if pinned else "no node is pinned (TL_NODE_INSTANCE_ID): run deploy.yml",
+        )  # fmt: skip
+    return next((node for node in found if node.instance_id == pinned), None)
 
 
-def ensure_running(ec2: Any, project: str) -> BootDecision:
-    """Start the node if it is stopped; never start it twice (pending counts as starting)."""
-    node = find(ec2, project)
-    if node is None:
-        raise NodeUnavailable(
-            f"no EC2 instance tagged Project={project}, Role={NODE_ROLE}",
-            "no GPU node is deployed",
-        )
-    if node.state == "running":
-        return BootDecision("running", started=False, node=node)
-    if node.state == "pending":
-        return BootDecision("starting", started=False, node=node)
-    if node.state == "stopping":
-        raise NodeUnavailable(
-            f"{node.instance_id} is stopping",
-            "the GPU node is stopping; retry once it has stopped",
-        )
-    start_instance(ec2, node)
-    return BootDecision("starting", started=True, node=node)
-
-
-def stop(ec2: Any, project: str) -> Node | None:
-    """Stop the node if it runs; returns its state after the call, None if there is no node."""
-    node = find(ec2, project)
+def stop(ec2: Any, project: str, pinned: str | None = None) -> Node | None:
+    """Stop the node if it runs; returns its state after the call, None if there is no node
+    (`pinned`: as for `find`)."""
+    node = find(ec2, project, pinned)
     if node is None or node.state in NODE_DOWN_STATES:
         return node
     return stop_instance(ec2, node)

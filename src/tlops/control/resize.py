@@ -110,16 +110,24 @@ def run(
     *,
     deadline: float,
     report: Callable[[dict[str, Any]], None],
+    pinned: str,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Work towards `goal` until it is reached, a step is refused or `deadline` passes;
-    `report` gets the progress after every look (status, phase, steps, node state/type)."""
+    `report` gets the progress after every look (status, phase, steps, node state/type).
+    Only the deployment's node (`pinned`) is ever the operation's instance."""
     steps: list[str] = []
     while True:
         progress: dict[str, Any] = {"steps": steps}
         try:
-            node = gpu_node.find(ec2, project)
+            if instance_id != pinned:
+                raise StepRefused(
+                    f"instance refused: {instance_id} is not the deployment's node "
+                    f"(TL_NODE_INSTANCE_ID={pinned or 'unset'})",
+                    "the operation names an instance that is not the GPU node",
+                )
+            node = gpu_node.find(ec2, project, pinned)
             if node is None or node.instance_id != instance_id:
                 raise StepRefused(
                     f"node {instance_id} is gone (now: {node})",

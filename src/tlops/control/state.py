@@ -23,11 +23,20 @@ VERSION = 1
 WAKES_KEPT = 10  # measured wakes the ETA is the median of
 
 
-def observe(ec2: Any, elasticache: Any, *, project: str, prefix: str, url: str = "") -> dict:
+def observe(
+    ec2: Any,
+    elasticache: Any,
+    *,
+    project: str,
+    prefix: str,
+    url: str = "",
+    pinned: str | None = None,
+) -> dict:
     """The node and the queue as EC2 and ElastiCache describe them now; `url` stands for the
-    group's endpoint where the group is not what serves the queue (the stand-in).
+    group's endpoint where the group is not what serves the queue (the stand-in); `pinned`:
+    the deployment's node id, as for `tlops.control.node.find`.
     Raises NodeUnavailable or QueueError when a service does not answer."""
-    found = gpu_node.find(ec2, project)
+    found = gpu_node.find(ec2, project, pinned)
     group = queue.current(queue.ours(elasticache, prefix, queue.tags_for(project)))
     seen: dict[str, Any] = {
         "node": None
