@@ -79,33 +79,6 @@ def test_parliament_would_catch_a_typo_and_a_needless_wildcard():
     assert {"UNKNOWN_ACTION", "RESOURCE_STAR"} <= issues
 
 
-def test_control_may_start_only_the_tagged_node(policies):
-    control = policies["control"]
-    start = "ec2:StartInstances"
-    assert access.allows(control, start, INSTANCE + "i-1", NODE_TAGS)
-    assert not access.allows(control, start, INSTANCE + "i-1", {})  # untagged
-    assert not access.allows(
-        control, start, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Project": "other"}
-    )
-    assert not access.allows(
-        control, start, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Role": "db"}
-    )
-    assert not access.allows(
-        control, start, "arn:aws:ec2:us-east-1:123456789012:instance/i-1", NODE_TAGS
-    )
-    assert not access.allows(control, "ec2:TerminateInstances", INSTANCE + "i-1", NODE_TAGS)
-
-
-def test_control_may_change_the_type_of_the_tagged_node_only(policies):
-    control, modify = policies["control"], "ec2:ModifyInstanceAttribute"
-    assert access.allows(control, modify, INSTANCE + "i-1", NODE_TAGS)
-    assert not access.allows(control, modify, INSTANCE + "i-1", {})
-    assert not access.allows(
-        control, modify, INSTANCE + "i-1", {**NODE_TAGS, "aws:ResourceTag/Role": "db"}
-    )
-    assert not access.allows(policies["queue_health"], modify, INSTANCE + "i-1", NODE_TAGS)
-
-
 def test_nothing_in_the_vpc_may_call_ec2_or_elasticache(declared, policies):
     for name, component in declared.items():
         if component["runs_in"] != "lambda-vpc":

@@ -491,7 +491,8 @@ def run_control(enforcing: Enforcing, role: boto3.Session, node: str, _host: Nod
     enforcing.client("s3").delete_object(Bucket=CONTROL_BUCKET, Key=control.KILLED_KEY)
     spec = queue.QueueSpec(id_prefix=QUEUE_PREFIX, subnet_group=QUEUE_PREFIX,
                            tags=queue.tags_for(PROJECT))  # fmt: skip
-    config = ControlConfig(PROJECT, CONTROL_BUCKET, spec, queue_url="redis://queue:6379/0")
+    config = ControlConfig(PROJECT, CONTROL_BUCKET, spec, queue_url="redis://queue:6379/0",
+                           node_instance_id=node)  # fmt: skip
 
     def client(service: str):
         return enforcing.client(service, role)
@@ -636,7 +637,10 @@ RUNS: dict[str, tuple[Callable[..., None], Callable[[str], dict[str, str]]]] = {
         run_queue_health,
         lambda node: context(function_name=f"{PROJECT}-queue-health"),
     ),
-    "control": (run_control, lambda node: context(function_name=f"{PROJECT}-control")),
+    "control": (
+        run_control,
+        lambda node: context(function_name=f"{PROJECT}-control", instance_id=node),
+    ),
     "eip_watch": (run_eip_watch, lambda node: context(function_name=f"{PROJECT}-eip-watch")),
     "gpu_node": (run_node, lambda node: context(instance_id=node)),
     "budget_killer": (

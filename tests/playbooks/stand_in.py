@@ -368,11 +368,16 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
         for s in account.iam.get_role_policy(
             RoleName="tinyllama-control", PolicyName="least-privilege"
         )["PolicyDocument"]["Statement"]
-        if s["Sid"] == "StartAndStopOnlyTheTaggedNode"
+        if s["Sid"] == "StartOnlyTheNodeInItsShapes"
     )
     assert start["Condition"]["StringEquals"] == {
-        "aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "gpu"
+        "aws:ResourceTag/Project": "tinyllama", "aws:ResourceTag/Role": "gpu",
+        "ec2:InstanceType": ["t3.small", "g4dn.xlarge"],
     }  # fmt: skip
+    # the node deploy.yml launched, by id: in control's policy and in its configuration
+    node_id = instance["InstanceId"]
+    assert start["Resource"] == [f"arn:aws:ec2:{REGION}:123456789012:instance/{node_id}"]
+    assert control_config["Environment"]["Variables"]["TL_NODE_INSTANCE_ID"] == node_id
     notified = account.s3.get_bucket_notification_configuration(Bucket=outputs["control_bucket"])
     [to_control] = notified["LambdaFunctionConfigurations"]
     assert to_control["LambdaFunctionArn"] == ALIAS + "tinyllama-control:prod"

@@ -13,6 +13,7 @@ docs/local-stack.md).
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -113,6 +114,19 @@ def check_component(name: str, component: Mapping[str, Any]) -> None:
     for index, call in enumerate(component.get("calls") or []):
         if not call.get("sid") or not call.get("actions") or not call.get("resources"):
             raise AccessError(f"{name}.calls[{index}] needs sid, actions and resources")
+        for field in ("condition", "condition_like"):  # a string, or a list: any of them
+            for key, value in (call.get(field) or {}).items():
+                if not _values(value):
+                    raise AccessError(
+                        f"{name}.calls[{index}].{field}.{key} must be a string or a list of "
+                        f"strings, got {value!r}"
+                    )
+
+
+def _values(value: Any) -> list[str]:
+    """A condition's value as the list of strings IAM takes; [] for anything else."""
+    listed = value if isinstance(value, list) else [value]
+    return listed if listed and all(isinstance(v, str) for v in listed) else []
 
 
 class _Strict(dict):
@@ -151,8 +165,7 @@ def render_policy(component: Mapping[str, Any], context: Mapping[str, Any]) -> d
             "Resource": [fill(r, context) for r in statement["resources"]],
         }
         conditions = _equals_keys(statement, context)
-        like = statement.get("condition_like") or {}
-        like = {k: fill(str(v), context) for k, v in like.items()}
+        like = _filled(statement.get("condition_like") or {}, context)
         if conditions:
             out["Condition"] = {"StringEquals": dict(sorted(conditions.items()))}
         if like:
@@ -169,13 +182,31 @@ def _tags(statement: Mapping[str, Any], key: str = "tags") -> list[tuple[str, st
     return sorted((statement.get(key) or {}).items())
 
 
-def _equals_keys(statement: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, str]:
+def _filled(condition: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, str | list]:
+    """A condition's keys with their values filled: a list stays a list (IAM matches a key
+    against any of a condition's values: reference_policies_elements_condition.html of the
+    IAM User Guide), without repeats; a single value stays a string."""
+    filled: dict[str, str | list] = {}
+    for key, value in condition.items():
+        values = list(dict.fromkeys(fill(v, context) for v in _values(value)))
+        filled[key] = values if isinstance(value, list) else values[0]
+    return filled
+
+
+def _equals_keys(statement: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
     """The StringEquals condition keys of a statement: the tags its resource must carry,
     the tags its request must set, and any other condition."""
-    keys = {f"aws:ResourceTag/{k}": fill(v, context) for k, v in _tags(statement)}
+    keys: dict[str, Any] = {f"aws:ResourceTag/{k}": fill(v, context) for k, v in _tags(statement)}
     keys |= {f"aws:RequestTag/{k}": fill(v, context) for k, v in _tags(statement, "request_tags")}
-    keys |= {k: fill(str(v), context) for k, v in (statement.get("condition") or {}).items()}
+    keys |= _filled(statement.get("condition") or {}, context)
     return keys
+
+
+def _each_request(keys: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The condition keys of one request for each combination of a list's values: a
+    request carries one value of each key."""
+    choices = [value if isinstance(value, list) else [value] for value in keys.values()]
+    return [dict(zip(keys, chosen, strict=True)) for chosen in itertools.product(*choices)]
 
 
 # --- judging a policy -------------------------------------------------------------------
@@ -244,15 +275,17 @@ def declared_requests(
     requests = []
     for statement in component.get("calls") or []:
         keys = _equals_keys(statement, context)
+        like = _filled(statement.get("condition_like") or {}, context)
         keys |= {  # a pattern stands for any value it matches: judge one such value
-            k: fill(str(v), context).replace("*", "example")
-            for k, v in (statement.get("condition_like") or {}).items()
-        }
+            k: [p.replace("*", "example") for p in v] if isinstance(v, list)
+            else v.replace("*", "example")
+            for k, v in like.items()
+        }  # fmt: skip
         keys |= dict.fromkeys(statement.get("condition_present") or [], _PRESENT_VALUE)
         for action in statement["actions"]:
             for resource in statement["resources"]:
                 # a pattern stands for any resource it matches: judge one such resource
                 concrete = fill(resource, context)
                 concrete = concrete if concrete == "*" else concrete.replace("*", "example")
-                requests.append((action, concrete, keys))
+                requests += [(action, concrete, one) for one in _each_request(keys)]
     return requests

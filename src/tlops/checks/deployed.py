@@ -194,6 +194,10 @@ def verify(
         if getattr(deployment, name):  # an SSM ARN names a parameter without its first /
             context[name] = getattr(deployment, name).lstrip("/")
 
+    node = find_node(ec2, deployment.project)
+    if node is not None:  # control's policy names the node too (deploy.yml allows only one)
+        context["instance_id"] = node["InstanceId"]
+
     tagged = ec2.describe_vpcs(Filters=names.tag_filters(deployment.project))
     project_vpcs = {vpc["VpcId"] for vpc in tagged["Vpcs"]}
 
