@@ -19,7 +19,9 @@ class InferenceDouble:
     `fail_next` answers that many requests with 503, and a prompt longer than
     `max_prompt_chars` is refused with 400 the way vLLM refuses a prompt longer
     than the model's context. The output is a function of the prompt and the
-    seed, so a job that runs twice gets the same text.
+    seed, so a job that runs twice gets the same text. With `api_key`, a /v1 request
+    without `Authorization: Bearer <api_key>` is answered 401, as vLLM answers with
+    VLLM_API_KEY set (its AuthenticationMiddleware).
     """
 
     def __init__(
@@ -30,7 +32,10 @@ class InferenceDouble:
         model: str = "double-model",
         max_prompt_chars: int | None = None,
         port: int = 0,
+        api_key: str | None = None,
     ):
+        self.api_key = api_key
+        self.unauthorized = 0  # requests refused for a missing or wrong key
         self.latency = latency
         self.cap = cap
         self.model = model
@@ -68,7 +73,18 @@ class InferenceDouble:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def _key_refused(self) -> bool:
+                if owner.api_key is None or self.path.startswith("/health"):
+                    return False
+                if self.headers.get("authorization") == f"Bearer {owner.api_key}":
+                    return False
+                owner.unauthorized += 1
+                self._answer(401, {"error": "Unauthorized"})
+                return True
+
             def do_GET(self) -> None:
+                if self._key_refused():
+                    return
                 if self.path != "/v1/models":
                     self._answer(404, {"error": {"message": "not found"}})
                     return
@@ -78,6 +94,8 @@ class InferenceDouble:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
+                if self._key_refused():
+                    return
                 if self.path != "/v1/completions":
                     self._answer(404, {"error": {"message": "not found"}})
                     return

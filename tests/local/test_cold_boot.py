@@ -16,6 +16,7 @@ import signal
 import ssl
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,8 @@ def test_a_prompt_to_the_stopped_node_waits_for_a_real_boot(tmp_path):
             env = local.env()
             assert env["TL_INFERENCE_URL"] == f"http://127.0.0.1:{local.ports['inference']}"
             assert env["TL_MODEL"] == tiny_model.MODEL_NAME
+            assert env["TL_INFERENCE_API_KEY"] == local.node.inference_key()  # a watcher's too
+            assert local.node.inference_key_file.stat().st_mode & 0o777 == 0o600
 
             outputs = deploy_local(local)
             # deploy.yml launches the node and stops it (as on AWS): the agent follows both
@@ -163,10 +166,24 @@ def test_a_prompt_to_the_stopped_node_waits_for_a_real_boot(tmp_path):
             assert listening_on(local.ports["inference"]) == {"127.0.0.1"}
             assert listening_on(local.ports["tls"]) == {"127.0.0.1"}
             context = ssl._create_unverified_context()  # the node's self-signed certificate
+            models = f"https://127.0.0.1:{local.ports['tls']}/v1/models"
+            key = {"authorization": f"Bearer {local.node.inference_key()}"}
             with urllib.request.urlopen(
-                f"https://127.0.0.1:{local.ports['tls']}/v1/models", timeout=10, context=context
+                urllib.request.Request(models, headers=key), timeout=10, context=context
             ) as answer:
                 assert json.load(answer)["data"][0]["id"] == tiny_model.MODEL_NAME
+            # nginx refuses an unauthenticated completion, and vLLM a wrong key (issue 20)
+            completion = json.dumps({"model": tiny_model.MODEL_NAME, "prompt": "hi"}).encode()
+            for headers in ({}, {"authorization": "Bearer " + "x" * 48}):
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(
+                        urllib.request.Request(
+                            models.replace("models", "completions"), data=completion,
+                            headers={"content-type": "application/json", **headers},
+                        ),
+                        timeout=10, context=context,
+                    )  # fmt: skip
+                assert refused.value.code in (401, 403)
             running = node_pids(local.node.prefix)
             assert {"vllm", "watcher", "nginx", "supervisord"} <= set(running)
 

@@ -283,10 +283,11 @@ def test_a_streamed_answer_passes_through_unbuffered(node):
     a buffering proxy would keep it until the answer ended (and this read would time out)."""
     context = ssl._create_unverified_context()  # the node's self-signed certificate
     body = json.dumps({"model": "stand-in", "prompt": "hi", "stream": True}).encode()
+    key = (node.prefix.parent / "node-inference.key").read_text().strip()  # inventories/local
     request = urllib.request.Request(
         f"https://127.0.0.1:{node.ports['tls']}/v1/completions",
         data=body,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
     )
     node.upstream.release.clear()
     with urllib.request.urlopen(request, timeout=10, context=context) as answer:

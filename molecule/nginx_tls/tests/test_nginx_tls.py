@@ -159,3 +159,34 @@ def test_the_private_key_is_readable_by_root_only(host):
     key = host.file(KEY)
     assert key.user == "root"
     assert key.mode == 0o600
+
+
+def over_tls(host, address: str, request: bytes) -> str:
+    context = ssl.create_default_context(cadata=host.file(CERTIFICATE).content_string)
+    with (
+        socket.create_connection((address, 443), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=SERVER_NAME) as tls,
+    ):
+        return exchange(tls, request)
+
+
+def test_an_unauthenticated_completion_is_refused_at_nginx(host, address):
+    """No `Authorization: Bearer`: 401 from nginx itself, vLLM never asked (issue 20)."""
+    body = b'{"model": "m", "prompt": "hi"}'
+    request = (
+        f"POST /v1/completions HTTP/1.1\r\nHost: {SERVER_NAME}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    head = over_tls(host, address, request).partition("\r\n")[0]
+    assert head.split()[1] in ("401", "403"), head
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/tokenize", "/v1/load_lora_adapter", "/"])
+def test_every_route_it_does_not_name_is_forbidden_even_with_a_token(host, address, path):
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {SERVER_NAME}\r\nConnection: close\r\n"
+        "Authorization: Bearer some-token\r\n\r\n"
+    ).encode()
+    answer = over_tls(host, address, request)
+    assert answer.startswith("HTTP/1.1 403"), answer[:200]
+    assert "upstream index" not in answer  # the stand-in's / (prepare.yml) stays unreached

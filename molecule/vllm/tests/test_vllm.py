@@ -10,17 +10,24 @@ import pytest
 
 PORT = 8000
 MODEL = "tlops-tiny-llama"
+KEY = "molecule-test-key-not-a-secret-0123456789"  # converge.yml's vllm_api_key
 
 
-def post_completion(host, url: str) -> dict:
+def post_completion(host, url: str, key: str = KEY) -> dict:
+    """The answer, or {"status": <code>} when vLLM refuses the request."""
     body = json.dumps({"model": MODEL, "prompt": "Hello", "max_tokens": 4})
     script = (
-        "import json, sys, urllib.request; "
+        "import json, sys, urllib.error, urllib.request; "
+        "headers = {'content-type': 'application/json'}; "
+        "headers.update({'authorization': 'Bearer ' + sys.argv[3]} if sys.argv[3] else {}); "
         "req = urllib.request.Request(sys.argv[1] + '/v1/completions', data=sys.argv[2].encode(), "
-        "headers={'content-type': 'application/json'}); "
-        "print(urllib.request.urlopen(req, timeout=60).read().decode())"
+        "headers=headers)\n"
+        "try: print(urllib.request.urlopen(req, timeout=60).read().decode())\n"
+        "except urllib.error.HTTPError as e: print(json.dumps({'status': e.code}))"
     )
-    out = host.check_output(f"python3 -c {shlex.quote(script)} {url} {shlex.quote(body)}")
+    out = host.check_output(
+        f"python3 -c {shlex.quote(script)} {url} {shlex.quote(body)} {shlex.quote(key)}"
+    )
     return json.loads(out)
 
 
@@ -53,6 +60,11 @@ def test_it_answers_a_completion_on_loopback(host):
     assert answer["model"] == MODEL
     assert answer["choices"][0]["text"]
     assert answer["usage"]["completion_tokens"] > 0
+
+
+def test_it_refuses_a_completion_without_its_key(host):
+    assert post_completion(host, f"http://127.0.0.1:{PORT}", key="") == {"status": 401}
+    assert post_completion(host, f"http://127.0.0.1:{PORT}", key="x" * 40) == {"status": 401}
 
 
 def test_nothing_answers_on_the_nodes_own_address(host, address):

@@ -60,6 +60,15 @@ class LocalNode:
         return self.prefix / "log"
 
     @property
+    def inference_key_file(self) -> Path:
+        """The key vLLM asks for, made by node.yml once (inventories/local: beside the prefix,
+        0600). On an instance it is read from SSM into /run at each boot; here it stays on disk."""
+        return self.state_dir / "node-inference.key"
+
+    def inference_key(self) -> str:
+        return self.inference_key_file.read_text().strip()
+
+    @property
     def agent_state_file(self) -> Path:
         return self.state_dir / "node-agent.json"
 

@@ -214,6 +214,8 @@ class LocalStack:
         }
         if "node" in state.get("pids", {}):
             out |= {"TL_INFERENCE_URL": self.inference_url, "TL_MODEL": self.model_name}
+            if self.node.inference_key_file.exists():  # what vLLM asks of every /v1 request
+                out["TL_INFERENCE_API_KEY"] = self.node.inference_key()
         if pool := deployed.get("user_pool_id"):
             out |= {
                 "TL_USER_POOL_ID": pool,

@@ -53,6 +53,7 @@ VARIABLES: dict[str, tuple[str, Any]] = {
     "imds_url": ("TL_BOOT_IMDS_URL", imds.DEFAULT_URL),
     "timeout_s": ("TL_BOOT_TIMEOUT_S", 900.0),
     "control_bucket": ("TL_CONTROL_BUCKET", None),
+    "inference_api_key": ("TL_INFERENCE_API_KEY", None),
 }
 POLL_S = 0.25
 
@@ -70,6 +71,8 @@ class BootSettings:
     imds_url: str = imds.DEFAULT_URL
     timeout_s: float = 900.0
     control_bucket: str | None = None  # where to learn a queue that moved (a wake's new one)
+    # vLLM's key (its VLLM_API_KEY guards every /v1 route); never shown in a repr or a log
+    inference_api_key: str | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BootSettings:
@@ -98,9 +101,16 @@ def environment(**values: Any) -> dict[str, str]:
 
 
 # --- what the phases wait for ----------------------------------------------------------
-def _post_json(url: str, body: dict[str, Any], timeout: float = 30.0) -> Any:
+def _headers(settings: BootSettings) -> dict[str, str]:
+    key = settings.inference_api_key
+    return {"authorization": f"Bearer {key}"} if key else {}
+
+
+def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout=30.0) -> Any:
     request = urllib.request.Request(  # noqa: S310 - the node's own loopback server
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", **headers},
     )
     with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
         return json.loads(answer.read())
@@ -109,7 +119,10 @@ def _post_json(url: str, body: dict[str, Any], timeout: float = 30.0) -> Any:
 def _model(settings: BootSettings) -> str:
     if settings.model:
         return settings.model
-    with urllib.request.urlopen(settings.inference_url + "/v1/models", timeout=5) as answer:  # noqa: S310
+    request = urllib.request.Request(  # noqa: S310 - the node's own loopback server
+        settings.inference_url + "/v1/models", headers=_headers(settings)
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
         return json.loads(answer.read())["data"][0]["id"]
 
 
@@ -119,6 +132,7 @@ def completion_ok(settings: BootSettings) -> bool:
         answer = _post_json(
             settings.inference_url + "/v1/completions",
             {"model": _model(settings), "prompt": "Hello", "max_tokens": 1},
+            _headers(settings),
         )
     except (OSError, ValueError, KeyError, IndexError, urllib.error.URLError):
         return False

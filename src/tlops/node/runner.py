@@ -157,6 +157,8 @@ class OpenAIRunner:
         base = self._parsed.path.rstrip("/")
         raw = None if body is None else json.dumps(body).encode()
         headers = {"content-type": "application/json"} if raw is not None else {}
+        if self._settings.inference_api_key:  # vLLM's VLLM_API_KEY guards every /v1 route
+            headers["authorization"] = f"Bearer {self._settings.inference_api_key}"
         conn = self._connection()
         try:
             conn.request(method, base + path, body=raw, headers=headers)
@@ -253,7 +255,8 @@ class OpenAIRunner:
             started = time.perf_counter()
             status, payload = self._request("POST", "/v1/completions", body)
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        if 400 <= status < 500 and status not in (408, 429):
+        # 401/403: this node's key and vLLM's disagree (a setup fault, not the prompt's): retried.
+        if 400 <= status < 500 and status not in (401, 403, 408, 429):
             raise Refused(f"inference refused the prompt ({status}): {self._message(payload)}")
         if status != 200:
             raise Transient(f"inference answered {status}: {self._message(payload)}")

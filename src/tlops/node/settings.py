@@ -48,6 +48,13 @@ class Settings:
     model: str | None = setting(
         "--model", "TL_MODEL", "model name; default: the first the server lists", None
     )
+    # No flag: a key on the command line would show in the process list.
+    inference_api_key: str = setting(
+        None,
+        "TL_INFERENCE_API_KEY",
+        "the key the inference server asks for (Authorization: Bearer); empty: none sent",
+        "",
+    )
     concurrency: int = setting(
         "--concurrency", "TL_WATCHER_CONCURRENCY", "requests in flight", 8, _positive(int)
     )
