@@ -23,9 +23,9 @@ OUTPUTS = {
     "api_url": "https://standin.execute-api.eu-west-1.amazonaws.com",
     "user_pool_id": "eu-west-1_standin",
     "client_id": "standinclient",
-    "hosted_ui_url": "https://tinyllama-000000000000.auth.eu-west-1.amazoncognito.com",
+    "hosted_ui_url": "https://tinyllama-k3jd8s9f2q.auth.eu-west-1.amazoncognito.com",
     "issuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_standin",
-    "reply_bucket": "tinyllama-replies-000000000000",
+    "reply_bucket": "tinyllama-replies-k3jd8s9f2q",
 }
 
 

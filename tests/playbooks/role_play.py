@@ -71,7 +71,8 @@ def play(
     env: dict[str, str] | None = None,
     check: bool = False,
 ) -> Run:
-    """Run `tasks` on localhost; `variables` become extra vars (the highest precedence)."""
+    """Run `tasks` on localhost; `variables` become extra vars (the highest precedence), and
+    one given as None is left unset (for a task that sets it)."""
     connection = {
         "endpoint_url": endpoint,
         "region": "{{ aws_region }}",  # as the cloud playbooks' module_defaults have it
@@ -94,6 +95,7 @@ def play(
         "project_tag": "tinyllama",
         "aws_region": REGION,
         "aws_account_id": "123456789012",
+        "tlops_name_suffix": "rolesuffix",  # what playbooks/tasks/name_suffix.yml sets
         # what the cloud playbooks' lookups and the roles' own modules connect with
         **(
             {
@@ -106,6 +108,7 @@ def play(
         ),
         **(variables or {}),
     }
+    extra = {name: value for name, value in extra.items() if value is not None}
     command = [
         str(PLAYBOOK_BIN), str(path), "-i", "localhost,", "-c", "local",
         "-e", json.dumps(extra), *(["--check"] if check else []),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -228,6 +229,19 @@ def seed_look_alikes(account: Account) -> dict[str, str]:
 
 
 def assert_deployed(account: Account, state_dir: Path) -> None:
+    outputs = json.loads((state_dir / "outputs.json").read_text())
+    # The public names end with the deployment's suffix, which the outputs keep; never with
+    # the account id (anyone may probe a bucket's or a hosted-UI domain's name).
+    suffix = outputs["name_suffix"]
+    public_names = {
+        "reply": f"tinyllama-replies-{suffix}",
+        "control": f"tinyllama-control-{suffix}",
+        "domain": f"https://tinyllama-{suffix}.auth.{REGION}.amazoncognito.com",
+    }
+    assert [outputs["reply_bucket"], outputs["control_bucket"], outputs["hosted_ui_url"]] == list(
+        public_names.values()
+    )
+    assert not [n for n in public_names.values() if re.search(r"\d{12}", n)]  # an account id
     (vpc,) = account.tagged("vpcs")
     assert vpc["CidrBlock"] == "10.20.0.0/22"
     assert {"Key": "Role", "Value": "network"} in vpc["Tags"]
@@ -257,7 +271,7 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     public = {s["CidrBlock"]: s["MapPublicIpOnLaunch"] for s in account.tagged("subnets")}
     assert public == {"10.20.0.0/24": True, "10.20.1.0/24": False}
 
-    bucket = "tinyllama-replies-123456789012"
+    bucket = public_names["reply"]
     assert account.bucket_tags()[bucket] == {"Project": "tinyllama", "Role": "storage"}
     sse = account.s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
     assert sse["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
@@ -274,7 +288,7 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert json.loads(settings["Value"]) == {
         "project": "tinyllama",
         "redis_url": "redis://127.0.0.1:6390/0",  # the local queue agent's address
-        "control_bucket": "tinyllama-control-123456789012",
+        "control_bucket": public_names["control"],
     }
     tags = account.ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=NODE_SETTINGS)
     assert {t["Key"]: t["Value"] for t in tags["TagList"]} == {
@@ -323,7 +337,6 @@ def assert_deployed(account: Account, state_dir: Path) -> None:
     assert {"Key": "Role", "Value": "gpu"} in role_tags and PROJECT in role_tags
 
     # the edge: user pool, functions, HTTP API, logs, and what deploy wrote for the CLI
-    outputs = json.loads((state_dir / "outputs.json").read_text())
     pool = account.idp.describe_user_pool(UserPoolId=outputs["user_pool_id"])["UserPool"]
     assert pool["Name"] == "tinyllama-users"
     assert pool["UserPoolTags"]["Project"] == "tinyllama"

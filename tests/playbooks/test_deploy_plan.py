@@ -10,6 +10,7 @@ design is released. Untagged look-alikes are seeded first: deploy adopts none of
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ def test_deploy_then_deploy_and_plan_again_change_nothing(moto_server: str, tmp_
     seed_look_alikes(account)  # deploy must adopt none of them (assert_deployed counts)
 
     def play(name: str, *args: str) -> dict[str, Any]:
-        return run_playbook(name, moto_server, *args, state_dir=tmp_path)
+        # as on an account: no suffix pinned, so the first deploy draws one (assert_deployed)
+        return run_playbook(name, moto_server, *args, "-e", "tlops_new_name_suffix=",
+                            state_dir=tmp_path)  # fmt: skip
 
     empty_plan = play("deploy.yml", "--check", "--diff")
     assert {
@@ -52,9 +55,11 @@ def test_deploy_then_deploy_and_plan_again_change_nothing(moto_server: str, tmp_
     first = play("deploy.yml")
     assert changed(first) > 0
     assert_deployed(account, tmp_path)
+    named = json.loads((tmp_path / "outputs.json").read_text())
 
     second = play("deploy.yml")
     assert changed(second) == 0, changed_tasks(second)
+    assert json.loads((tmp_path / "outputs.json").read_text()) == named  # the same names
 
     before = account.dump()
     plan = play("deploy.yml", "--check", "--diff")

@@ -529,8 +529,8 @@ EXAMPLE_CONTEXT = {
     "region": "eu-west-1",
     "account": "123456789012",
     "project": names.PROJECT,
-    "reply_bucket": f"{names.PROJECT}-replies-123456789012",
-    "control_bucket": f"{names.PROJECT}-control-123456789012",
+    "reply_bucket": f"{names.PROJECT}-replies-k3jd8s9f2q",  # the deployment's name suffix
+    "control_bucket": f"{names.PROJECT}-control-k3jd8s9f2q",
     "function_name": f"{names.PROJECT}-function",
     "instance_id": "i-0123456789abcdef0",
     "queue_prefix": f"{names.PROJECT}-queue",

@@ -115,7 +115,7 @@ EXAMPLES = r"""
 - name: Prove the router's, queue_health's and the node's paths and calls
   tlops.stack.tl_verify:
     project: tinyllama
-    reply_bucket: tinyllama-replies-123456789012
+    reply_bucket: tinyllama-replies-k3jd8s9f2q
     functions: {router: tinyllama-router, queue_health: tinyllama-queue-health}
     node_role: tinyllama-gpu
     queue_id: tinyllama-queue
