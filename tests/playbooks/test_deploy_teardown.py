@@ -194,6 +194,8 @@ def test_bad_settings_fail_in_preflight(moto_server: str, extra: dict, named: st
         ({"gpu_node_redis_url": "redis://:secret@queue:6379"}, "gpu_node_redis_url"),
         ({"gpu_node_redis_url": ""}, "gpu_node_redis_url"),
         ({"gpu_node_settings_parameter": "tl-fif/node_settings"}, "gpu_node_settings_parameter"),
+        # control may start the node only as t3.small or g4dn.xlarge (issue 20, item 3)
+        ({"gpu_node_instance_type": "g5.xlarge"}, "gpu_node_instance_type"),
     ],
 )
 def test_bad_node_settings_fail_in_the_roles_preflight(

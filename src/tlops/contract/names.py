@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tlops.contract.resize import INSTANCE_TYPES as NODE_SHAPES
 from tlops.contract.states import NODE_LIVE_STATES
 
 # The Project tag's default value: every resource a deployment makes carries
@@ -53,9 +54,11 @@ def tag_filters(project: str, role: str | None = None) -> list[dict[str, Any]]:
 
 def for_yaml() -> dict[str, Any]:
     """What playbooks/group_vars/all/names.yml holds (`tlops_names`): every name above, and
-    the node's live EC2 states (contract.states)."""
+    the node's live EC2 states (contract.states) and the shapes it may take (contract.resize:
+    control's policy starts it in no other)."""
     return {
         "node_live_states": list(NODE_LIVE_STATES),
+        "node_shapes": list(NODE_SHAPES),
         "project": PROJECT,
         "project_tag": PROJECT_TAG,
         "role_tag": ROLE_TAG,
