@@ -17,7 +17,8 @@ from botocore.stub import Stubber
 from tlops.checks import access, on_account
 
 ROLE = "arn:aws:iam::123456789012:role/tinyllama-control"
-INSTANCES = "arn:aws:ec2:eu-west-1:123456789012:instance/example"
+NODE_ID = "i-0123456789abcdef0"
+INSTANCES = f"arn:aws:ec2:eu-west-1:123456789012:instance/{NODE_ID}"
 CONTEXT = {
     "region": "eu-west-1",
     "account": "123456789012",
@@ -25,6 +26,7 @@ CONTEXT = {
     "control_bucket": "tinyllama-control",
     "queue_prefix": "tinyllama-queue",
     "function_name": "tinyllama-control",
+    "instance_id": NODE_ID,
 }
 
 
@@ -149,7 +151,11 @@ def test_every_declared_call_of_control_is_asked_about_with_its_tags():
     assert ("ec2:StartInstances", INSTANCES) in asked
     start = next(a for a in iam.asked if "ec2:StartInstances" in a["ActionNames"])
     keys = {e["ContextKeyName"]: e["ContextKeyValues"] for e in start["ContextEntries"]}
-    assert keys == {"aws:ResourceTag/Project": ["tinyllama"], "aws:ResourceTag/Role": ["gpu"]}
+    assert keys.pop("aws:ResourceTag/Project") == ["tinyllama"]
+    assert keys.pop("aws:ResourceTag/Role") == ["gpu"]
+    # the node starts only in a shape POST /resize offers (README: t3.small or g4dn.xlarge)
+    assert list(keys) == ["ec2:InstanceType"]
+    assert keys["ec2:InstanceType"][0] in {"t3.small", "g4dn.xlarge"}
     assert all(a["PolicySourceArn"] == ROLE for a in iam.asked)
 
 

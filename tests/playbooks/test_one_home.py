@@ -59,7 +59,9 @@ def _tasks_and_roles(node, base: Path, tasks: list, roles: set) -> None:
         elif key in INCLUDES and key.endswith("_role"):
             roles.add(value["name"])
         elif key in INCLUDES and isinstance(value, str) and "{{" not in value:
-            _tasks_and_roles(yaml.safe_load((base / value).read_text()), base, tasks, roles)
+            # a tasks file's own imports are found beside it (Ansible looks there first)
+            included = base / value
+            _tasks_and_roles(yaml.safe_load(included.read_text()), included.parent, tasks, roles)
         elif key in {"pre_tasks", "tasks", "post_tasks", "handlers", "block", "rescue", "always"}:
             _tasks_and_roles(value, base, tasks, roles)
 
