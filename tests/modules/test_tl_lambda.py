@@ -231,6 +231,23 @@ def test_an_environment_change_alone_publishes(aws, args):
     assert alias_version(lam) == "2"
 
 
+def test_a_timeout_change_alone_is_applied_and_published(aws, args):
+    """Timeout is a field of UpdateFunctionConfiguration, 1 to 900 seconds
+    (https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionConfiguration.html),
+    which the stand-in applies: no warning that it was ignored."""
+    lam = aws("lambda")
+    first = run_module("tl_lambda", args)
+    longer = run_module("tl_lambda", {**args, "timeout": 30})
+    assert longer["changed"] and longer["published"] and longer["version"] == "2"
+    assert longer["code_sha256"] == first["code_sha256"]
+    assert longer["diff"]["before"]["configuration"]["timeout"] == 10
+    assert longer["configuration"]["timeout"] == 30
+    assert not [w for w in warnings_of(longer) if "timeout" in w]
+    assert lam.get_function_configuration(FunctionName=NAME)["Timeout"] == 30
+    assert lam.get_function_configuration(FunctionName=NAME, Qualifier="prod")["Timeout"] == 30
+    assert not run_module("tl_lambda", {**args, "timeout": 30})["changed"]
+
+
 def test_the_function_moves_into_a_vpc_and_out_again(aws, args):
     ec2 = aws("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/22")["Vpc"]["VpcId"]
