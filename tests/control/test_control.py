@@ -399,11 +399,12 @@ def test_the_queue_is_the_prefixs_groups_with_both_tags_newest_first(aws_stand_i
 @pytest.fixture
 def queues(bucket) -> None:
     """Two groups of the queue (an older one left by a sleep the stand-in never finished),
-    and look-alikes: a foreign project's group of the prefix, a group of ours with only
-    one tag, and one of another prefix."""
+    and look-alikes: a foreign project's group of the prefix, groups of ours with another
+    Role or only one tag, and one of another prefix."""
     make_group("tinyllama-queue-1", QUEUE_TAGS)
     make_group("tinyllama-queue-2", QUEUE_TAGS)
     make_group("tinyllama-queue-3", {"Project": "someone-else", "Role": "queue"})
+    make_group("tinyllama-queue-4", {"Project": "tinyllama", "Role": "cache"})
     make_group("tinyllama-queue-5", {"Project": "tinyllama"})
     make_group("other-queue-1", QUEUE_TAGS)
 
@@ -419,6 +420,7 @@ def test_a_deep_sleep_with_the_node_stopped_deletes_every_group_of_the_queue(buc
         "tinyllama-queue-1": "deleting",
         "tinyllama-queue-2": "deleting",
         "tinyllama-queue-3": "available",
+        "tinyllama-queue-4": "available",
         "tinyllama-queue-5": "available",
         "other-queue-1": "available",
     }

@@ -335,14 +335,20 @@ def test_at_the_kill_line_it_acts_whatever_the_message_says(account, bucket):
 
 
 def test_untagged_queues_of_the_prefix_are_left_alone(bucket):
+    """Only a group tagged Project=tinyllama and Role=queue is the queue (ARCHITECTURE: every
+    resource carries Project and a Role; the killer touches what both tags name)."""
     budget()
     queue("tinyllama-queue-1")
     queue("tinyllama-queue-2", Role="queue")
+    queue("tinyllama-queue-3", Project="tinyllama", Role="cache")  # the project's, not the queue
+    queue("tinyllama-queue-4", Project="tinyllama")
     report = run(event())
     assert report.acted
     assert [a.kind for a in report.actions] == ["mark-killed"]
     assert queue_statuses() == {"tinyllama-queue-1": "available",
-                                "tinyllama-queue-2": "available"}  # fmt: skip
+                                "tinyllama-queue-2": "available",
+                                "tinyllama-queue-3": "available",
+                                "tinyllama-queue-4": "available"}  # fmt: skip
 
 
 def test_without_a_control_bucket_or_a_prefix_it_only_stops_and_releases(account):
