@@ -9,9 +9,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from tests.conftest import http_event
 from tlops import contract
+from tlops.checkout import ROOT
 from tlops.contract import JobStatus, new_job_id, records
 from tlops.contract.request import InferRequest
 from tlops.edge.admission import Admission, Idempotency, QueueCaps, RateLimits, admit
@@ -141,6 +143,11 @@ def test_the_router_answers_429_for_a_user_and_503_for_everyone(
 def test_the_caps_come_from_the_functions_environment(router_env):
     full = {**router_env, "TL_QUEUE_CAP_TOTAL": "7", "TL_QUEUE_CAP_PER_USER": "3"}
     assert RouterConfig.from_env(full).caps == QueueCaps(total=7, per_user=3)
-    assert RouterConfig.from_env(router_env).caps == QueueCaps(
-        contract.QUEUE_CAP_TOTAL, contract.QUEUE_CAP_PER_USER
-    )
+    # unset, the caps openapi.yaml and docs/decisions.md state: 20 of one user's jobs, 50 in all
+    assert RouterConfig.from_env(router_env).caps == QueueCaps(total=50, per_user=20)
+
+
+def test_the_router_role_deploys_the_documented_caps():
+    """What deploy.yml sets unless told otherwise: openapi.yaml's 20 per user and 50 in all."""
+    defaults = yaml.safe_load((ROOT / "roles/router/defaults/main.yml").read_text())
+    assert (defaults["router_queue_cap_per_user"], defaults["router_queue_cap_total"]) == (20, 50)
