@@ -11,6 +11,7 @@ from tlops.contract import names
 from tlops.contract.states import NODE_LIVE_STATES
 
 NODE_TAGS = {"Project": "tinyllama", "Role": "gpu", "Name": "tinyllama-gpu"}
+LAUNCH_READ_TIMEOUT_S = 120.0
 
 
 def tagged_instance(tags: dict[str, str] | None = None, *, stopped: bool = True) -> str:
@@ -20,8 +21,12 @@ def tagged_instance(tags: dict[str, str] | None = None, *, stopped: bool = True)
     amis = json.loads(resources.files("tlops.local").joinpath("ubuntu_amis.json").read_text())
     image = next(a["ami_id"] for a in amis if a["architecture"] == "x86_64")
     ec2 = aws.client("ec2")
-    instance_id = ec2.run_instances(
-        # a retried call (a slow first answer) makes no second node
+    # RunInstances is idempotent only with a ClientToken, which AWS honours
+    # (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html) and the
+    # stand-in (moto 5.2.5) ignores: there a retried slow call made a second tagged node. So the
+    # launch is never retried, and waits as long as a loaded machine needs.
+    launcher = aws.client("ec2", read_timeout=LAUNCH_READ_TIMEOUT_S, max_attempts=1)
+    instance_id = launcher.run_instances(
         ClientToken=uuid.uuid4().hex,
         ImageId=image,
         InstanceType="g4dn.xlarge",
