@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 from collections.abc import Iterator
@@ -24,9 +25,11 @@ from tests.support.watcher_fixtures import (
 )
 from tlops import contract
 from tlops.common import aws
+from tlops.common.telemetry import Telemetry
 from tlops.contract.results import JobResult
 from tlops.local.services import free_port
 from tlops.node import activity, watcher
+from tlops.node.runner import OpenAIRunner
 from tlops.node.settings import parse_settings
 
 pytestmark = pytest.mark.integration
@@ -165,7 +168,8 @@ def test_job_past_its_deliveries_is_dead_lettered_without_running(
     wait_for(lambda: job_id in dead_letters(redis_client), "the dead letter")
     letter = dead_letters(redis_client)[job_id]
     assert (letter["sub"], letter["reason"], letter["deliveries"]) == ("user-a", "boom", "3")
-    assert statuses(redis_client, [job_id])[job_id] == "failed"
+    record = redis_client.hgetall(contract.job_key(job_id))
+    assert (record["status"], record["attempts"]) == ("failed", "3")  # not delivered a 4th time
     assert double.requests == 0
 
 
@@ -284,6 +288,38 @@ def test_sigterm_drains_in_flight_jobs_and_exits_zero(
     assert stopped and stopped[0]["left_pending"] == 0 and stopped[0]["done"] == 4
 
 
+def test_a_job_taken_just_before_sigterm_gives_its_delivery_back(
+    aws_stand_in, redis_client, redis_url, double, watchers, tmp_path
+):
+    """Read, then SIGTERM before a worker ran it: it stays pending for the next watcher
+    (docs/delivery.md) and was never delivered to the model, so it costs no delivery: a
+    watcher allowed one delivery still runs it instead of dead-lettering it."""
+    make_bucket()
+    [job_id] = enqueue(redis_url, 1)
+    settings = parse_settings([
+        "--redis-url", redis_url, "--inference-url", double.url,
+        "--state-dir", str(tmp_path / "state"), *FAST,
+    ])  # fmt: skip
+    stopping = watcher.Watcher(
+        settings, OpenAIRunner(settings), telemetry=Telemetry("watcher", stream=io.StringIO())
+    )
+    stopping._bootstrap()  # the workers and the finisher
+    taken = stopping._read(1)
+    stopping.stop()  # what the SIGTERM handler does, between the read and the run
+    stopping._pick_up(taken)
+    stopping._teardown()  # waits for what it holds to settle
+    record = redis_client.hgetall(contract.job_key(job_id))
+    assert (record["status"], record["attempts"]) == ("queued", "0")
+    assert pending_count(redis_client) == 1
+    assert double.requests == 0
+
+    watchers(double.url, "--max-deliveries", "1")
+    wait_for(lambda: settled(redis_client, [job_id]), "the handed-back job to run")
+    assert statuses(redis_client, [job_id])[job_id] == "done"
+    assert redis_client.hget(contract.job_key(job_id), "attempts") == "1"
+    assert dead_letters(redis_client) == {}
+
+
 @pytest.mark.parametrize(
     ("env", "argv", "named"),
     [
@@ -312,7 +348,7 @@ def test_settings_come_from_flags_then_environment(monkeypatch):
     settings = parse_settings(["--concurrency", "5"])
     assert (settings.concurrency, settings.model) == (5, "from-env")
     assert settings.visibility_timeout_s == contract.VISIBILITY_TIMEOUT_SECONDS
-    assert settings.max_deliveries == contract.MAX_DELIVERIES
+    assert settings.max_deliveries == 3  # README and ARCHITECTURE: dead letters after three
     assert settings.inference_url == "http://127.0.0.1:8000"
 
 
