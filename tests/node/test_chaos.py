@@ -2,7 +2,7 @@
 
 Each kill leaves deliveries unacknowledged, some mid-request and some between the
 S3 write and the status flip. The next watcher must reclaim them, every job
-must end done or dead-lettered with a reason, and no result may be written twice
+must end done (no kill can use up its deliveries), and no result may be written twice
 (the bucket is versioned, so a second write would show as a second version).
 """
 
@@ -64,17 +64,15 @@ def test_kill_9_repeatedly_loses_and_duplicates_nothing(
         finally:
             last.stop()
 
-    final = statuses(redis_client, ids)
-    letters = dead_letters(redis_client)
-    assert set(final.values()) <= {"done", "failed"}
-    for job_id, status in final.items():
+    # The double fails no request, and KILLS kills cost a job at most KILLS of its
+    # --max-deliveries 5: every job is redelivered until it is done (docs/delivery.md: a
+    # killed watcher's jobs come back, a stored result is adopted), none is dead-lettered.
+    assert set(statuses(redis_client, ids).values()) == {"done"}
+    assert dead_letters(redis_client) == {}
+    for job_id in ids:
         result = result_of(job_id)
-        assert result["id"] == job_id
-        assert result["status"] == status
+        assert (result["id"], result["status"]) == (job_id, "done")
         assert write_count(job_id) == 1, f"{job_id} result written more than once"
-        if status == "failed":
-            assert letters[job_id]["reason"]
-    assert set(letters) == {j for j, s in final.items() if s == "failed"}
     assert pending_count(redis_client) == 0
     redelivered = [
         j for j in ids if int(redis_client.hget(contract.job_key(j), "attempts") or 0) > 1
