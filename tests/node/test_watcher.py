@@ -347,7 +347,7 @@ def test_settings_come_from_flags_then_environment(monkeypatch):
     monkeypatch.setenv("TL_MODEL", "from-env")
     settings = parse_settings(["--concurrency", "5"])
     assert (settings.concurrency, settings.model) == (5, "from-env")
-    assert settings.visibility_timeout_s == contract.VISIBILITY_TIMEOUT_SECONDS
+    assert settings.visibility_timeout_s == 120  # docs/delivery.md: 120 s by default
     assert settings.max_deliveries == 3  # README and ARCHITECTURE: dead letters after three
     assert settings.inference_url == "http://127.0.0.1:8000"
 
