@@ -189,7 +189,6 @@ def test_tlops_local_logs_query_prints_a_table_or_json(tmp_path, monkeypatch, ca
     ("argv", "words"),
     [
         (["local", "logs", "query", "nope"], "no query 'nope'"),
-        (["local", "logs", "query"], "needs a NAME"),
         (["logs", "query", "job_path"], "--param JOB_ID=VALUE"),
         (["local", "logs", "query", "job_path", "--param", "JOB_ID"], "NAME=VALUE"),
     ],

@@ -9,7 +9,9 @@ one place, `tlops.cli.target`, from the options every such command takes from it
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import sys
 from datetime import date
 
@@ -33,6 +35,20 @@ _COMMANDS = {
     "completion": ("tlops.cli.completion", "cmd_completion"),
     "check": ("tlops.cli.check", "cmd_check"),
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with "did you mean" for a mistyped command (its subcommands are
+    made with the same class)."""
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        choices = action.choices
+        if isinstance(action, argparse._SubParsersAction) and choices and value not in choices:
+            names = list(choices)
+            close = difflib.get_close_matches(str(value), names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(names)}"
+            raise argparse.ArgumentError(None, f"unknown command {value!r}; {hint}")
+        super()._check_value(action, value)
 
 
 def _version() -> str:
@@ -155,10 +171,13 @@ def _add_logs(command: argparse.ArgumentParser) -> None:
         metavar="{query,list}",
         help="query: run one; list: the saved queries",
     )
-    command.add_argument("name", nargs="?", help="the query (tlops local logs list names them)")
+    command.add_argument(
+        "name", nargs="?", metavar="NAME", help="the query (tlops local logs list names them)"
+    )
     command.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                          help="a value for one of the query's parameters (repeatable)")  # fmt: skip
     command.add_argument("--json", action="store_true", help="print the rows as JSON")
+    command.set_defaults(usage_error=command.error)  # `query` without a NAME is one
 
 
 def _add_local(sub: argparse._SubParsersAction) -> None:
@@ -201,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tlops.cli.examples import TOP
     from tlops.cli.exits import epilog
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tlops",
         description=__doc__.splitlines()[0],
         epilog=TOP + "\n\n" + epilog(),
@@ -303,8 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_has_no_reader() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (`tlops ... | head -1` after
+    head exits): Linux flags such a pipe POLLERR."""
+    import select
+
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), 0)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # bare `tlops`: the help, as asked for
+        parser.print_help()
+        return ExitCode.OK
+    args = parser.parse_args(argv)
     module, function = _COMMANDS[args.command]
     try:
         return getattr(importlib.import_module(module), function)(args)
@@ -313,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.SETUP
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        if not _stdout_has_no_reader():
+            raise
+        # the reader has all it wanted: no traceback, and none at exit when Python flushes
+        # stdout (the pattern of the "Note on SIGPIPE" in Python's signal module docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -101,10 +101,25 @@ def check_result_url(url: str) -> None:
     raise ApiError(0, f"refusing to read the result from {url!r}: not an https URL")
 
 
-def check_api_url(url: str) -> None:
-    """Raise CliError unless the bearer token may go to `url`: https, or http to a loopback
-    address (127.0.0.0/8, ::1, localhost: the local stack's gateway)."""
+def _is_url(parts: urllib.parse.SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def check_api_url(url: str, *, source: str = "the API URL") -> None:
+    """Raise CliError unless `url` is a URL and the bearer token may go to it: https, or
+    http to a loopback address (127.0.0.0/8, ::1, localhost: the local stack's gateway).
+    `source`: where the URL came from, for the message (e.g. `--api-url`)."""
     parts = urllib.parse.urlsplit(url)
+    if not _is_url(parts):
+        raise CliError(
+            f"{source}: {url!r} is not a URL; give the API's https URL "
+            "(https://ID.execute-api.REGION.amazonaws.com), or for the local stack its "
+            "loopback address (http://127.0.0.1:PORT)"
+        )
     if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
         return
     raise CliError(

@@ -65,7 +65,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             print(f"{name:20} {query.title} [{', '.join(query.log_groups)}]{params}")
         return 0
     if not args.name:
-        raise CliError("tlops local logs query needs a NAME: `tlops local logs list` shows them")
+        args.usage_error("query needs the NAME of a saved query: `tlops logs list` shows them")
     if args.name not in known:
         raise CliError(f"no query {args.name!r}: one of {', '.join(known)}")
     query = known[args.name]

@@ -274,6 +274,10 @@ def resolve(args: argparse.Namespace, *, local: bool = False) -> Target:
     if name is not None and not _ENV_NAME.fullmatch(name):
         raise CliError(f"--env: {name!r} is not an environment name (e.g. dev, prod, local)")
     api_flag = _given(args, "api_url")
+    if api_flag is not None:
+        from tlops.cli.client import check_api_url
+
+        check_api_url(api_flag, source="--api-url")  # before any login or request
     if name is not None:
         stand_in = name == LOCAL
     elif api_flag is not None:
