@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tlops.contract.resize import INSTANCE_TYPES as NODE_SHAPES
 from tlops.contract.states import NODE_LIVE_STATES
 
 # The Project tag's default value: every resource a deployment makes carries
@@ -22,6 +21,9 @@ ROLE_TAG = "Role"
 # The Role tag of the GPU node (EC2 instance, its volumes and image), of the queue's
 # ElastiCache groups, and of a bake's build instance and its volume (Packer's run tags).
 NODE_ROLE = "gpu"
+# The shapes the node may take (POST /resize offers them; control's policy starts it in no
+# other): a cheap one to keep it warm without a GPU, and the T4.
+NODE_SHAPES = ("t3.small", "g4dn.xlarge")
 QUEUE_ROLE = "queue"
 BAKE_ROLE = "bake"
 
@@ -54,8 +56,8 @@ def tag_filters(project: str, role: str | None = None) -> list[dict[str, Any]]:
 
 def for_yaml() -> dict[str, Any]:
     """What playbooks/group_vars/all/names.yml holds (`tlops_names`): every name above, and
-    the node's live EC2 states (contract.states) and the shapes it may take (contract.resize:
-    control's policy starts it in no other)."""
+    the node's live EC2 states (contract.states) and the shapes it may take (POST /resize
+    and control's policy)."""
     return {
         "node_live_states": list(NODE_LIVE_STATES),
         "node_shapes": list(NODE_SHAPES),

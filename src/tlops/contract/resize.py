@@ -24,13 +24,12 @@ import enum
 import json
 from typing import Any, NamedTuple
 
-from tlops.contract import RESIZE_KEY_PREFIX, is_job_id
+from tlops.contract import RESIZE_KEY_PREFIX, is_job_id, names
 from tlops.contract.request import RequestError
 from tlops.contract.states import NODE_UP_STATES
 
 ACTIONS = ("start", "stop", "resize")
-# The shapes the node may take: a cheap one to keep it warm without a GPU, and the T4.
-INSTANCE_TYPES = ("t3.small", "g4dn.xlarge")
+INSTANCE_TYPES = names.NODE_SHAPES  # what a resize may name as its target
 REQUEST_FIELDS = ("action", "target")
 RECORD_TTL_SECONDS = 24 * 3600  # an operation's progress stays readable this long
 # The lock outlives any honest operation (a g4dn stops and starts within minutes); a lock
