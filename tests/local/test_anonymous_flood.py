@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
 from tests.support.gateway_fixtures import *  # noqa: F403 - the fixtures
 from tests.support.gateway_fixtures import LiveGateway
+from tests.support.role_templates import trusted
 from tlops.local.throttling import Limit, Throttling
 from tlops.tooling.routes import http_api_routes
 
@@ -38,17 +39,6 @@ SIGNED_IN = Limit(burst=500, rate=50.0)
 FLOOD = 200
 
 
-def _trusted(value: Any) -> Any:
-    """Role files as Ansible reads them: their strings may be templates."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {key: _trusted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_trusted(item) for item in value]
-    return value
-
-
 def _get_stages_view(settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "ThrottlingBurstLimit": int(settings["burst_limit"]),
@@ -63,11 +53,11 @@ def deployed_stage_throttling() -> Throttling:
     api_task = next(task for task in tasks if "tlops.stack.tl_http_api" in task)
     stage = api_task["tlops.stack.tl_http_api"]["stage"]
     variables = {
-        **_trusted(yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())),
+        **trusted(yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())),
         "_router_routes": http_api_routes(yaml.safe_load((REPO / "openapi.yaml").read_text())),
     }
     rendered = Templar(loader=DataLoader(), variables=variables).template(
-        _trusted({key: stage[key] for key in ("default_throttling", "route_throttling")})
+        trusted({key: stage[key] for key in ("default_throttling", "route_throttling")})
     )
     return Throttling.from_stage(
         {

@@ -17,23 +17,13 @@ import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
+from tests.support.role_templates import trusted
 from tlops.checkout import ROOT
 
 ROLE = ROOT / "roles" / "guardrails"
 ACCOUNT = "123456789012"
 KILL_TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:tinyllama-budget-kill"
 BUDGET_ARN = f"arn:aws:budgets::{ACCOUNT}:budget/tinyllama-monthly"
-
-
-def trusted(value: Any) -> Any:
-    """YAML read from the checkout, marked as templates the way Ansible marks its own files."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: trusted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [trusted(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope="module")
