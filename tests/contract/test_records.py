@@ -36,9 +36,10 @@ def test_each_transition_writes_a_status_its_state_may_become(before, fields):
     assert set(fields) <= {field.value for field in Field}
 
 
-def test_a_delivery_settles_only_as_done_or_failed():
-    with pytest.raises(ValueError, match="done or failed"):
+def test_a_delivery_settles_only_as_done_failed_or_cancelled():
+    with pytest.raises(ValueError, match="done, failed or cancelled"):
         records.finished(JobStatus.EXPIRED, sub="s", finished_ms=1)
+    assert records.finished(JobStatus.CANCELLED, sub="s", finished_ms=1)["status"] == "cancelled"
 
 
 def test_left_pending_keeps_the_status_and_records_the_reason():

@@ -29,6 +29,9 @@ import uuid
 
 # --- limits -----------------------------------------------------------------
 PROMPT_MAX_BYTES = 6 * 1024  # "6 kB" of UTF-8, counted in bytes, not characters
+# A chat job's conversation (`messages`): its texts together within PROMPT_MAX_BYTES, and at
+# most this many messages.
+MESSAGES_MAX = 64
 IDLE_DEFAULT_MINUTES = 5
 IDLE_MIN_MINUTES = 1
 IDLE_MAX_MINUTES = 30
@@ -89,6 +92,7 @@ class JobStatus(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"  # its owner cancelled it: never ran, or stopped with its partial output
 
 
 class BootPhase(enum.StrEnum):

@@ -11,9 +11,15 @@ names from `lua()`, so no script spells one):
     running  --returned before it ran--------> queued    (attempts - 1)
     running  --settled-----------------------> done | failed
     queued   --the router could not boot-----> failed
+    queued   --cancelled by its owner--------> cancelled (never runs)
+    running  --cancelled, seen by the watcher> cancelled (its partial output kept)
     (none)   --picked up after its TTL-------> expired
 
-`done`, `failed` and `expired` are final: a final record is never changed
+A running job's owner asks for its cancel by setting `cancel_requested`; the
+watcher that runs it sees the mark while it publishes the text so far
+(`partial`), closes its request to the inference server and settles it.
+
+`done`, `failed`, `expired` and `cancelled` are final: a final record is never changed
 again, only acknowledged (`FINISHED`).
 """
 
@@ -31,7 +37,8 @@ from tlops.contract.request import InferRequest
 class Field(enum.StrEnum):
     STATUS = "status"
     SUB = "sub"  # the owner: the token subject that submitted the job
-    PROMPT = "prompt"
+    PROMPT = "prompt"  # a completion job's text (absent on a chat job)
+    MESSAGES = "messages"  # a chat job's conversation: a JSON list of {role, content}
     IDLE = "idle"  # minutes the node stays up after this job
     REPLY_S3 = "reply_s3"
     TS = "ts"  # enqueued, ms since the epoch, Redis' clock
@@ -41,6 +48,8 @@ class Field(enum.StrEnum):
     TEMPERATURE = "temperature"
     STARTED_TS = "started_ts"
     FINISHED_TS = "finished_ts"
+    PARTIAL = "partial"  # a running job's output so far, published by the watcher
+    CANCEL_REQUESTED = "cancel_requested"  # "1" once the owner asked to cancel a running job
 
 
 # The `jobs` stream entry's fields: the job id, and its owner for when the record is gone.
@@ -52,15 +61,16 @@ ENTRY_SUB = "sub"
 IDEM_JOB = "job"
 IDEM_FINGERPRINT = "request_sha256"
 
-FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.EXPIRED})
+FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED})
 
 # status before → statuses it may become (None: no record yet).
 TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
     None: frozenset({JobStatus.QUEUED, JobStatus.EXPIRED}),
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset(
-        {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.DONE, JobStatus.FAILED}
-    ),
+        {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.DONE, JobStatus.FAILED,
+         JobStatus.CANCELLED}
+    ),  # fmt: skip
     **{status: frozenset() for status in FINISHED},
 }
 
@@ -93,12 +103,15 @@ def queued(request: InferRequest, *, sub: str, job_id: str, reply_bucket: str) -
     fields = {
         Field.STATUS: JobStatus.QUEUED.value,
         Field.SUB: sub,
-        Field.PROMPT: request.prompt,
         Field.IDLE: str(request.idle),
         Field.REPLY_S3: reply_s3_uri(reply_bucket, sub, job_id),
         Field.ATTEMPTS: "0",
         Field.ERROR: "",
     }
+    if request.messages is not None:
+        fields[Field.MESSAGES] = json.dumps(request.messages, separators=(",", ":"))
+    else:
+        fields[Field.PROMPT] = request.prompt or ""
     if request.max_tokens is not None:
         fields[Field.MAX_TOKENS] = str(request.max_tokens)
     if request.temperature is not None:
@@ -111,10 +124,16 @@ def not_booted(reason: str) -> dict[str, str]:
     return {Field.STATUS.value: JobStatus.FAILED.value, Field.ERROR.value: reason}
 
 
+def conversation(record: dict[str, str]) -> list[dict[str, str]] | None:
+    """A chat job's messages as admitted; None for a completion job (a `prompt`)."""
+    raw = record.get(Field.MESSAGES)
+    return None if not raw else json.loads(raw)
+
+
 def finished(status: JobStatus, *, sub: str, finished_ms: int, error: str = "") -> dict[str, str]:
-    """running → done | failed."""
-    if status not in (JobStatus.DONE, JobStatus.FAILED):
-        raise ValueError(f"a delivery settles as done or failed, not {status}")
+    """running → done | failed | cancelled."""
+    if status not in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ValueError(f"a delivery settles as done, failed or cancelled, not {status}")
     return {
         Field.STATUS.value: status.value,
         Field.SUB.value: sub,

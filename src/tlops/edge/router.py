@@ -40,7 +40,9 @@ from tlops.edge import admission, auth, boot, lambda_http, routes
 from tlops.edge.admission import REFUSED_FOR_CAPS, Admitted
 from tlops.edge.auth import InvalidToken, JwksCache, KeysUnavailable, TokenVerifier
 from tlops.edge.control_link import BucketUnavailable, ControlLink
+from tlops.edge.job_routes import JobRoutes
 from tlops.edge.lambda_http import Answer, Refusal
+from tlops.edge.openai_routes import OpenAIRoutes, as_openai_error, is_openai_route
 from tlops.edge.resp import RedisReplyError, RedisUnavailable, RedisUnreachable, RespClient
 from tlops.edge.router_config import RouterConfig
 
@@ -65,7 +67,10 @@ _DOMAIN_ERRORS: tuple[tuple[type[Exception], int, ErrorCode, str | None, str], .
 _HANDLED = tuple(error for error, *_ in _DOMAIN_ERRORS)
 
 
-class Router:
+class Router(JobRoutes, OpenAIRoutes):
+    """Serves every route of openapi.yaml behind the `router` function: the job routes here,
+    the list and cancel in `JobRoutes`, the OpenAI-compatible `/v1` routes in `OpenAIRoutes`."""
+
     def __init__(self, config: RouterConfig):
         self.config = config
         self.verifier = TokenVerifier(
@@ -99,6 +104,8 @@ class Router:
         rid = lambda_http.request_id(event)
         route = lambda_http.route_key(event)
         answer = self._answer(route, event, rid)
+        if is_openai_route(route):
+            answer = as_openai_error(answer)
         telemetry.log(
             "INFO",
             "request",

@@ -51,12 +51,19 @@ def of_function(function: str) -> dict[str, str]:
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "health", "router", authorized=False),
     Route("POST", "/infer", "infer", "router", authorized=True),
+    Route("GET", "/jobs", "listJobs", "router", authorized=True),
     Route("GET", "/jobs/{id}", "getJob", "router", authorized=True),
+    Route("POST", "/jobs/{id}/cancel", "cancelJob", "router", authorized=True),
     Route("GET", "/ping", "ping", "router", authorized=False),
     Route("GET", "/queue-health", "queueHealth", "queue_health", authorized=False),
     Route("POST", "/resize", "resizeNode", "router", authorized=True),
     Route("GET", "/resize/{operationId}", "getResize", "router", authorized=True),
     Route("GET", "/status", "getStatus", "router", authorized=True),
     Route("POST", "/stop", "stopNode", "router", authorized=True),
+    Route("POST", "/v1/chat/completions", "createChatCompletion", "router", authorized=True),
+    Route("GET", "/v1/models", "listModels", "router", authorized=True),
+    Route("POST", "/v1/responses", "createResponse", "router", authorized=True),
+    Route("GET", "/v1/responses/{id}", "getResponse", "router", authorized=True),
+    Route("POST", "/v1/responses/{id}/cancel", "cancelResponse", "router", authorized=True),
 )
 # --- end of the generated table ---
