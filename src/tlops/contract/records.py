@@ -68,9 +68,8 @@ TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
     None: frozenset({JobStatus.QUEUED, JobStatus.EXPIRED}),
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset(
-        {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.DONE, JobStatus.FAILED,
-         JobStatus.CANCELLED}
-    ),  # fmt: skip
+        {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
     **{status: frozenset() for status in FINISHED},
 }
 
