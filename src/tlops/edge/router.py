@@ -232,13 +232,17 @@ class Router(JobRoutes, OpenAIRoutes):
 
     def get_job(self, event: dict[str, Any], rid: str) -> Answer:
         """The caller's own job: status, and once finished its result; 404 for anyone else."""
-        from tlops.edge import jobs
-
         claims = self._authenticate(event)
         job_id = lambda_http.path_parameter(event, "id")
         if not contract.is_job_id(job_id):
             raise lambda_http.invalid("id", "must be a job id (a lowercase UUIDv4)")
-        sub = claims["sub"]
+        return Answer(200, self.job_view_of(claims["sub"], job_id))
+
+    def job_view_of(self, sub: str, job_id: str) -> dict[str, Any]:
+        """What `sub` may read of job `job_id` (tlops.edge.jobs), wherever the job now is: the
+        queue, S3, or held while the stack slept. Refusal 404 when it is not `sub`'s."""
+        from tlops.edge import jobs
+
         try:
             record = self.redis.hgetall(contract.job_key(job_id))
         except RedisUnreachable:
@@ -253,9 +257,9 @@ class Router(JobRoutes, OpenAIRoutes):
         if view is None:
             return self._held_view(sub, job_id, unreachable=False)
         boot.phase_of_queued(self.redis, view)
-        return Answer(200, view)
+        return view
 
-    def _held_view(self, sub: str, job_id: str, *, unreachable: bool) -> Answer:
+    def _held_view(self, sub: str, job_id: str, *, unreachable: bool) -> dict[str, Any]:
         """A job held while the queue slept: queued, waking. None held: 404, except with Redis
         unreachable, where a sleeping stack still has the caller's result in S3 (what outlives
         the queue) and any other stack answers 503."""
@@ -272,10 +276,10 @@ class Router(JobRoutes, OpenAIRoutes):
                     s3=lambda: self.config.aws_client("s3"),
                 )  # fmt: skip
                 if view is not None:
-                    return Answer(200, view)
+                    return view
             raise Refusal(404, ErrorCode.NOT_FOUND, id=job_id)
         state = self.control.state()
-        return Answer(200, jobs.held_view(job_id, held["held_ms"], state, self.control.now_ms()))
+        return jobs.held_view(job_id, held["held_ms"], state, self.control.now_ms())
 
     def stop_node(self, event: dict[str, Any], rid: str) -> Answer:
         """`POST /stop` (admins only): ask control to stop the node; 202 with its instance."""
