@@ -126,6 +126,8 @@ GOOD_REQUESTS = [
     {"prompt": "x", "max_tokens": 1, "temperature": 0},
     {"prompt": "x", "temperature": 0.7},
     {"prompt": "x", "max_tokens": None, "temperature": None},
+    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "x"}]},
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}], "idle": 2},
 ]
 BAD_REQUESTS = [
     [],
@@ -148,6 +150,11 @@ BAD_REQUESTS = [
     {"prompt": "x", "temperature": -1},
     {"prompt": "x", "temperature": "warm"},
     {"prompt": "x", "model": "other"},
+    {"messages": []},
+    {"messages": [{"role": "tool", "content": "x"}]},
+    {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+    {"messages": [{"role": "user", "content": "x"}], "prompt": "x"},
+    {"messages": [{"role": "user", "content": "x"}] * 65},
 ]
 
 
