@@ -70,8 +70,21 @@ apt-packages: ## Install redis-server nginx supervisor packer when missing, leav
 	  $(SUDO) update-rc.d "$$svc" disable >/dev/null 2>&1 || true; \
 	done
 
+# A missing interpreter is named with the ways to get one (nothing is downloaded unasked).
+define need_python
+	@$(1) -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma) ,$(2))))' 2>/dev/null || { \
+	  echo "make: Python $(2) is needed, and '$(1)' is not it (or is not installed)."; \
+	  echo "  Get it one of these ways, then run make again:"; \
+	  echo "    uv python install $(2)        (uv, when it can reach its download site)"; \
+	  echo "    pyenv install $(2)            (pyenv builds it from source)"; \
+	  echo "    sudo apt-get install python$(2)-venv   (where the distribution packages it)"; \
+	  echo "  or name one: make $(3)=/path/to/python$(2)"; \
+	  exit 1; }
+endef
+comma := ,
+
 $(BIN)/python:
-	$(PYTHON312) -c 'import sys; assert sys.version_info[:2] == (3, 12), sys.version'
+	$(call need_python,$(PYTHON312),3.12,PYTHON312)
 	$(PYTHON312) -m venv $(VENV)
 
 $(UV_STAMP): $(UV_LOCK) | $(BIN)/python
@@ -94,7 +107,7 @@ vllm: $(VLLM_STAMP) ## Install vLLM (CPU build) into its own Python 3.11 venv fo
 # The CPU torch wheel is found where pip's own configuration says (its find-links),
 # which uv does not read by itself; the directory is looked up here, never written down.
 $(VLLM_STAMP): $(VLLM_REQS) $(VLLM_EXCLUDES) | $(UV_STAMP)
-	$(PYTHON311) -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
+	$(call need_python,$(PYTHON311),3.11,PYTHON311)
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON311) -m venv $(VLLM_VENV)
 	links=$$($(PYTHON311) -m pip config list 2>/dev/null \
 	  | sed -n "s/^[^=]*find-links='\(.*\)'$$/\1/p" | sort -u | tr '\n' ' '); \
