@@ -24,3 +24,6 @@ class JobResult(BaseModel):
     started_at_ms: int
     finished_at_ms: int
     error: str = ""
+    # The server's reason the generation ended ("stop", "length"); empty when it did not end
+    # by itself (cancelled, failed).
+    finish_reason: str = ""
