@@ -1,27 +1,39 @@
-"""An OpenAI-compatible completions server that behaves like a loaded vLLM, for the watcher."""
+"""An OpenAI-compatible inference server that behaves like a loaded vLLM, for the watcher."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+COMPLETIONS = "/v1/completions"
+CHAT = "/v1/chat/completions"
+
 
 class InferenceDouble:
-    """An OpenAI-compatible `/v1/completions` server that behaves like a loaded vLLM.
+    """vLLM's `/v1/completions` and `/v1/chat/completions`, plain or streamed, under load.
 
-    Every request takes `latency` seconds and at most `cap` run at once (the
-    rest wait, as vLLM queues past its batch size), so the best possible
-    throughput is exactly cap / latency. Failures are switched on by tests:
-    `fail_next` answers that many requests with 503, and a prompt longer than
-    `max_prompt_chars` is refused with 400 the way vLLM refuses a prompt longer
-    than the model's context. The output is a function of the prompt and the
-    seed, so a job that runs twice gets the same text. With `api_key`, a /v1 request
-    without `Authorization: Bearer <api_key>` is answered 401, as vLLM answers with
-    VLLM_API_KEY set (its AuthenticationMiddleware).
+    Every request takes `latency` seconds, then `token_delay` seconds before each of its
+    tokens, and at most `cap` run at once (the rest wait, as vLLM queues past its batch
+    size), so the best possible throughput is exactly cap / (latency + tokens * token_delay).
+    A generation has `tokens` tokens, fewer when `max_tokens` is smaller (finish reason
+    `length`, else `stop`). With `"stream": true` the tokens go out as server-sent events,
+    one chunk each, in a chunked body as vLLM sends them; `stream_options.include_usage`
+    adds the usage chunk before `data: [DONE]`. A client that closes the connection
+    mid-stream stops the generation and is counted in `disconnects` (vLLM aborts such a
+    request).
+
+    Failures are switched on by tests: `fail_next` answers that many requests with 503,
+    and a prompt longer than `max_prompt_chars` is refused with 400 the way vLLM refuses a
+    prompt longer than the model's context. The output is a function of the prompt (or the
+    conversation) and the seed, so a job that runs twice gets the same text. With
+    `api_key`, a /v1 request without `Authorization: Bearer <api_key>` is answered 401, as
+    vLLM answers with VLLM_API_KEY set (its AuthenticationMiddleware).
     """
 
     def __init__(
@@ -33,6 +45,8 @@ class InferenceDouble:
         max_prompt_chars: int | None = None,
         port: int = 0,
         api_key: str | None = None,
+        tokens: int = 2,
+        token_delay: float = 0.0,
     ):
         self.api_key = api_key
         self.unauthorized = 0  # requests refused for a missing or wrong key
@@ -40,13 +54,17 @@ class InferenceDouble:
         self.cap = cap
         self.model = model
         self.max_prompt_chars = max_prompt_chars
+        self.tokens = tokens
+        self.token_delay = token_delay
         self.fail_next = 0
-        self.requests = 0  # completion requests received, answered or not
-        self.completed = 0  # completion requests answered 200
+        self.requests = 0  # generation requests received, answered or not
+        self.completed = 0  # generation requests answered 200 to the end
+        self.disconnects = 0  # streams the client closed before their end
         self.model_lookups = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.prompts: list[str] = []
+        self.received: list[tuple[str, dict[str, Any]]] = []  # (path, body) of each generation
         self.first_request_at: float | None = None  # time.perf_counter() of the first request
         self._port = port
         self._slots = threading.BoundedSemaphore(cap)
@@ -96,11 +114,38 @@ class InferenceDouble:
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 if self._key_refused():
                     return
-                if self.path != "/v1/completions":
+                if self.path not in (COMPLETIONS, CHAT):
                     self._answer(404, {"error": {"message": "not found"}})
                     return
-                status, body = owner._complete(payload)
-                self._answer(status, body)
+                refusal = owner._admit(self.path, payload)
+                if refusal is not None:
+                    self._answer(*refusal)
+                    return
+                with owner._running():
+                    generation = owner._generation(self.path, payload)
+                    if payload.get("stream"):
+                        self._stream(generation, payload)
+                    else:
+                        owner._pace(len(generation["pieces"]))
+                        self._answer(200, owner._whole(self.path, generation))
+                        owner._count_completed()
+
+            def _stream(self, generation: dict[str, Any], payload: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                try:
+                    for event in owner._events(self.path, generation, payload):
+                        data = f"data: {event}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+                    with owner._lock:
+                        owner.disconnects += 1
+                    return
+                owner._count_completed()
 
             def log_message(self, *args: Any) -> None:
                 """Quiet: tests read counters, not request lines."""
@@ -124,13 +169,22 @@ class InferenceDouble:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _complete(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        prompt = str(payload.get("prompt", ""))
+    # what each request gets ------------------------------------------------------------
+    @staticmethod
+    def _prompt(path: str, payload: dict[str, Any]) -> str:
+        if path == CHAT:
+            return json.dumps(payload.get("messages"), sort_keys=True)
+        return str(payload.get("prompt", ""))
+
+    def _admit(self, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """Count the request; the refusal it gets, if any."""
+        prompt = self._prompt(path, payload)
         with self._lock:
             if self.first_request_at is None:
                 self.first_request_at = time.perf_counter()
             self.requests += 1
             self.prompts.append(prompt)
+            self.received.append((path, payload))
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return 503, {"error": {"message": "engine overloaded", "type": "server_error"}}
@@ -140,6 +194,11 @@ class InferenceDouble:
                 f"but the prompt has {len(prompt)} tokens."
             )
             return 400, {"error": {"message": message, "type": "BadRequestError", "code": 400}}
+        return None
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """One of the `cap` slots, held for the whole request, `latency` first."""
         with self._slots:
             with self._lock:
                 self.in_flight += 1
@@ -147,23 +206,83 @@ class InferenceDouble:
             try:
                 if self.latency:
                     time.sleep(self.latency)
+                yield
             finally:
                 with self._lock:
                     self.in_flight -= 1
-                    self.completed += 1
+
+    def _count_completed(self) -> None:
+        with self._lock:
+            self.completed += 1
+
+    def _pace(self, count: int) -> None:
+        if self.token_delay:
+            time.sleep(self.token_delay * count)
+
+    def _generation(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        prompt = self._prompt(path, payload)
         digest = hashlib.sha256(f"{payload.get('seed')}:{prompt}".encode()).hexdigest()[:16]
-        text = f" reply {digest}"
+        asked = int(payload.get("max_tokens") or 16)
+        words = [" reply", f" {digest}", *(f" w{i}" for i in range(2, self.tokens))]
         prompt_tokens = len(prompt.split())
-        completion_tokens = min(int(payload.get("max_tokens") or 16), 2)
-        return 200, {
-            "id": f"cmpl-{digest}",
-            "object": "text_completion",
-            "created": int(time.time()),
+        pieces = words[: min(asked, self.tokens)]
+        return {
+            "id": digest,
             "model": payload.get("model") or self.model,
-            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+            "pieces": pieces,
+            "finish_reason": "length" if asked < self.tokens else "stop",
             "usage": {
                 "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
+                "completion_tokens": len(pieces),
+                "total_tokens": prompt_tokens + len(pieces),
             },
         }
+
+    @staticmethod
+    def _whole(path: str, generation: dict[str, Any]) -> dict[str, Any]:
+        text, finish = "".join(generation["pieces"]), generation["finish_reason"]
+        if path == CHAT:
+            kind = "chat.completion"
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}}
+        else:
+            kind = "text_completion"
+            choice = {"index": 0, "text": text, "logprobs": None}
+        return {
+            "id": f"cmpl-{generation['id']}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": generation["model"],
+            "choices": [choice | {"finish_reason": finish}],
+            "usage": generation["usage"],
+        }
+
+    def _events(
+        self, path: str, generation: dict[str, Any], payload: dict[str, Any]
+    ) -> Iterator[str]:
+        """The stream's `data:` payloads as vLLM sends them, `token_delay` before each token."""
+        chat = path == CHAT
+        head = {
+            "id": f"cmpl-{generation['id']}",
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": generation["model"],
+        }
+
+        def chunk(piece: str | None, finish: str | None, role: bool = False) -> str:
+            if chat:
+                delta = {"role": "assistant", "content": ""} if role else {"content": piece}
+                choice = {"index": 0, "delta": delta}
+            else:
+                choice = {"index": 0, "text": piece, "logprobs": None}
+            return json.dumps(head | {"choices": [choice | {"finish_reason": finish}]})
+
+        if chat:
+            yield chunk(None, None, role=True)
+        pieces = generation["pieces"]
+        for index, piece in enumerate(pieces):
+            self._pace(1)
+            last = index == len(pieces) - 1
+            yield chunk(piece, generation["finish_reason"] if last else None)
+        if (payload.get("stream_options") or {}).get("include_usage"):
+            yield json.dumps(head | {"choices": [], "usage": generation["usage"]})
+        yield "[DONE]"

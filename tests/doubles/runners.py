@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from tlops.contract import JobStatus
 from tlops.contract.results import JobResult
-from tlops.node.runner import Job, queued_ms
+from tlops.node.runner import Job, Progress, queued_ms
 
 
 class NoopRunner:
     """Finishes every job at once with an empty output: measures the queue alone (bench)."""
 
-    def run(self, job: Job) -> JobResult:
+    def run(self, job: Job, progress: Progress | None = None) -> JobResult:
         return JobResult(
             id=job.job_id,
             status=JobStatus.DONE,

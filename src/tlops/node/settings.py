@@ -92,9 +92,24 @@ class Settings:
     request_timeout_s: float = setting(
         "--request-timeout",
         "TL_WATCHER_REQUEST_TIMEOUT",
-        "seconds one inference request may take",
+        "seconds one inference request may take, and may wait for its next streamed chunk",
         300.0,
         _positive(float),
+    )
+    partial_interval_s: float = setting(
+        "--partial-interval",
+        "TL_WATCHER_PARTIAL_INTERVAL",
+        "seconds between publishes of a running job's text so far (or --partial-tokens)",
+        0.5,
+        _positive(float),
+    )
+    partial_tokens: int = setting(
+        "--partial-tokens",
+        "TL_WATCHER_PARTIAL_TOKENS",
+        "streamed chunks between publishes of a running job's text so far (or "
+        "--partial-interval, whichever comes first)",
+        32,
+        _positive(int),
     )
     control_bucket: str = setting(
         "--control-bucket",

@@ -16,6 +16,10 @@ loop, and a teardown that always runs.
   result goes to S3 and Redis (bench/saturation.py measures this).
 - One finisher thread writes the outcomes to Redis in batches (one MULTI per
   batch), so a fast runner is not held back by a round trip per job.
+- While a job runs, the runner hands its text so far to `_publisher`'s callback
+  at a bounded rate; one script writes it as the record's `partial` and answers
+  whether the job's owner asked to cancel it (the runner then closes its
+  request and stores a `cancelled` result with that text).
 
 A job's result goes to S3 before its status flips to done and the stream entry
 is acknowledged, in that order, and the S3 write is conditional (only if no
@@ -58,8 +62,10 @@ from tlops.node.runner import (
     Job,
     JobRunner,
     OpenAIRunner,
+    Progress,
     Refused,
     Transient,
+    cancelled_result,
     failed_result,
     now_ms,
 )
@@ -99,17 +105,36 @@ return out
 )
 
 
+# KEYS: the job's record. ARGV: the text so far, the delivery (the record's attempts).
+# The text is written only while this delivery still holds the job (running, same
+# attempts): never onto a finished record, one that expired, or a later delivery's.
+# Returns 1 when the job's owner asked to cancel it.
+_PUBLISH = records.lua(
+    """
+local record = redis.call('HMGET', KEYS[1], '$status', '$attempts', '$cancel_requested')
+if record[1] == '$running' and record[2] == ARGV[2] then
+  redis.call('HSET', KEYS[1], '$partial', ARGV[1])
+end
+if record[3] == '1' then return 1 end
+return 0
+"""
+)
+
+
 class Ending(enum.StrEnum):
     """How one delivery of a job ended; the value names the log line (`job <value>`)."""
 
     DONE = "done"  # settled: its result stored
     FAILED = "failed"  # settled: refused, an error result stored
     DEAD = "dead"  # settled: out of deliveries, an error result stored and a dead letter
+    CANCELLED = "cancelled"  # settled: its owner cancelled it, its text so far stored
     PENDING = "pending"  # left for redelivery after the visibility timeout
     RETURNED = "returned"  # the same, and the delivery is not counted (it never ran)
 
 
 _UNSETTLED = (Ending.PENDING, Ending.RETURNED)
+# The endings that are not failures, and the status each settles as (the others: failed).
+_SETTLED_AS = {Ending.DONE: JobStatus.DONE, Ending.CANCELLED: JobStatus.CANCELLED}
 
 
 @dataclasses.dataclass
@@ -143,7 +168,7 @@ class Watcher:
         self.stop_event = threading.Event()
         self.slots = 2 * settings.concurrency  # jobs held: in the runner plus one ready each
         self._held_ttl_s = contract.QUEUED_TTL_SECONDS + int(settings.visibility_timeout_s)
-        self.counts = {"done": 0, "failed": 0, "dead": 0, "expired": 0}
+        self.counts = {"done": 0, "failed": 0, "dead": 0, "expired": 0, "cancelled": 0}
         self._work: queue.Queue[Job | None] = queue.Queue()
         self._outcomes: queue.Queue[_Outcome] = queue.Queue()
         self._slots = threading.Condition()
@@ -155,6 +180,7 @@ class Watcher:
         self._next_heartbeat = 0.0
         self._threads: list[threading.Thread] = []
         self._pick_up_script = self.redis.register_script(_PICK_UP)
+        self._publish_script = self.redis.register_script(_PUBLISH)
         self.held: HeldJobs | None = None
         self.queue_address = QueueAddress(None, telemetry=self.log)
         if settings.control_bucket:
@@ -373,6 +399,8 @@ class Watcher:
                                             detail=repr(exc)))  # fmt: skip
 
     def _run(self, job: Job) -> _Outcome:
+        if job.record.get(Field.CANCEL_REQUESTED) == "1":  # cancelled while it waited
+            return self._cancel_unrun(job)
         if job.dead_reason:
             return self._give_up(job, job.dead_reason, Ending.DEAD)
         if self.stop_event.is_set():  # taken just before a SIGTERM: leave it for redelivery
@@ -383,7 +411,10 @@ class Watcher:
         backoff = Backoff(base=0.2, cap=self.settings.backoff_cap_s)
         while True:
             try:
-                return _Outcome(Ending.DONE, job, result=self.runner.run(job))
+                result = self.runner.run(job, self._publisher(job))
+                if result.status is JobStatus.CANCELLED:
+                    return _Outcome(Ending.CANCELLED, job, result=result)
+                return _Outcome(Ending.DONE, job, result=result)
             except Refused as exc:
                 return self._give_up(job, exc.public, Ending.FAILED, detail=str(exc))
             except Transient as exc:
@@ -397,6 +428,29 @@ class Watcher:
         if job.delivery >= self.settings.max_deliveries:
             return self._give_up(job, gave_up(reason, job.delivery), Ending.DEAD, detail=detail)
         return _Outcome(Ending.PENDING, job, reason=reason, detail=detail)
+
+    def _publisher(self, job: Job) -> Progress:
+        """The runner's progress callback for this delivery: one round trip per publish."""
+        key = contract.job_key(job.job_id)
+
+        def publish(text: str) -> bool:
+            try:
+                return bool(self._publish_script(keys=[key], args=[text, job.delivery]))
+            except redis_py.RedisError as exc:  # the text shows at the next publish, or not
+                self.log.log("WARNING", "partial output not published", job_id=job.job_id,
+                             error=repr(exc))  # fmt: skip
+                return False
+
+        return publish
+
+    def _cancel_unrun(self, job: Job) -> _Outcome:
+        """Cancelled before this delivery ran it: settled with the text an earlier delivery
+        published, if any; a result an earlier delivery stored stands."""
+        result = cancelled_result(job, job.record.get(Field.PARTIAL, ""))
+        stored = self.runner.store_failure(job, result)
+        if stored is not None and stored.status is JobStatus.DONE:
+            return _Outcome(Ending.DONE, job, result=stored)
+        return _Outcome(Ending.CANCELLED, job, result=stored or result)
 
     def _give_up(self, job: Job, reason: str, kind: Ending, *, detail: str = "") -> _Outcome:
         stored = self.runner.store_failure(job, failed_result(job, reason))
@@ -450,13 +504,17 @@ class Watcher:
                 # had the record expired meanwhile, the write above made a new one: bound it
                 pipe.expire(key, self._held_ttl_s, nx=True)
                 continue
-            done = outcome.kind is Ending.DONE
-            status = JobStatus.DONE if done else JobStatus.FAILED
-            error = "" if done else outcome.reason
+            status = _SETTLED_AS.get(outcome.kind, JobStatus.FAILED)
+            error = "" if status in _SETTLED_AS.values() else outcome.reason
             pipe.hset(
                 key,
                 mapping=records.finished(status, sub=job.sub, finished_ms=finished, error=error),
             )
+            if status is JobStatus.CANCELLED and outcome.result is not None:
+                # the record keeps all the text there was, as the stored result does
+                pipe.hset(key, Field.PARTIAL, outcome.result.output)
+            else:  # the output is in S3: text so far no longer means anything
+                pipe.hdel(key, Field.PARTIAL)
             pipe.expire(key, contract.FINISHED_TTL_SECONDS)
             if outcome.kind is Ending.DEAD:
                 pipe.xadd(
@@ -497,7 +555,7 @@ class Watcher:
             fields["error"] = outcome.reason
         if outcome.detail:
             fields["detail"] = outcome.detail
-        level = "INFO" if outcome.kind is Ending.DONE else "WARNING"
+        level = "INFO" if outcome.kind in _SETTLED_AS else "WARNING"
         self.log.log(level, f"job {outcome.kind}", **fields)
 
     # liveness ------------------------------------------------------------------------
