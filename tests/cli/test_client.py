@@ -99,6 +99,19 @@ def test_follow_reports_each_status_once_and_slows_its_polling():
     assert slept[0] == 0.2 and slept[1] == pytest.approx(0.3) and slept[3] == 0.2  # reset
 
 
+def test_follow_reads_a_running_jobs_text_at_the_nodes_publishing_rate():
+    """With `on_partial`, a running job is read every half second (the node publishes its
+    `partial_output` about that often, openapi.yaml) and each read's text handed on; without
+    it, the polling slows down as before."""
+    views = [{"status": "running", "partial_output": text} for text in ("", "He", "Hello")]
+    done = {"status": "done", "output_inline": True, "output": "Hello!"}
+    texts, slept = [], []
+    api = Scripted([reply(200, v) for v in [*views, done]], TokenSource(token="t"))
+    client.follow(api, "job", timeout=60, on_partial=texts.append, clock=lambda: 0.0,
+                  sleep=slept.append)  # fmt: skip
+    assert (texts, slept) == (["", "He", "Hello"], [0.5, 0.5, 0.5])
+
+
 def test_follow_times_out_with_the_last_status():
     now = [0.0]
 

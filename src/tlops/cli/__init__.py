@@ -31,6 +31,7 @@ _COMMANDS = {
     "logs": ("tlops.cli.logs", "cmd_logs"),
     "smoke": ("tlops.cli.smoke", "cmd_smoke"),
     "job": ("tlops.cli.jobs", "cmd_job"),
+    "jobs": ("tlops.cli.jobs", "cmd_jobs"),
     "stop": ("tlops.cli.jobs", "cmd_stop"),
     "completion": ("tlops.cli.completion", "cmd_completion"),
     "check": ("tlops.cli.check", "cmd_check"),
@@ -68,6 +69,13 @@ def _job_id(text: str) -> str:
     return text
 
 
+def _page_size(text: str) -> int:
+    """GET /jobs' `limit`: 1 to 100 (openapi.yaml)."""
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a page size from 1 to 100")
+    return int(text)
+
+
 def _target(*, api: bool = True, reads_aws: bool = False) -> list[argparse.ArgumentParser]:
     """The parent that gives a command --env (and --api-url, --profile, --region)."""
     from tlops.cli.target import arguments
@@ -84,15 +92,31 @@ def _add_token(
 
 
 def _add_deployment_commands(sub: argparse._SubParsersAction) -> None:
-    """job, stop, status, login, completion: the commands added with the API's routes."""
+    """job, jobs, stop, status, login, completion: the commands added with the API's routes."""
     job = sub.add_parser(
-        "job", help="a job's status and result (GET /jobs/{id})", parents=_target()
+        "job", help="a job's status and result (GET /jobs/{id}); --cancel", parents=_target()
     )
     job.add_argument("id", type=_job_id, metavar="ID", help="the job id tlops infer printed")
     job.add_argument("--wait", action="store_true", help="follow it until it is finished")
+    job.add_argument(
+        "--cancel",
+        action="store_true",
+        help="cancel it (POST /jobs/{id}/cancel): queued, it never runs; running, it stops "
+        "keeping its text so far; finished, it stays as it is",
+    )
     job.add_argument("--timeout", type=float, default=600.0, help="--wait: seconds in all")
     job.add_argument("--json", action="store_true", help="print the job as JSON")
     _add_token(job, auth_help="an ID token of the job's user (default: TL_TOKEN, login)")
+
+    jobs = sub.add_parser(
+        "jobs", help="your jobs, newest first (GET /jobs), a page at a time", parents=_target()
+    )
+    jobs.add_argument("--limit", type=_page_size, metavar="N",
+                      help="jobs per page, 1 to 100 (default: the API's, 20)")  # fmt: skip
+    jobs.add_argument("--cursor", metavar="C", help="the page after the one that printed C")
+    jobs.add_argument("--all", action="store_true", help="every page, following the cursor")
+    jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    _add_token(jobs, auth_help="an ID token (default: TL_TOKEN, the local stack, login)")
 
     stop = sub.add_parser(
         "stop", help="stop the GPU node now (POST /stop; admins only)", parents=_target()
@@ -245,7 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
     infer = sub.add_parser(
         "infer", help="send a prompt, follow the job, print the completion", parents=_target()
     )
-    infer.add_argument("prompt", help="the prompt text (quote it)")
+    infer.add_argument(
+        "prompt",
+        help="the prompt text (quote it); completed as it is, unless --chat or --system sends "
+        "it as your message through the model's chat template",
+    )
+    infer.add_argument(
+        "--chat",
+        action="store_true",
+        help="send the text as a chat's user message (`messages`), what a chat model answers",
+    )
+    infer.add_argument(
+        "--system",
+        metavar="TEXT",
+        help="a system message before the text (implies --chat)",
+    )
     infer.add_argument(
         "--idle",
         type=int,

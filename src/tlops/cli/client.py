@@ -1,7 +1,8 @@
-"""The edge API as a client sees it: submit a prompt, follow the job, read the result.
+"""The edge API as a client sees it: submit a prompt, follow the job, read the result, list
+and cancel jobs.
 
-Used by `tlops infer`. Tokens come from a `TokenSource`: a fixed token (given
-by the user, never renewed) or a function that obtains a fresh one (the
+Used by `tlops infer`, `tlops job` and `tlops jobs`. Tokens come from a `TokenSource`: a
+fixed token (given by the user, never renewed) or a function that obtains a fresh one (the
 hosted-UI login, or the local stand-in's users); an answer of 401/403
 `invalid_token` renews a renewable token once and repeats the request.
 Rate limiting (429) is waited out for up to `max_rate_waits` times, honouring
@@ -29,7 +30,14 @@ from typing import Any
 from tlops.cli.session import CliError
 from tlops.contract import ErrorCode, JobStatus
 
-FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.EXPIRED})
+FINAL_STATUSES = frozenset(
+    {JobStatus.DONE, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED}
+)
+# Finished jobs that may have an output: done, or cancelled while running (it keeps its text).
+WITH_OUTPUT = frozenset({JobStatus.DONE, JobStatus.CANCELLED})
+# How often a running job is read while its text is shown as it arrives: the node publishes
+# `partial_output` about every half second (docs/api.md), so polling faster shows nothing new.
+PARTIAL_POLL_SECONDS = 0.5
 
 
 class ApiError(Exception):
@@ -208,7 +216,20 @@ class Api:
         return reply.body
 
     def job(self, job_id: str) -> dict[str, Any]:
-        reply = self.request("GET", f"/jobs/{job_id}")
+        return self._ok(self.request("GET", f"/jobs/{job_id}"))
+
+    def jobs(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """One page of the caller's jobs, newest first: `{"jobs": [...], "next_cursor"}`."""
+        query = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        path = "/jobs" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        return self._ok(self.request("GET", path))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """The job as it is after asking for its cancel (POST /jobs/{id}/cancel)."""
+        return self._ok(self.request("POST", f"/jobs/{job_id}/cancel"))
+
+    @staticmethod
+    def _ok(reply: Reply) -> Any:
         if reply.status != 200:
             raise ApiError(reply.status, describe(reply), reply.body)
         return reply.body
@@ -263,6 +284,7 @@ def follow(
     *,
     timeout: float,
     on_change: Callable[[dict[str, Any]], None] = lambda _: None,
+    on_partial: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
@@ -270,7 +292,9 @@ def follow(
 
     Polls fast at first and slower while nothing changes (0.2 s up to 2 s); a change of
     status, or of the node's boot phase while the job waits for a boot, is a change.
-    Raises TimeoutError after `timeout` seconds.
+    With `on_partial`, a running job is read every PARTIAL_POLL_SECONDS and its text so
+    far (`partial_output`) handed to it each time. Raises TimeoutError after `timeout`
+    seconds.
     """
     deadline = clock() + timeout
     interval, last, seen = 0.2, None, None
@@ -281,8 +305,11 @@ def follow(
             last = view.get("status")
             interval = 0.2
             on_change(view)
+        if on_partial is not None and view.get("status") == JobStatus.RUNNING:
+            on_partial(view.get("partial_output") or "")
+            interval = PARTIAL_POLL_SECONDS
         if view.get("status") in FINAL_STATUSES:
-            if view.get("status") == JobStatus.DONE and not view.get("output_inline"):
+            if view.get("status") in WITH_OUTPUT and not view.get("output_inline"):
                 stored = fetch_url(view["result_url"]) if view.get("result_url") else {}
                 view = {**view, **{k: stored[k] for k in ("output", "usage") if k in stored}}
             return view

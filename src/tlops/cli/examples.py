@@ -44,10 +44,18 @@ EXAMPLES: dict[str, list[str]] = {
         'tlops infer "Tell me a joke"',
         'tlops infer "Summarise: ..." --max-tokens 64 --idle 10 --json',
         'tlops infer --env dev "Hello"   # the dev deployment (logs in through its hosted UI)',
+        'tlops infer --chat "What is a GPU?"              # a chat: the model\'s chat template',
+        'tlops infer --system "Answer in French." "Hi"    # a chat with a system message',
     ],
     "job": [
         "tlops job 6f1c0a52-3e8b-4d2f-9a71-0c5e2b8d4f10          # its status now",
         "tlops job 6f1c0a52-3e8b-4d2f-9a71-0c5e2b8d4f10 --wait   # follow it, print the output",
+        "tlops job 6f1c0a52-3e8b-4d2f-9a71-0c5e2b8d4f10 --cancel # cancel it",
+    ],
+    "jobs": [
+        "tlops jobs                      # your latest 20 jobs, newest first",
+        "tlops jobs --limit 5 --cursor C # the page after the one that printed C",
+        "tlops jobs --all --json         # every job still listed, as JSON",
     ],
     "stop": [
         "tlops stop                      # the local stack: as the stand-in admin",

@@ -1,8 +1,10 @@
-"""`tlops job ID` (GET /jobs/{id}, `--wait` to follow it) and `tlops stop` (POST /stop)."""
+"""`tlops job ID` (GET /jobs/{id}, `--wait` to follow it, `--cancel` to cancel it),
+`tlops jobs` (GET /jobs: the caller's jobs, newest first) and `tlops stop` (POST /stop)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from typing import Any
@@ -37,6 +39,27 @@ def job_exit(view: dict[str, Any], *, command: str, as_json: bool) -> int:
     return ExitCode.OK
 
 
+def not_found(job_id: str) -> str:
+    """The API answers 404 alike for a job that never was, expired, or is another user's."""
+    return (
+        f"no such job of yours (404): {job_id}; `tlops jobs` lists yours (another user's "
+        "job is not found either)"
+    )
+
+
+def cancelled_line(view: dict[str, Any]) -> str:
+    """What a cancel did, from the job as the API answered it."""
+    status = view.get("status")
+    if status == "cancelled":
+        return f"job {view['id']} cancelled"
+    if status == "running" and view.get("cancel_requested"):
+        return (
+            f"job {view['id']} running, cancel requested: it stops within a second, keeping "
+            f"its text so far (tlops job {view['id']} --wait)"
+        )
+    return f"job {view['id']} {status}: finished before the cancel, unchanged"
+
+
 def cmd_job(args: argparse.Namespace) -> int:
     from tlops.cli import client
     from tlops.cli.infer import Progress
@@ -45,13 +68,20 @@ def cmd_job(args: argparse.Namespace) -> int:
     api = client.Api(api_url, tokens)
     progress = Progress()
     try:
+        if args.cancel:
+            view = api.cancel(args.id)
+            if not args.wait:
+                print(json.dumps(view, sort_keys=True) if args.json else cancelled_line(view))
+                return ExitCode.OK
+            print(cancelled_line(view), file=sys.stderr)
         if args.wait:
             view = client.follow(api, args.id, timeout=args.timeout, on_change=progress.changed)
         else:
             view = api.job(args.id)
     except client.ApiError as exc:
         progress.finish()
-        print(f"tlops job: {exc}", file=sys.stderr)
+        message = not_found(args.id) if exc.status == 404 else exc
+        print(f"tlops job: {message}", file=sys.stderr)
         return for_api_error(exc.status)
     except TimeoutError as exc:
         progress.finish()
@@ -70,6 +100,56 @@ def _stored(view: dict[str, Any]) -> dict[str, Any]:
 
     stored = client.fetch_url(view["result_url"]) if view.get("result_url") else {}
     return {k: stored[k] for k in ("output", "usage") if k in stored}
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def print_table(jobs: list[dict[str, Any]]) -> None:
+    """Plain aligned columns, one job a line, times in UTC."""
+    rows = [("ID", "STATUS", "KIND", "CREATED", "FINISHED")]
+    for job in jobs:
+        created, finished = _when(job.get("created_at_ms")), _when(job.get("finished_at_ms"))
+        rows.append((job["id"], job["status"], job.get("kind") or "-", created, finished))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """One page (--limit, --cursor), or every page with --all (following `next_cursor`)."""
+    from tlops.cli import client
+
+    api_url, tokens = api_and_tokens(resolve(args), args)
+    api = client.Api(api_url, tokens)
+    jobs: list[dict[str, Any]] = []
+    cursor = args.cursor
+    try:
+        while True:
+            page = api.jobs(limit=args.limit, cursor=cursor)
+            jobs.extend(page["jobs"])
+            cursor = page.get("next_cursor")
+            if not (args.all and cursor):
+                break
+    except client.ApiError as exc:
+        print(f"tlops jobs: {exc}", file=sys.stderr)
+        return for_api_error(exc.status)
+    if args.json:
+        print(json.dumps({"jobs": jobs, "next_cursor": cursor}, sort_keys=True))
+        return ExitCode.OK
+    if jobs:
+        print_table(jobs)
+    else:
+        print("no jobs (finished jobs are listed for an hour)", file=sys.stderr)
+    if cursor:
+        limit = f" --limit {args.limit}" if args.limit is not None else ""
+        print(f"more: tlops jobs{limit} --cursor {cursor}  (or --all)", file=sys.stderr)
+    return ExitCode.OK
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
