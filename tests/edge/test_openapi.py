@@ -503,6 +503,57 @@ def _job_queue_down(gw: LiveGateway, keyset, redis_server, **_: Any):
     return "GET", "/jobs/{id}", gw.request("GET", path, token=keyset.token())
 
 
+def _job_running(gw: LiveGateway, keyset, redis_client, **_: Any):
+    """A running job with its output so far, whose owner asked for its cancel."""
+    job_id = contract.new_job_id()
+    redis_client.hset(contract.job_key(job_id), mapping={
+        "status": "running", "sub": "alice", "attempts": "1", "partial": "Once upon",
+        "cancel_requested": "1",
+    })  # fmt: skip
+    reply = gw.request("GET", f"/jobs/{job_id}", token=keyset.token(sub="alice"))
+    assert reply.body["cancel_requested"] is True, reply
+    return "GET", "/jobs/{id}", reply
+
+
+def _jobs(gw: LiveGateway, keyset, redis_client, **_: Any):
+    """A page of the caller's jobs with a cursor to the next: one cancelled, one queued."""
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    token = keyset.token(sub="alice")
+    first = gw.infer(token, {"messages": [{"role": "user", "content": "hi"}]}).body["id"]
+    gw.request("POST", f"/jobs/{first}/cancel", token=token)
+    gw.infer(token)
+    reply = gw.request("GET", "/jobs?limit=1", token=token)
+    assert reply.body["next_cursor"], reply
+    page = gw.request("GET", f"/jobs?limit=1&cursor={reply.body['next_cursor']}", token=token)
+    assert page.body["jobs"][0]["status"] == "cancelled", page
+    return "GET", "/jobs", page
+
+
+def _jobs_bad_limit(gw: LiveGateway, keyset, **_: Any):
+    return "GET", "/jobs", gw.request("GET", "/jobs?limit=101", token=keyset.token())
+
+
+def _cancel(gw: LiveGateway, keyset, redis_client, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    token = keyset.token(sub="alice")
+    job_id = gw.infer(token).body["id"]
+    return "POST", "/jobs/{id}/cancel", gw.request("POST", f"/jobs/{job_id}/cancel", token=token)
+
+
+def _cancel_not_mine(gw: LiveGateway, keyset, redis_client, **_: Any):
+    redis_client.set(contract.HEARTBEAT_KEY, "1", ex=60)
+    job_id = gw.infer(keyset.token(sub="alice")).body["id"]
+    reply = gw.request("POST", f"/jobs/{job_id}/cancel", token=keyset.token())
+    return "POST", "/jobs/{id}/cancel", reply
+
+
+def _cancel_held(gw: LiveGateway, keyset, relay, redis_server, **_: Any):
+    _asleep(relay, redis_server)
+    token = keyset.token(sub="alice")
+    job_id = gw.infer(token).body["id"]
+    return "POST", "/jobs/{id}/cancel", gw.request("POST", f"/jobs/{job_id}/cancel", token=token)
+
+
 def _resize(gw: LiveGateway, keyset, relay, **_: Any):
     tagged_instance()
     relay.observe()
@@ -579,6 +630,12 @@ SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "job-403": (_job_bad_token, 403),
     "job-404": (_job_not_mine, 404),
     "job-503": (_job_queue_down, 503),
+    "job-200-running": (_job_running, 200),
+    "jobs-200": (_jobs, 200),
+    "jobs-400": (_jobs_bad_limit, 400),
+    "cancel-200": (_cancel, 200),
+    "cancel-404": (_cancel_not_mine, 404),
+    "cancel-409": (_cancel_held, 409),
     "stop-202": (_stop, 202),
     "stop-401": (_stop_no_token, 401),
     "stop-403": (_stop_bad_token, 403),

@@ -66,6 +66,15 @@ NODE_BOOT_KEY = "node:boot"
 NODE_BOOT_TIMES_KEY = "node:boot_times"
 BOOT_TIMES_KEPT = 10
 OPEN_JOBS_KEY = "jobs:open"  # sorted set: ids admitted and not yet final, scored by admission ms
+# A user's jobs for `GET /jobs`: jobs:of:{sub}, a sorted set of ids scored by admission ms,
+# the newest JOBS_LISTED kept, written with each admission; it lives JOBS_OF_TTL_SECONDS after
+# the user's last job, longer than any record lives (queued, its deliveries, then finished).
+JOBS_OF_KEY_PREFIX = "jobs:of:"
+JOBS_LISTED = 200
+JOBS_OF_TTL_SECONDS = 86400
+# The synchronous /v1 requests waiting on their job now: a sorted set of waits scored by their
+# start (ms), so that the wait of a router that died is dropped once it is surely over.
+SYNC_WAITS_KEY = "sync:waits"
 RESIZE_LOCK_KEY = "resize:current"  # the operation in progress, if any (one at a time)
 RESIZE_KEY_PREFIX = "resize:op:"  # resize:op:{id} → the operation's record (contract.resize)
 # Set (with CLOSING_TTL_SECONDS) when the queue is about to be deleted for a deep sleep:
@@ -130,6 +139,8 @@ class ErrorCode(enum.StrEnum):
     RESIZE_IN_PROGRESS = "resize_in_progress"  # 409, another POST /resize has not finished
     # 403 for an admin whose token's sign-in used no second factor, where admins must use MFA
     MFA_REQUIRED = "mfa_required"
+    # 409 for a cancel of a job held in S3 while the stack wakes: it can be cancelled once queued
+    JOB_HELD = "job_held"
 
 
 def new_job_id() -> str:
@@ -149,6 +160,10 @@ def job_key(job_id: str) -> str:
 
 def rate_key(sub: str) -> str:
     return RATE_KEY_PREFIX + sub
+
+
+def jobs_of_key(sub: str) -> str:
+    return JOBS_OF_KEY_PREFIX + sub
 
 
 def stop_rate_key(sub: str) -> str:

@@ -15,7 +15,8 @@ here. A Lua script does everything atomically with Redis' own clock:
    as it is counted); a refused request is not counted either;
 5. the job record `job:{id}` written only if absent (NX), with its TTL;
 6. the job's entry (`id` and `sub`) appended to the `jobs` stream, the job
-   added to `jobs:open`, and the Idempotency-Key remembered;
+   added to `jobs:open` and to the user's list (`jobs:of:{sub}`, the newest
+   `JOBS_LISTED` kept: `GET /jobs`), and the Idempotency-Key remembered;
 7. whether a watcher heartbeat exists (the GPU node is up), so the router can
    skip asking for a wake on the warm path.
 
@@ -79,11 +80,14 @@ _ADMIT = Script(
         _WINDOWS
         + """
 local rate_key, job_key, stream, heartbeat = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local open_key, closing_key, idem_key = KEYS[5], KEYS[6], KEYS[7]
+local open_key, closing_key, listed_key, idem_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local job_ttl, job_id, sub, deadline = tonumber(ARGV[5]), ARGV[6], ARGV[7], tonumber(ARGV[8])
 local idem_ttl, request_hash, job_prefix = tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local cap_total, cap_user = tonumber(ARGV[12]), tonumber(ARGV[13])
 local min_retry, max_retry = tonumber(ARGV[14]), tonumber(ARGV[15])
+local listed_most, listed_ttl = tonumber(ARGV[16]), tonumber(ARGV[17])
+local finished = {}
+for status in string.gmatch(ARGV[18], '[^,]+') do finished[status] = true end
 
 -- The open jobs (queued or running), pruned of those finished or gone. Admission keeps the
 -- set within the caps, so this reads at most `cap_total` records (plus any left over from a
@@ -96,7 +100,7 @@ local function open_jobs(now)
     local id, at = members[i], tonumber(members[i + 1])
     local state = redis.call('HMGET', job_prefix .. id, '$status', '$sub')
     local status = state[1]
-    if (not status) or status == '$done' or status == '$failed' or status == '$expired' then
+    if (not status) or finished[status] then
       redis.call('ZREM', open_key, id)
     else
       total = total + 1
@@ -157,12 +161,15 @@ end
 count(rate_key, now, job_id)
 
 local fields = {'$ts', now}
-for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 19, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job_key, unpack(fields))
 redis.call('EXPIRE', job_key, job_ttl)
 redis.call('XADD', stream, '*', '$entry_id', job_id, '$entry_sub', sub)
 -- Open jobs, whether capped or not: the sleep's check counts them too (tlops.edge.sleep).
 redis.call('ZADD', open_key, now, job_id)
+redis.call('ZADD', listed_key, now, job_id)
+redis.call('ZREMRANGEBYRANK', listed_key, 0, -(listed_most + 1))
+redis.call('EXPIRE', listed_key, listed_ttl)
 if idem_key then
   redis.call('HSET', idem_key, '$idem_job', job_id, '$idem_fingerprint', request_hash)
   redis.call('EXPIRE', idem_key, idem_ttl)
@@ -270,6 +277,7 @@ def admit(
         contract.HEARTBEAT_KEY,
         contract.OPEN_JOBS_KEY,
         contract.CLOSING_KEY,
+        contract.jobs_of_key(sub),
     ]
     if idempotency is not None:
         keys.append(contract.idempotency_key(sub, idempotency.key))
@@ -287,6 +295,9 @@ def admit(
             "" if idempotency is None else idempotency.fingerprint,
             contract.JOB_KEY_PREFIX,
             *(caps or NO_CAPS).args(),
+            contract.JOBS_LISTED,
+            listed_ttl_s(job_ttl_s),
+            ",".join(sorted(records.FINISHED)),
             *flat,
         ],
     )
@@ -297,6 +308,12 @@ def admit(
     return Admission(
         outcome, node_alive=bool(number), enqueued_at_ms=int(now), job_id=job, job_status=status
     )
+
+
+def listed_ttl_s(job_ttl_s: int) -> int:
+    """How long a user's list (`jobs:of:{sub}`) outlives their newest job: at least as long
+    as that job's record may (its queued TTL, then FINISHED_TTL_SECONDS once finished)."""
+    return max(contract.JOBS_OF_TTL_SECONDS, job_ttl_s + contract.FINISHED_TTL_SECONDS)
 
 
 def limit(redis: RespClient, *, key: str, member: str, limits: RateLimits) -> int:

@@ -28,7 +28,8 @@ class ResultUnavailable(Exception):
 
 
 def status_view(job_id: str, record: dict[str, str]) -> dict[str, Any]:
-    """The public part of a job record: never the prompt, never another user's `sub`."""
+    """The public part of a job record: never the prompt or the messages, never another
+    user's `sub`. A running job shows its output so far and whether its cancel was asked."""
     view: dict[str, Any] = {"id": job_id, "status": record.get(Field.STATUS, "")}
     try:
         view["attempts"] = int(record.get(Field.ATTEMPTS) or 0)
@@ -36,7 +37,21 @@ def status_view(job_id: str, record: dict[str, str]) -> dict[str, Any]:
         view["attempts"] = 0
     if record.get(Field.ERROR) and view["status"] in (JobStatus.FAILED, JobStatus.EXPIRED):
         view["error"] = record[Field.ERROR]
+    if view["status"] == JobStatus.RUNNING:
+        if Field.PARTIAL in record:
+            view["partial_output"] = record[Field.PARTIAL]
+        if record.get(Field.CANCEL_REQUESTED) == "1":
+            view["cancel_requested"] = True
     return view
+
+
+def has_result(record: dict[str, str]) -> bool:
+    """Whether a record's job stored a result in S3: done or failed, or cancelled once it had
+    started (the output so far is its result; a job cancelled while queued has none)."""
+    status = record.get(Field.STATUS)
+    if status == JobStatus.CANCELLED:
+        return bool(record.get(Field.STARTED_TS))
+    return status in (JobStatus.DONE, JobStatus.FAILED)
 
 
 def presigned_url(s3: Any, bucket: str, key: str, expires_s: int = URL_EXPIRES_S) -> str:
@@ -94,7 +109,7 @@ def finished_view(
         return view
     view["result_url"] = presigned_url(s3, bucket, key)
     view["result_url_expires_in"] = URL_EXPIRES_S
-    for name in ("output", "usage", "model", "latency_ms"):
+    for name in ("output", "usage", "model", "latency_ms", "finish_reason"):
         if name in stored:
             view[name] = stored[name]
     if stored.get("status") == JobStatus.FAILED and stored.get("error"):
@@ -119,7 +134,7 @@ def job_view(
             return None
         view = status_view(job_id, record)
         location = contract.split_s3_uri(record.get(Field.REPLY_S3, ""))
-        if view["status"] in (JobStatus.DONE, JobStatus.FAILED) and location:
+        if has_result(record) and location:
             return finished_view(view, s3(), *location)
         return view
     # The record is gone (finished TTL): the caller's own result key may still be there.

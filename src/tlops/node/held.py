@@ -32,15 +32,19 @@ SWEEP_EVERY_S = 30.0
 MOST_PER_SWEEP = 200  # held jobs moved in one sweep; the rest wait for the next
 MOVED_MARK_TTL_S = 2 * control.HELD_TTL_SECONDS  # outlives any held object it guards
 
-# KEYS: the moved mark, the job record, the stream, the open set, [the idempotency record].
-# ARGV: mark TTL, job TTL, job id, sub, held ms, "1" when expired, idempotency TTL,
-# fingerprint, then the record's fields and values. 1: moved (or expired), 0: done before.
+# KEYS: the moved mark, the job record, the stream, the open set, the user's list,
+# [the idempotency record]. ARGV: mark TTL, job TTL, job id, sub, held ms, "1" when expired,
+# idempotency TTL, fingerprint, the list's length and TTL, then the record's fields and
+# values. 1: moved (or expired), 0: done before. Listed either way, as admission lists a job.
 _MOVE = records.lua(
     """
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[1])
   return 0
 end
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[9]) + 1))
+redis.call('EXPIRE', KEYS[5], ARGV[10])
 if ARGV[6] == '1' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -50,14 +54,14 @@ if ARGV[6] == '1' then
   return 1
 end
 local fields = {'$ts', ARGV[5]}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[3], '*', '$entry_id', ARGV[3], '$entry_sub', ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
-if KEYS[5] then
-  redis.call('HSET', KEYS[5], '$idem_job', ARGV[3], '$idem_fingerprint', ARGV[8])
-  redis.call('EXPIRE', KEYS[5], ARGV[7])
+if KEYS[6] then
+  redis.call('HSET', KEYS[6], '$idem_job', ARGV[3], '$idem_fingerprint', ARGV[8])
+  redis.call('EXPIRE', KEYS[6], ARGV[7])
 end
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[1])
 return 1
@@ -133,6 +137,7 @@ class HeldJobs:
             contract.job_key(held.job_id),
             contract.JOB_STREAM,
             contract.OPEN_JOBS_KEY,
+            contract.jobs_of_key(held.sub),
         ]
         if idem and contract.is_idempotency_key(str(idem.get("key", ""))):
             keys.append(contract.idempotency_key(held.sub, str(idem["key"])))
@@ -143,6 +148,7 @@ class HeldJobs:
                 MOVED_MARK_TTL_S, ttl, held.job_id, held.sub, held.at_ms,
                 "1" if expired else "0", contract.IDEMPOTENCY_TTL_SECONDS,
                 str((idem or {}).get("fingerprint", "")),
+                contract.JOBS_LISTED, contract.JOBS_OF_TTL_SECONDS,
                 *[part for item in fields.items() for part in item],
             ],
         )  # fmt: skip
