@@ -151,8 +151,15 @@ class Router(JobRoutes, OpenAIRoutes):
         _require_json(event)
         key = _idempotency_key(event)
         job = lambda_http.parse_json_body(event, request.parse_infer_request)
-        sub = claims["sub"]
         idempotency = None if key is None else admission.Idempotency(key, records.fingerprint(job))
+        return self.submit(job, claims["sub"], idempotency, rid)
+
+    def submit(
+        self, job: request.InferRequest, sub: str, idempotency: admission.Idempotency | None,
+        rid: str,
+    ) -> Answer:  # fmt: skip
+        """Queue `sub`'s validated job (held in S3 while the stack sleeps): 202 `queued`,
+        `starting` or `waking`. `POST /infer` and a background `POST /v1/responses` both."""
         try:
             admitted = self._admit(job, sub, idempotency)
         except RedisUnreachable:

@@ -17,6 +17,26 @@ from tlops.edge.auth import StaticKeys
 
 # botocore's standard retry mode waits up to this long before each retry.
 _BOTOCORE_MAX_BACKOFF_S = 20.0
+# The name vLLM serves the model under by default (the vllm and ami_bake roles' default).
+SERVED_MODEL_DEFAULT = "tinyllama-1.1b-chat"
+# The longest a synchronous /v1 request may wait on its job: with the router's own calls
+# around it (`sync_worst_case_s`), it stays within the function's time limit, at most 29 s
+# below the HTTP API's 30 s integration timeout.
+SYNC_WAIT_MAX_S = 20
+
+
+def _sync_wait(text: str) -> int:
+    seconds = number(int)(text)
+    if not 1 <= seconds <= SYNC_WAIT_MAX_S:
+        raise ValueError(f"must be from 1 to {SYNC_WAIT_MAX_S} seconds, got {seconds}")
+    return seconds
+
+
+def _at_least_one(text: str) -> int:
+    count = number(int)(text)
+    if count < 1:
+        raise ValueError(f"must be at least 1, got {count}")
+    return count
 
 
 def _static_keys(text: str) -> StaticKeys | None:
@@ -78,7 +98,21 @@ class RouterConfig:
     admins_require_mfa: bool = setting(
         None, "TL_ADMINS_REQUIRE_MFA", "admin routes need a sign-in with MFA", False, switch
     )
+    # The model id the /v1 routes answer to: what vLLM serves (--served-model-name).
+    served_model: str = setting(
+        None, "TL_SERVED_MODEL", "the model id of the /v1 routes", SERVED_MODEL_DEFAULT
+    )
+    # A synchronous /v1 request (chat completions, a response without background) waits
+    # this long on its job, and at most this many wait at once: each holds a router.
+    sync_wait_s: int = setting(
+        None, "TL_SYNC_WAIT_S", "seconds a synchronous /v1 request waits", 20, _sync_wait
+    )
+    sync_waits_max: int = setting(
+        None, "TL_SYNC_WAITS_MAX", "synchronous /v1 waits at once", 4, _at_least_one
+    )
     # Fixed tunables, not settings.
+    sync_poll_s: float = 0.25  # how often a wait reads its job's status
+    sync_retry_after_s: int = 5  # Retry-After of a wait that ran out (the node is busy)
     node_state_cache_s: float = 10.0
     redis_connect_timeout_s: float = 0.25
     redis_timeout_s: float = 0.5
@@ -141,3 +175,14 @@ class RouterConfig:
         awake = admit + 2 * aws_call + mark
         asleep = self.redis_connect_timeout_s + 5 * aws_call
         return keys + max(awake, asleep)
+
+    def sync_worst_case_s(self) -> float:
+        """The longest a synchronous /v1 request can take, at every timeout: the key fetch,
+        then the wait's slot, the admission (its clock reading and script), the wait with
+        its last status read, the cancel and the read after it, the result's record and
+        its object in S3, and the slot given back. Not awake, it takes less: the slot,
+        the state read, the wake request and the boot record."""
+        keys = 0.0 if self.jwks is not None else self.jwks_timeout_s
+        aws_call = self.aws_max_attempts * (self.aws_connect_timeout_s + self.aws_read_timeout_s)
+        around = self.redis_connect_timeout_s + 8 * self.redis_timeout_s + aws_call
+        return keys + around + self.sync_wait_s
