@@ -29,7 +29,9 @@ def test_a_conversation_is_kept_in_order_with_text_content():
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Hi"},
             {"role": "assistant", "content": "Hello."},
-            {"role": "user", "content": [{"type": "text", "text": "Why "}, {"type": "text", "text": "blue?"}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Why "}, {"type": "text", "text": "blue?"},
+            ]},
             max_tokens=16,
         )
     )  # fmt: skip
@@ -45,8 +47,11 @@ def test_a_conversation_is_kept_in_order_with_text_content():
 
 def test_the_developer_role_is_the_system_message_and_a_name_is_not_sent_on():
     job = parse_infer_request(
-        chat({"role": "developer", "content": "Be brief.", "name": "ops"}, {"role": "user", "content": "Hi"})
-    )  # fmt: skip
+        chat(
+            {"role": "developer", "content": "Be brief.", "name": "ops"},
+            {"role": "user", "content": "Hi"},
+        )
+    )
     assert job.messages[0] == {"role": "system", "content": "Be brief."}
 
 
