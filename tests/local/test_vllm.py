@@ -1,9 +1,10 @@
 """The local stack's inference server for real: vLLM's CPU build serving the tiny Llama.
 
 These are the answers the watcher depends on: a completion with usage counts,
-the model listed under the name the stack serves it as, and vLLM's own 400 for
-a prompt longer than the model's context (the watcher turns that into a failed
-job instead of retrying it).
+a chat job streamed through the watcher's own runner (the model's chat template,
+server-sent events, the usage in the last chunk), the model listed under the
+name the stack serves it as, and vLLM's own 400 for a prompt longer than the
+model's context (the watcher turns that into a failed job instead of retrying it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import urllib.request
 import pytest
 
 from tests.support.vllm_fixtures import VllmServer
+from tlops.contract.results import JobResult
 from tlops.local import tiny_model, vllm
 from tlops.local.services import ServiceError
+from tlops.node.runner import Job, OpenAIRunner
+from tlops.node.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_pole(minutes=2)]
 
@@ -32,7 +36,20 @@ def test_the_model_is_listed_under_its_served_name(vllm_server: VllmServer):
     assert models["data"][0]["max_model_len"] == vllm_server.max_model_len
 
 
-def test_a_completion_comes_back_with_its_token_counts(vllm_server: VllmServer):
+class StoredResults:
+    """The runner's S3 calls on a dict: the result is what this test reads, not S3."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def put_object(self, *, Body: bytes, **_: object) -> dict:
+        self.bodies.append(Body)
+        return {}
+
+
+def test_a_completion_and_a_streamed_chat_come_back_with_their_token_counts(
+    vllm_server: VllmServer,
+):
     answer = vllm.post_completion(
         vllm_server.url, vllm_server.model, "Tell me a story", max_tokens=8
     )
@@ -44,6 +61,26 @@ def test_a_completion_comes_back_with_its_token_counts(vllm_server: VllmServer):
     # random weights may pick the end token early, never more than asked
     assert 1 <= usage["completion_tokens"] <= 8
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+    # A chat job as the watcher runs it: streamed from /v1/chat/completions.
+    stored, published = StoredResults(), []
+    settings = Settings(redis_url="redis://unused", inference_url=vllm_server.url,
+                        model=vllm_server.model, partial_tokens=1)  # fmt: skip
+    record = {
+        "reply_s3": "s3://replies/u/j.json",
+        "max_tokens": "8",
+        "messages": json.dumps([{"role": "user", "content": "Tell me a story"}]),
+    }
+    OpenAIRunner(settings, s3=stored).run(
+        Job("1-0", "j", "u", record, 1), lambda text: published.append(text) or False
+    )  # fmt: skip
+    [body] = stored.bodies
+    result = JobResult.model_validate_json(body)
+    assert (result.status, result.model) == ("done", tiny_model.MODEL_NAME)
+    assert result.finish_reason in ("stop", "length")
+    assert 1 <= result.usage["completion_tokens"] <= 8
+    assert result.usage["prompt_tokens"] > 0  # the chat template's tokens and the message's
+    assert all(result.output.startswith(text) for text in published)
 
 
 def test_concurrent_completions_all_answer(vllm_server: VllmServer):
