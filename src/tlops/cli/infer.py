@@ -154,8 +154,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
     progress.finish()
     if args.json:
         print(json.dumps(view, sort_keys=True))
-    else:  # a done job's output may be empty; a cancelled one may keep the text so far
-        text.end(view.get("output", "") if view.get("status") == "done" else view.get("output"))
+    elif view.get("status") == "done":
+        text.end(view.get("output", ""))
+    else:  # a cancelled job may keep the text generated before; a failed one has none
+        text.end((view.get("output") if view.get("status") == "cancelled" else None) or None)
     if view.get("status") != "done":
         if not args.json:
             reason = view.get("error") or _no_error(view.get("status"))
