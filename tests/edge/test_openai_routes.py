@@ -23,6 +23,8 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
 from tests.conftest import http_event
+from tests.edge.test_openapi import check_against_spec
+from tests.support.gateway_fixtures import Reply as GatewayReply
 from tests.support.role_templates import trusted
 from tests.support.router_fixtures import *  # noqa: F403 - the fixtures
 from tlops import contract
@@ -49,6 +51,9 @@ class Reply:
         self.body = json.loads(answer["body"])
 
 
+SPEC = yaml.safe_load((REPO / "openapi.yaml").read_text())
+
+
 def call(
     router: Router,
     method: str,
@@ -65,7 +70,10 @@ def call(
     event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {route}"
     if response_id is not None:
         event["pathParameters"] = {"id": response_id}
-    return Reply(router.handle(event))
+    reply = Reply(router.handle(event))
+    # every answer is one openapi.yaml documents, with its body and headers
+    check_against_spec(SPEC, method, route, GatewayReply(reply.status, reply.headers, reply.body))
+    return reply
 
 
 def chat(router: Router, token: str, body: Any = None) -> Reply:
