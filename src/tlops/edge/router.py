@@ -533,15 +533,16 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
 
 def _check_time_limit(config: RouterConfig, context: Any) -> None:
     """Warn once per container when the function's time limit is shorter than the router's
-    worst path: Lambda would then cut a cold boot off before the router could answer."""
+    longest path: Lambda would then cut a cold boot or a chat completion's wait off before
+    the router could answer."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return
     left_s = remaining() / 1000
-    if left_s < config.worst_case_s():
+    if left_s < config.longest_path_s():
         telemetry.log(
             "WARNING",
             "function time limit below the router's worst case",
             remainingS=round(left_s, 3),
-            worstCaseS=round(config.worst_case_s(), 3),
+            worstCaseS=round(config.longest_path_s(), 3),
         )

@@ -186,3 +186,8 @@ class RouterConfig:
         aws_call = self.aws_max_attempts * (self.aws_connect_timeout_s + self.aws_read_timeout_s)
         around = self.redis_connect_timeout_s + 8 * self.redis_timeout_s + aws_call
         return keys + around + self.sync_wait_s
+
+    def longest_path_s(self) -> float:
+        """The longest any route can take at every timeout: the function's time limit must
+        hold it (the router role's preflight and a test check the defaults)."""
+        return max(self.worst_case_s(), self.sync_worst_case_s())
