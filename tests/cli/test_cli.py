@@ -8,6 +8,7 @@ collide with a stack someone runs on 5055/6390/8787.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -230,6 +231,45 @@ def test_infer_prints_the_completion(answering, capsys):
     assert answering.completed >= 1  # earlier tests left jobs queued too
 
 
+@pytest.fixture
+def streaming(cli_stack, tmp_path) -> Iterator[InferenceDouble]:
+    """A watcher that publishes the text so far at each token, in front of a double that
+    streams eight tokens a quarter of a second apart."""
+    with InferenceDouble(tokens=8, token_delay=0.25) as double:
+        watcher = WatcherProcess(tmp_path, cli_stack.redis_url, double.url, "--partial-tokens", "1")
+        watcher.start()
+        try:
+            yield double
+        finally:
+            watcher.stop()
+
+
+class Terminal(io.StringIO):
+    """stdout as a terminal, keeping what was written."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_infer_on_a_terminal_shows_the_text_so_far_and_the_output_once(
+    streaming, capsys, monkeypatch
+):
+    """Through the router and a real watcher: the text the node publishes grows into the
+    final output, so the terminal ends with that output exactly once."""
+    terminal = Terminal()
+    shown: list[str] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(terminal, "flush", lambda: shown.append(terminal.getvalue()))
+        patch.setattr("sys.stdout", terminal)
+        assert main(["infer", "Say hi", "--user", "judy"]) == 0
+    assert main(["jobs", "--user", "judy", "--json"]) == 0
+    [job] = json.loads(capsys.readouterr().out)["jobs"]
+    assert main(["job", job["id"], "--user", "judy", "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)["output"]
+    assert terminal.getvalue() == output + "\n"
+    assert any(0 < len(text) < len(output) for text in shown), shown  # text before the end
+
+
 def test_infer_json_is_the_finished_job(answering, capsys):
     assert main(["infer", "Say hi", "--user", "carol", "--json"]) == 0
     view = json.loads(capsys.readouterr().out)
@@ -366,6 +406,14 @@ def test_job_shows_a_job_and_waits_for_it(answering, capsys):
     # someone else's job is not found, and says so
     assert main(["job", job_id, "--user", "frank"]) == ExitCode.FAILED
     assert "404" in capsys.readouterr().err
+    # the owner's list holds it, the owner's cancel leaves it done, anyone else's is a 404
+    assert main(["jobs", "--user", "erin", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(j["id"], j["status"]) for j in listed["jobs"]] == [(job_id, "done")]
+    assert main(["job", job_id, "--user", "erin", "--cancel"]) == 0
+    assert capsys.readouterr().out.startswith(f"job {job_id} done: finished before the cancel")
+    assert main(["job", job_id, "--user", "frank", "--cancel"]) == ExitCode.FAILED
+    assert "no such job of yours (404)" in capsys.readouterr().err
 
 
 def test_stop_is_for_admins_and_says_so(cli_stack, capsys):
