@@ -63,6 +63,7 @@ class InferenceDouble:
         self.model_lookups = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.busy_s = 0.0  # the time requests held a slot, all together (sleeps overshoot)
         self.prompts: list[str] = []
         self.received: list[tuple[str, dict[str, Any]]] = []  # (path, body) of each generation
         self.first_request_at: float | None = None  # time.perf_counter() of the first request
@@ -203,6 +204,7 @@ class InferenceDouble:
             with self._lock:
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            started = time.perf_counter()
             try:
                 if self.latency:
                     time.sleep(self.latency)
@@ -210,6 +212,7 @@ class InferenceDouble:
             finally:
                 with self._lock:
                     self.in_flight -= 1
+                    self.busy_s += time.perf_counter() - started
 
     def _count_completed(self) -> None:
         with self._lock:
