@@ -86,6 +86,7 @@ def test_job_result_fields_and_defaults():
     assert result.model == ""
     assert result.latency_ms == 0.0
     assert result.error == ""
+    assert result.finish_reason == ""
     dumped = result.model_dump(mode="json")
     assert dumped["status"] == "done"
     assert set(dumped) == {
@@ -99,6 +100,7 @@ def test_job_result_fields_and_defaults():
         "started_at_ms",
         "finished_at_ms",
         "error",
+        "finish_reason",  # why generation stopped (stop, length), as the server said
     }
 
 
