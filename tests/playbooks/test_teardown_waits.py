@@ -89,7 +89,10 @@ def test_the_roles_go_once_lambda_has_deleted_the_functions_interfaces(
         roles_seen.append({r["RoleName"] for r in iam.list_roles()["Roles"]})
         ec2.delete_network_interface(NetworkInterfaceId=eni)
 
-    threading.Timer(5, lambda_lets_go).start()
+    # Late in the first pause: the play must have looked once by then, which takes a few
+    # seconds of Ansible's start alone (5 s was too early on a loaded machine: no look yet),
+    # and the second look comes 15 s after the first.
+    threading.Timer(12, lambda_lets_go).start()
     done = play(
         tmp_path,
         [include("router", "teardown_roles.yml", teardown_lambda_eni_wait_minutes=1)],
