@@ -40,7 +40,7 @@ from tlops.common import aws
 from tlops.contract.control import Action
 from tlops.edge.routes import Route
 from tlops.local.deployment import DeployedGateway
-from tlops.local.gateway import FunctionPool, Gateway, authorizer_keys
+from tlops.local.gateway import FunctionPool, Gateway, authorizer_keys, query_parameters
 from tlops.local.services import free_port
 from tlops.local.throttling import Limit, Throttling
 
@@ -996,3 +996,18 @@ def test_a_deployment_without_a_stage_is_not_throttled(router_env, jwks_url):
     deployed = DeployedGateway("tinyllama", "http://unused", access_log=io.StringIO())
     deployed.refresh()
     assert deployed.snapshot().throttling.limit("GET /ping") == Limit()
+
+
+# --- query strings as payload format 2.0 passes them ---------------------------------
+def test_a_repeated_or_empty_query_parameter_reaches_the_function_as_api_gateway_passes_it():
+    """Payload format 2.0 joins a repeated name's values with commas (the Developer Guide's
+    "Payload format differences"); an empty value is passed, not dropped."""
+    assert query_parameters("limit=5&limit=6&cursor=&x") == {"limit": "5,6", "cursor": "", "x": ""}
+    assert query_parameters("cursor=a%2Bb") == {"cursor": "a+b"}
+
+
+def test_an_empty_cursor_or_a_repeated_limit_is_refused_naming_it(gateway, keyset):
+    token = keyset.token(sub="query-user")
+    for path, field in (("/jobs?cursor=", "cursor"), ("/jobs?limit=5&limit=6", "limit")):
+        reply = gateway.request("GET", path, token=token)
+        assert (reply.status, reply.body["field"]) == (400, field), (path, reply)

@@ -165,6 +165,17 @@ class Gateway:
         return self
 
 
+def query_parameters(raw_query: str) -> dict[str, str]:
+    """`queryStringParameters` as payload format 2.0 gives it: a name given twice has its
+    values joined with commas ("Payload format differences", in "Create AWS Lambda proxy
+    integrations for HTTP APIs", API Gateway Developer Guide); a name without a value
+    (`?cursor=`) is there, empty, for the function to refuse."""
+    parameters: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        parameters[name] = f"{parameters[name]},{value}" if name in parameters else value
+    return parameters
+
+
 def build_event(
     *,
     route: Route,
@@ -215,7 +226,7 @@ def build_event(
         "isBase64Encoded": is_b64,
     }
     if raw_query:
-        event["queryStringParameters"] = dict(parse_qsl(raw_query))
+        event["queryStringParameters"] = query_parameters(raw_query)
     if path_params:
         event["pathParameters"] = path_params
     if body:
