@@ -42,7 +42,7 @@ INSTALL_STAMP := $(VENV)/.installed
 IN_VENV       := PATH="$(abspath $(BIN)):$$PATH"
 
 .PHONY: help setup apt-packages vllm lock routes names lint test test-slow demo bench clean distclean
-.PHONY: molecule-apt node-image test-molecule
+.PHONY: molecule-apt node-image test-molecule fuzz-api
 .PHONY: bake-image bake-local
 
 help: ## List the targets
@@ -127,7 +127,7 @@ $(VLLM_STAMP): $(VLLM_REQS) $(VLLM_EXCLUDES) | $(UV_STAMP)
 # compiled for the image (Ubuntu 22.04: glibc 2.35, Python 3.11, x86_64), wheels only, so
 # nothing is built from source on the node. The local CPU set (requirements/vllm.txt) has
 # none: its torch comes from a machine's wheel folder, not from the index.
-lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt, uv.txt and vllm-gpu.txt (with hashes)
+lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt, uv.txt, vllm-gpu.txt and fuzz.txt (with hashes)
 	$(BIN)/uv pip compile pyproject.toml --extra control --extra dev \
 	  --python-version 3.12 --python-platform linux --generate-hashes \
 	  --custom-compile-command "make lock" -o $(LOCK)
@@ -137,6 +137,9 @@ lock: | $(UV_STAMP) ## Regenerate requirements/lock.txt, uv.txt and vllm-gpu.txt
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
 	  --only-binary :all: --generate-hashes \
 	  --custom-compile-command "make lock" -o $(NODE_GPU_LOCK)
+	$(BIN)/uv pip compile requirements/fuzz.in \
+	  --python-version 3.12 --python-platform linux --generate-hashes \
+	  --custom-compile-command "make lock" -o $(FUZZ_LOCK)
 
 routes: setup ## Regenerate src/tlops/edge/routes.py from openapi.yaml (the route table)
 	$(BIN)/python -m tlops.tooling.routes --write
@@ -190,6 +193,24 @@ test-molecule: setup vllm molecule-apt $(MOLECULE_STAMP) node-image ## The node 
 demo: setup vllm ## Bring the local stack up, send a prompt, tear it down
 	$(IN_VENV) $(BIN)/tlops demo
 
+# --- API fuzzing: schemathesis against openapi.yaml, by hand (minutes: not in `make test`) -------
+# schemathesis and its pins (hypothesis, pytest) live in a venv of their own, installed from a
+# hashed lock like the control venv's (requirements/fuzz.in says why).
+FUZZ_VENV  ?= .venv-fuzz
+FUZZ_LOCK  ?= requirements/fuzz.txt
+FUZZ_STAMP := $(FUZZ_VENV)/.installed
+# More for bench/fuzz_api.py, e.g. FUZZ_ARGS="--max-examples 200 --seed 7".
+FUZZ_ARGS  ?=
+
+$(FUZZ_STAMP): $(FUZZ_LOCK) | $(UV_STAMP)
+	test -x $(FUZZ_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(BIN)/python $(FUZZ_VENV)
+	$(UV) pip install --quiet --python $(FUZZ_VENV)/bin/python --require-hashes -r $(FUZZ_LOCK)
+	touch $@
+
+fuzz-api: setup $(FUZZ_STAMP) ## schemathesis runs of the API on a local stack (a user, an admin, the node asleep)
+	PYTHONPATH=$(CURDIR) $(IN_VENV) $(BIN)/python bench/fuzz_api.py \
+	  --schemathesis $(FUZZ_VENV)/bin/st $(FUZZ_ARGS)
+
 # --- the node image: the local bake -----------------------------------------------------
 # The bake's container runs beside the Molecule ones, FROM the node test image; slirp4netns
 # publishes its SSH port on loopback from a network namespace of its own.
@@ -211,8 +232,8 @@ $(ARQ_STAMP): requirements/bench-arq.txt | $(UV_STAMP)
 	$(UV) pip install --quiet --python $(ARQ_VENV)/bin/python -r requirements/bench-arq.txt
 	touch $@
 
-bench: setup vllm $(ARQ_STAMP) ## Run every bench/*.py and print its figures
-	@for script in bench/*.py; do \
+bench: setup vllm $(ARQ_STAMP) ## Run every bench/*.py and print its figures (fuzz_api.py is `make fuzz-api`)
+	@for script in $(filter-out bench/fuzz_api.py,$(wildcard bench/*.py)); do \
 	  echo "== $$script"; \
 	  PYTHONPATH=$(CURDIR) TL_BENCH_ARQ_PYTHON=$(ARQ_VENV)/bin/python $(IN_VENV) $(BIN)/python "$$script"; \
 	done
@@ -223,4 +244,4 @@ clean: ## Remove build outputs, caches and coverage files (keeps .venv)
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## clean, and remove the virtualenvs too
-	rm -rf $(VENV) $(VLLM_VENV) $(ARQ_VENV) $(MOLECULE_VENV)
+	rm -rf $(VENV) $(VLLM_VENV) $(ARQ_VENV) $(MOLECULE_VENV) $(FUZZ_VENV)

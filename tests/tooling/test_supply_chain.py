@@ -22,8 +22,8 @@ from tests.playbooks.role_play import include, play
 REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO / "requirements"
 # The locks the index serves every file of, and who installs each: `make setup` (lock.txt,
-# uv.txt) and roles/vllm at bake time (vllm-gpu.txt).
-HASHED_LOCKS = ["lock.txt", "uv.txt", "vllm-gpu.txt"]
+# uv.txt), roles/vllm at bake time (vllm-gpu.txt) and `make fuzz-api` (fuzz.txt).
+HASHED_LOCKS = ["lock.txt", "uv.txt", "vllm-gpu.txt", "fuzz.txt"]
 HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 COMMIT = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
