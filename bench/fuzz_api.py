@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -270,6 +271,7 @@ def fuzz(args: argparse.Namespace, logs: Path) -> list[Outcome]:
         if double is not None:
             double.stop()
         stack.down()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def main() -> int:
