@@ -9,9 +9,15 @@ watcher's `latency_ms`) is subtracted. The client polls every millisecond, so
 the figure includes up to one GET round trip of polling slack. In the same run
 the baseline: one `GET /ping` round trip through the gateway. Requests go out
 from several stand-in users in turn, as the per-user limit allows.
-Figures, not a test.
 
-    PYTHONPATH=. .venv/bin/python bench/e2e.py [--jobs 300] [--users 20]
+Then the time to first visible text on a warm node (issue 21): the double streams
+`--stream-tokens` tokens `--token-delay` apart, and each job is timed from just before
+its POST to the first GET whose `partial_output` is not empty; the double's own time to
+its first token (one token delay) is subtracted, leaving what the stack adds (the queue,
+the watcher's first publish, the GET). A client polling every 0.5 s, as `tlops infer`
+does, adds up to that on top. Figures, not a test.
+
+    PYTHONPATH=. .venv/bin/python bench/e2e.py [--jobs 300] [--users 20] [--stream-jobs 30]
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--stream-jobs", type=int, default=30)
+    parser.add_argument("--stream-tokens", type=int, default=20)
+    parser.add_argument("--token-delay", type=float, default=0.05)
     args = parser.parse_args()
 
     state_dir = Path(tempfile.mkdtemp(prefix="tlops-e2e-"))
@@ -98,6 +107,18 @@ def main() -> None:
                 assert view["status"] == "done", view
                 model_ms.append(view.get("latency_ms", 0.0))
                 overheads.append(elapsed - view.get("latency_ms", 0.0))
+
+            double.tokens, double.token_delay = args.stream_tokens, args.token_delay
+            first_text = []
+            for index in range(args.stream_jobs):
+                api = apis[index % len(apis)]
+                started = time.perf_counter()
+                job_id = api.submit({"prompt": f"stream {index}"})["id"]
+                while not (view := api.job(job_id)).get("partial_output"):
+                    assert view["status"] not in client.FINAL_STATUSES, view
+                    time.sleep(0.001)
+                first_text.append((time.perf_counter() - started) * 1000)
+                client.follow(api, job_id, timeout=60)
     finally:
         if watcher is not None:
             watcher.terminate()
@@ -114,6 +135,13 @@ def main() -> None:
     print(f"model time (watcher's latency_ms)  p50 {statistics.median(model_ms):7.2f} ms")
     print(f"ratio p50 / ping p50: {p50 / ping_p50:.1f}x   goal p50 <= 25 ms: "
           f"{'met' if p50 <= 25 else 'NOT met'}")  # fmt: skip
+    model_first = args.token_delay * 1000
+    added = [ms - model_first for ms in first_text]
+    print(f"first visible text (GET /jobs/{{id}}), {args.stream_jobs} jobs, the double's first "
+          f"token at {model_first:.0f} ms: p50 {statistics.median(first_text):7.2f} ms  "
+          f"p99 {percentile(first_text, 0.99):7.2f} ms")  # fmt: skip
+    print(f"  of which the stack adds          p50 {statistics.median(added):7.2f} ms  "
+          f"p99 {percentile(added, 0.99):7.2f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":
