@@ -5,6 +5,7 @@ stand-in's)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -189,3 +190,42 @@ def test_the_cli_refuses_a_plain_http_api_with_a_setup_error(capsys):
     err = capsys.readouterr().err
     assert f"refusing to send the token to {url}" in err
     assert "Traceback" not in err
+
+
+# --- an API that cannot be reached says what to do next (issue 22) -------------------
+def closed_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_refused_local_api_says_to_start_the_local_stack():
+    api = Api(f"http://127.0.0.1:{closed_loopback_port()}", TokenSource(token="t"), timeout=2)
+    with pytest.raises(ApiError) as refused:
+        api.request("GET", "/status")
+    assert refused.value.status == 0
+    assert "nothing listens there" in str(refused.value)
+    assert "tlops local up" in str(refused.value)
+
+
+def test_a_silent_api_says_how_long_it_waited():
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        api = Api(f"http://127.0.0.1:{silent.getsockname()[1]}", TokenSource(token="t"),
+                  timeout=0.3)  # fmt: skip
+        with pytest.raises(ApiError) as waited:
+            api.request("GET", "/status")
+    assert "no answer within 0.3 s" in str(waited.value)
+
+
+def test_a_name_that_does_not_resolve_is_named(monkeypatch):
+    def no_such_name(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    api = Api("https://api.example.invalid", TokenSource(token="t"), timeout=2)
+    with pytest.raises(ApiError) as unresolved:
+        api.request("GET", "/status")
+    assert "'api.example.invalid' does not resolve" in str(unresolved.value)
+    assert "TL_API_URL" in str(unresolved.value)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -47,6 +48,27 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.body = body
+
+
+def unreachable(base_url: str, error: BaseException, timeout: float) -> str:
+    """Why the API at `base_url` could not be reached, and what to do next: a refused
+    connection on this machine is the local stack not running; one elsewhere, a name
+    that does not resolve or a silent host is the URL (or the network)."""
+    reason = getattr(error, "reason", error)  # URLError wraps the socket's own error
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    said = f"cannot reach the API at {base_url}"
+    if isinstance(reason, ConnectionRefusedError):
+        if _is_loopback(host):
+            return (f"{said}: nothing listens there; start the local stack "
+                    "(`tlops local up`) or check TL_API_URL / --api-url")  # fmt: skip
+        return f"{said}: the connection was refused; check TL_API_URL / --api-url"
+    if isinstance(reason, socket.gaierror):
+        return (f"{said}: the name {host!r} does not resolve; check TL_API_URL / --api-url "
+                "(playbooks/status.yml prints the deployed API's URL)")  # fmt: skip
+    if isinstance(reason, TimeoutError):
+        return (f"{said}: no answer within {timeout:g} s; check the network, or raise "
+                "the timeout if the API is slow")  # fmt: skip
+    return f"{said}: {reason}"
 
 
 class TokenSource:
@@ -176,7 +198,7 @@ class Api:
         except urllib.error.HTTPError as exc:
             raw, status, out = exc.read(), exc.code, exc.headers
         except (OSError, ValueError) as exc:
-            raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc}") from None
+            raise ApiError(0, unreachable(self.base_url, exc, self.timeout)) from None
         if 300 <= status < 400:
             raise ApiError(
                 status,

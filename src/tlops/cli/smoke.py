@@ -78,7 +78,7 @@ def _ping(api_url: str, timeout: float = 10.0) -> str:
     import urllib.error
     import urllib.request
 
-    from tlops.cli.client import ApiError
+    from tlops.cli.client import ApiError, unreachable
 
     url = api_url.rstrip("/") + "/ping"
     try:
@@ -87,7 +87,7 @@ def _ping(api_url: str, timeout: float = 10.0) -> str:
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
     except (OSError, ValueError) as exc:
-        raise ApiError(0, f"cannot reach the API at {api_url}: {exc}") from None
+        raise ApiError(0, unreachable(api_url, exc, timeout)) from None
     try:
         body = json.loads(raw or b"null")
     except ValueError:
